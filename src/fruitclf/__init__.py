@@ -1,0 +1,169 @@
+"""fruitclf: from a folder of images sorted by class to a trained, saved Keras classifier.
+
+Everything public is importable from the top level::
+
+    import fruitclf
+
+    ds = fruitclf.ImageFolderDataset("fruits/train")
+    result = fruitclf.run("fruits/train", test_dir="fruits/test", out="runs/fruits")
+
+Names are imported on first use, so ``import fruitclf`` (and ``fruitclf --help``) does not
+start TensorFlow until a name that needs it is touched.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__ as __version__
+from .exceptions import CorruptedImagesError as CorruptedImagesError
+from .exceptions import DatasetError as DatasetError
+from .exceptions import FruitclfError as FruitclfError
+from .exceptions import ModelFileError as ModelFileError
+from .exceptions import SpecError as SpecError
+from .exceptions import TrainingError as TrainingError
+from .exceptions import VersionCompatibilityError as VersionCompatibilityError
+
+if TYPE_CHECKING:
+    from ._imagecheck import CheckReport as CheckReport
+    from ._imagecheck import CleanReport as CleanReport
+    from ._imagecheck import FileProblem as FileProblem
+    from ._imagecheck import restore_quarantine as restore_quarantine
+    from .data import CachePlan as CachePlan
+    from .data import DatasetSplit as DatasetSplit
+    from .data import DatasetSummary as DatasetSummary
+    from .data import IgnoredFile as IgnoredFile
+    from .data import ImageFolderDataset as ImageFolderDataset
+    from .data import Preprocessing as Preprocessing
+    from .data import plan_cache as plan_cache
+    from .demo import DemoDataset as DemoDataset
+    from .demo import write_demo_dataset as write_demo_dataset
+    from .evaluation import EvaluationResult as EvaluationResult
+    from .evaluation import Evaluator as Evaluator
+    from .evaluation import Misclassified as Misclassified
+    from .evaluation import Predictions as Predictions
+    from .io import LoadedModel as LoadedModel
+    from .io import load_model as load_model
+    from .io import read_metadata as read_metadata
+    from .io import save_model as save_model
+    from .job import RunConfig as RunConfig
+    from .job import RunResult as RunResult
+    from .job import run as run
+    from .model import build_augmentation as build_augmentation
+    from .model import build_cnn as build_cnn
+    from .plotting import plot_confusion_matrix as plot_confusion_matrix
+    from .plotting import plot_history as plot_history
+    from .plotting import plot_images as plot_images
+    from .plotting import plot_samples as plot_samples
+    from .spec import Augmentation as Augmentation
+    from .spec import CNNSpec as CNNSpec
+    from .spec import ConvBlock as ConvBlock
+    from .spec import DenseLayer as DenseLayer
+    from .spec import LayerRow as LayerRow
+    from .spec import SpecDescription as SpecDescription
+    from .training import Trainer as Trainer
+    from .training import TrainingHistory as TrainingHistory
+
+_LAZY = {
+    "CheckReport": "_imagecheck",
+    "CleanReport": "_imagecheck",
+    "FileProblem": "_imagecheck",
+    "restore_quarantine": "_imagecheck",
+    "CachePlan": "data",
+    "DatasetSplit": "data",
+    "DatasetSummary": "data",
+    "IgnoredFile": "data",
+    "ImageFolderDataset": "data",
+    "Preprocessing": "data",
+    "plan_cache": "data",
+    "DemoDataset": "demo",
+    "write_demo_dataset": "demo",
+    "EvaluationResult": "evaluation",
+    "Evaluator": "evaluation",
+    "Misclassified": "evaluation",
+    "Predictions": "evaluation",
+    "LoadedModel": "io",
+    "load_model": "io",
+    "read_metadata": "io",
+    "save_model": "io",
+    "RunConfig": "job",
+    "RunResult": "job",
+    "run": "job",
+    "build_augmentation": "model",
+    "build_cnn": "model",
+    "plot_confusion_matrix": "plotting",
+    "plot_history": "plotting",
+    "plot_images": "plotting",
+    "plot_samples": "plotting",
+    "Augmentation": "spec",
+    "CNNSpec": "spec",
+    "ConvBlock": "spec",
+    "DenseLayer": "spec",
+    "LayerRow": "spec",
+    "SpecDescription": "spec",
+    "Trainer": "training",
+    "TrainingHistory": "training",
+}
+
+__all__ = [
+    "Augmentation",
+    "CNNSpec",
+    "CachePlan",
+    "CheckReport",
+    "CleanReport",
+    "ConvBlock",
+    "CorruptedImagesError",
+    "DatasetError",
+    "DatasetSplit",
+    "DatasetSummary",
+    "DemoDataset",
+    "DenseLayer",
+    "EvaluationResult",
+    "Evaluator",
+    "FileProblem",
+    "FruitclfError",
+    "IgnoredFile",
+    "ImageFolderDataset",
+    "LayerRow",
+    "LoadedModel",
+    "Misclassified",
+    "ModelFileError",
+    "Predictions",
+    "Preprocessing",
+    "RunConfig",
+    "RunResult",
+    "SpecDescription",
+    "SpecError",
+    "Trainer",
+    "TrainingError",
+    "TrainingHistory",
+    "VersionCompatibilityError",
+    "__version__",
+    "build_augmentation",
+    "build_cnn",
+    "load_model",
+    "plan_cache",
+    "plot_confusion_matrix",
+    "plot_history",
+    "plot_images",
+    "plot_samples",
+    "read_metadata",
+    "restore_quarantine",
+    "run",
+    "save_model",
+    "write_demo_dataset",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fruitclf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,82 @@
+"""The few TensorFlow/Keras/platform differences, in one place."""
+
+from __future__ import annotations
+
+import functools
+import platform
+import sys
+from typing import Any
+
+from ._validation import check_choice
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bfloat16 natively (x86 AVX512_BF16 or AMX, Arm BF16)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return any(flag in flags for flag in (" avx512_bf16", " amx_bf16", " bf16"))
+
+
+def _gpu_precision() -> str | None:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    details = tf.config.experimental.get_device_details(gpus[0])
+    major, _ = details.get("compute_capability", (0, 0))
+    if major >= 8:
+        return "mixed_bfloat16"
+    if major >= 7:
+        return "mixed_float16"
+    return "float32"
+
+
+def resolve_precision(precision: str) -> str:
+    """Return the Keras dtype policy name for a precision option (resolving ``"auto"``)."""
+    check_choice(precision, "precision", PRECISIONS)
+    if precision != "auto":
+        return precision
+    gpu = _gpu_precision()
+    if gpu is not None:
+        return gpu
+    return "mixed_bfloat16" if cpu_has_native_bf16() else "float32"
+
+
+def versions() -> dict[str, str]:
+    """Versions that matter for reading a model back: fruitclf, TensorFlow, Keras, Python."""
+    import keras
+    import tensorflow as tf
+
+    from ._version import __version__
+
+    return {
+        "fruitclf": __version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+        "platform": sys.platform,
+    }
+
+
+def keras_version_tuple() -> tuple[int, ...]:
+    """Keras version as ints, e.g. (3, 6, 0)."""
+    import keras
+
+    parts: list[int] = []
+    for piece in keras.__version__.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def layer_output_shape(layer: Any) -> tuple[int, ...]:
+    """A layer's output shape without the batch dimension (Keras 3.x spellings differ)."""
+    shape = layer.output.shape
+    return tuple(int(d) for d in shape[1:])

@@ -1,0 +1,694 @@
+"""File checks made with the decoder that training uses, and the quarantine that acts on them.
+
+A file is judged by its bytes, not its name: the format is sniffed from the first bytes, the
+pixel count is read from the header (a guard against decompression bombs), and the verdict is
+TensorFlow's own decode, the same function the ``tf.data`` pipelines call. A file that passes
+here cannot make a pipeline pass fail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import struct
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+
+from .exceptions import DatasetError
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_EXTENSIONS",
+    "CheckReport",
+    "CleanReport",
+    "FileProblem",
+    "check_files",
+    "SCALE_RATIOS",
+    "decode_image",
+    "decode_image_scaled",
+    "jpeg_ratio",
+    "read_image_header",
+    "read_image_size",
+    "remove_files",
+    "restore_quarantine",
+    "sniff_format",
+]
+
+logger = logging.getLogger("fruitclf")
+
+#: Extensions that make a file a candidate image (compared in lower case). Formats that
+#: TensorFlow may not decode (WebP, TIFF, HEIC, ...) are candidates too, so that they are
+#: flagged by the check instead of being skipped without a word.
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".avif",
+    ".bmp",
+    ".gif",
+    ".heic",
+    ".heif",
+    ".jfif",
+    ".jpe",
+    ".jpeg",
+    ".jpg",
+    ".png",
+    ".tif",
+    ".tiff",
+    ".webp",
+)
+
+#: Images with more pixels than this are reported as ``too_many_pixels`` without being decoded
+#: (the same limit as Pillow's ``Image.MAX_IMAGE_PIXELS``, about 9459 x 9459).
+DEFAULT_MAX_PIXELS = 89_478_485
+
+MANIFEST_NAME = "fruitclf-quarantine.json"
+_HEADER_BYTES = 65_536
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_TRAILERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82", "GIF": b"\x3b"}
+
+
+# --------------------------------------------------------------------------------------------
+# Format sniffing and header sizes
+# --------------------------------------------------------------------------------------------
+
+
+def sniff_format(head: bytes) -> str | None:
+    """Return the image format named by the first bytes of a file, or None.
+
+    Parameters
+    ----------
+    head : bytes
+        At least the first 16 bytes of the file.
+
+    Returns
+    -------
+    str or None
+        One of ``"JPEG"``, ``"PNG"``, ``"GIF"``, ``"BMP"``, ``"WEBP"``, ``"TIFF"``,
+        ``"HEIF"``, ``"AVIF"``, or None when the bytes are no known image format.
+    """
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head.startswith(b"BM") and len(head) >= 26:
+        return "BMP"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"avif", b"avis"):
+            return "AVIF"
+        if brand in (b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"heim", b"heis"):
+            return "HEIF"
+    return None
+
+
+def _looks_like_text(head: bytes) -> bool:
+    sample = head[:512]
+    if not sample:
+        return False
+    if sample.lstrip().lower().startswith((b"<!doctype", b"<html", b"<?xml", b"{", b"[")):
+        return True
+    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in sample)
+    return printable / len(sample) > 0.95
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD9)):  # markers without a length
+            pos += 2
+            continue
+        if marker in _JPEG_SOF and pos + 9 <= len(data):
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return width, height
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        pos += 2 + length
+    return None
+
+
+def _size_from_header(data: bytes, fmt: str | None) -> tuple[int, int] | None:
+    """(width, height) from a header, or None when the header does not say (or is cut)."""
+    try:
+        if fmt == "PNG" and len(data) >= 24:
+            return struct.unpack(">II", data[16:24])  # type: ignore[return-value]
+        if fmt == "GIF" and len(data) >= 10:
+            return struct.unpack("<HH", data[6:10])  # type: ignore[return-value]
+        if fmt == "BMP" and len(data) >= 26:
+            width, height = struct.unpack("<ii", data[18:26])
+            return abs(width), abs(height)
+        if fmt == "JPEG":
+            return _jpeg_size(data)
+    except struct.error:
+        return None
+    return None
+
+
+def read_image_header(path: str | os.PathLike[str]) -> tuple[str | None, tuple[int, int] | None]:
+    """Return ``(format, (width, height))`` read from an image file's header, not decoding it.
+
+    The format is sniffed from the bytes (see :func:`sniff_format`); the size is read for
+    JPEG, PNG, GIF and BMP. Either is None when unknown or unreadable.
+    """
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(_HEADER_BYTES)
+            fmt = sniff_format(data)
+            size = _size_from_header(data, fmt)
+            if size is None and fmt == "JPEG" and len(data) == _HEADER_BYTES:
+                # Large EXIF/ICC blocks can push the frame header past the first read.
+                size = _size_from_header(data + fh.read(), fmt)
+    except OSError:
+        return None, None
+    return fmt, size
+
+
+def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """Return ``(width, height)`` read from an image file's header, without decoding it.
+
+    Reads JPEG, PNG, GIF and BMP headers; returns None for other formats and for files whose
+    header cannot be read.
+
+    Examples
+    --------
+    >>> read_image_size("train/apple/001.jpg")  # doctest: +SKIP
+    (3024, 4032)
+    """
+    return read_image_header(path)[1]
+
+
+# --------------------------------------------------------------------------------------------
+# The training decoder
+# --------------------------------------------------------------------------------------------
+
+
+def jpeg_ratio(stored: tuple[int, int] | None, target: tuple[int, int]) -> int:
+    """Return the largest JPEG reduced-scale factor that keeps the image at least ``target``.
+
+    Parameters
+    ----------
+    stored : (width, height) or None
+        The size stored in the file; None means unknown (no reduction).
+    target : (height, width)
+        The size the pipeline resizes to.
+
+    Returns
+    -------
+    int
+        1, 2, 4 or 8. A JPEG decoded at ``1/ratio`` scale is still at least as large as the
+        target on both sides, so the later antialiased resize loses nothing.
+    """
+    if stored is None:
+        return 1
+    width, height = stored
+    target_h, target_w = target
+    for ratio in (8, 4, 2):
+        if width // ratio >= target_w and height // ratio >= target_h:
+            return ratio
+    return 1
+
+
+def _decode_full(contents: tf.Tensor) -> tf.Tensor:
+    image = tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
+    return tf.ensure_shape(image, [None, None, 3])
+
+
+def _decode_jpeg_at(ratio: int) -> Callable[[tf.Tensor], tf.Tensor]:
+    def decode(contents: tf.Tensor) -> tf.Tensor:
+        return tf.ensure_shape(tf.io.decode_jpeg(contents, channels=3, ratio=ratio), [None, None, 3])
+
+    return decode
+
+
+_JPEG_DECODERS = {ratio: _decode_jpeg_at(ratio) for ratio in (2, 4, 8)}
+
+
+def decode_image(contents: tf.Tensor, ratio: int = 1) -> tf.Tensor:
+    """Decode image bytes to a ``uint8`` RGB tensor of shape ``(height, width, 3)``.
+
+    This is the one decoder of fruitclf: the pipelines call it (through
+    :func:`decode_image_scaled`) and the file check calls it, so that a file that passes the
+    check decodes in training.
+
+    Parameters
+    ----------
+    contents : tf.Tensor
+        Scalar string tensor with the file's bytes.
+    ratio : int
+        1, 2, 4 or 8. Above 1 the file must be a JPEG, and is decoded at ``1/ratio`` scale by
+        libjpeg (which still reads the whole entropy-coded stream, so damage is still found).
+    """
+    if ratio == 1:
+        return _decode_full(contents)
+    return _JPEG_DECODERS[ratio](contents)
+
+
+#: The ratios :func:`decode_image_scaled` selects by index.
+SCALE_RATIOS: tuple[int, ...] = (1, 2, 4, 8)
+
+
+def decode_image_scaled(contents: tf.Tensor, scale_index: tf.Tensor) -> tf.Tensor:
+    """Graph-friendly :func:`decode_image`: the ratio is ``SCALE_RATIOS[scale_index]``."""
+    branches = [lambda r=r: decode_image(contents, r) for r in SCALE_RATIOS]
+    return tf.switch_case(tf.cast(scale_index, tf.int32), branches)
+
+
+# --------------------------------------------------------------------------------------------
+# Checking files
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FileProblem:
+    """A file that training could not read.
+
+    Attributes
+    ----------
+    path : str
+        The file, as found under the dataset root.
+    relpath : str
+        The path relative to the dataset root, with ``/`` separators.
+    reason : str
+        A short code: ``empty_file``, ``truncated``, ``not_an_image``, ``unsupported_format``,
+        ``too_many_pixels``, ``broken_link``, ``unreadable`` or ``corrupt``.
+    message : str
+        The reason in words, for people.
+    size : int
+        The file's size in bytes when checked (of the link itself for a broken link).
+    mtime_ns : int
+        The modification time when checked, so that a file changed since is never touched.
+    """
+
+    path: str
+    relpath: str
+    reason: str
+    message: str
+    size: int = 0
+    mtime_ns: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the problem as plain JSON types."""
+        return {"path": self.relpath, "reason": self.message, "code": self.reason}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Verdict:
+    size: tuple[int, int] | None
+    problem: FileProblem | None
+
+
+def _tf_message(error: tf.errors.OpError) -> str:
+    text = str(error.message)
+    if "}}" in text:
+        text = text.split("}}", 1)[1]
+    return text.split(" [Op:", 1)[0].strip()
+
+
+def _check_one(path: str, relpath: str, max_pixels: int) -> _Verdict:
+    def problem(reason: str, message: str, st: os.stat_result | None = None) -> _Verdict:
+        size = st.st_size if st else 0
+        mtime = st.st_mtime_ns if st else 0
+        return _Verdict(None, FileProblem(path, relpath, reason, message, size, mtime))
+
+    try:
+        lst = os.lstat(path)
+    except OSError as exc:
+        return problem("unreadable", f"cannot read file ({exc.strerror})")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        target = os.readlink(path) if os.path.islink(path) else "?"
+        return problem("broken_link", f"broken symbolic link (points to {target!r})", lst)
+    except OSError as exc:
+        return problem("unreadable", f"cannot read file ({exc.strerror})", lst)
+    if st.st_size == 0:
+        return problem("empty_file", "empty file (0 bytes)", st)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        return problem("unreadable", f"cannot read file ({exc.strerror})", st)
+
+    fmt = sniff_format(data[:32])
+    if fmt is None:
+        kind = "text or HTML" if _looks_like_text(data) else "unknown binary data"
+        return problem("not_an_image", f"not an image ({kind}, {len(data)} bytes)", st)
+    size = _size_from_header(data, fmt)
+    if size is not None and size[0] * size[1] > max_pixels:
+        return problem(
+            "too_many_pixels",
+            f"too many pixels ({size[0]}x{size[1]} = {size[0] * size[1]:,} > "
+            f"max_pixels={max_pixels:,}); likely a decompression bomb",
+            st,
+        )
+
+    ratio = jpeg_ratio(size, (1, 1)) if fmt == "JPEG" else 1
+    try:
+        decoded = decode_image(tf.constant(data), ratio)
+    except tf.errors.OpError as exc:
+        detail = _tf_message(exc)
+        if "Unknown image file format" in detail or "unsupported" in detail.lower():
+            return problem(
+                "unsupported_format",
+                f"unsupported format ({fmt}): TensorFlow {tf.__version__} cannot decode it; "
+                "convert it to PNG or JPEG",
+                st,
+            )
+        trailer = _TRAILERS.get(fmt)
+        if trailer is not None and not data.rstrip(b"\x00").endswith(trailer):
+            return problem("truncated", f"truncated {fmt} file ({detail})", st)
+        return problem("corrupt", f"corrupt {fmt} data ({detail})", st)
+    if size is None:
+        size = (int(decoded.shape[1]) * ratio, int(decoded.shape[0]) * ratio)
+    return _Verdict(size, None)
+
+
+@dataclasses.dataclass
+class CheckReport:
+    """What :meth:`ImageFolderDataset.check` found.
+
+    Attributes
+    ----------
+    root : str
+        The dataset folder.
+    num_checked : int
+        How many candidate images were decoded (or rejected before decoding).
+    problems : list of FileProblem
+        Every file that training could not read, sorted by path.
+    image_sizes : dict
+        ``(width, height)`` of each readable file, keyed by path.
+    seconds : float
+        Wall time of the check.
+    """
+
+    root: str
+    num_checked: int
+    problems: list[FileProblem]
+    image_sizes: dict[str, tuple[int, int]]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        """True when no problem was found."""
+        return not self.problems
+
+    @property
+    def paths(self) -> list[str]:
+        """The paths of the problem files."""
+        return [p.path for p in self.problems]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as plain JSON types (paths relative to the root)."""
+        return {
+            "root": self.root,
+            "num_checked": self.num_checked,
+            "num_problems": len(self.problems),
+            "problems": [p.to_dict() for p in self.problems],
+            "seconds": round(self.seconds, 3),
+        }
+
+    def __str__(self) -> str:
+        if not self.problems:
+            return f"Checked {self.num_checked} images in {self.root!r}: no problems found."
+        lines = [
+            f"Checked {self.num_checked} images in {self.root!r}: "
+            f"{len(self.problems)} would crash training:"
+        ]
+        lines += [f"  {p.relpath}: {p.message}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def check_files(
+    files: Sequence[tuple[str, str]],
+    *,
+    root: str,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    num_workers: int | None = None,
+    progress: bool | None = None,
+) -> CheckReport:
+    """Check ``(path, relpath)`` pairs in parallel and return a :class:`CheckReport`."""
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    workers = num_workers or min(32, (os.cpu_count() or 1) + 2)
+    problems: list[FileProblem] = []
+    sizes: dict[str, tuple[int, int]] = {}
+    bar = tqdm(
+        total=len(files),
+        desc="Checking images",
+        unit="img",
+        disable=None if progress is None else not progress,
+        leave=False,
+    )
+    with bar, ThreadPoolExecutor(max_workers=workers) as pool:
+        verdicts = pool.map(lambda f: _check_one(f[0], f[1], max_pixels), files)
+        for (path, _), verdict in zip(files, verdicts):
+            bar.update(1)
+            if verdict.problem is not None:
+                problems.append(verdict.problem)
+            elif verdict.size is not None:
+                sizes[path] = verdict.size
+    problems.sort(key=lambda p: p.relpath)
+    return CheckReport(root, len(files), problems, sizes, time.perf_counter() - start)
+
+
+# --------------------------------------------------------------------------------------------
+# Quarantine
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class CleanReport:
+    """What :meth:`ImageFolderDataset.remove_corrupted` did (or would do, in a dry run).
+
+    Attributes
+    ----------
+    action : str
+        ``"quarantine"`` or ``"delete"``.
+    dry_run : bool
+        True when nothing was changed.
+    removed : list of FileProblem
+        Files moved or deleted (or that would be, in a dry run).
+    skipped : list of str
+        Flagged files left alone because they changed or vanished since the check.
+    quarantine : str or None
+        The quarantine folder, when moving.
+    manifest : str or None
+        The manifest that :func:`fruitclf.restore_quarantine` reads.
+    """
+
+    action: str
+    dry_run: bool
+    removed: list[FileProblem]
+    skipped: list[str]
+    quarantine: str | None
+    manifest: str | None
+
+    def lines(self) -> list[str]:
+        """One line per file, as logged; ``No corrupted images found.`` when there were none."""
+        if not self.removed and not self.skipped:
+            return ["No corrupted images found."]
+        verb = "Would remove" if self.dry_run else "Removed"
+        out = [f"{verb} corrupted image: {p.path}" for p in self.removed]
+        out += [f"Skipped (changed since the check): {path}" for path in self.skipped]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as plain JSON types."""
+        return {
+            "action": self.action,
+            "dry_run": self.dry_run,
+            "removed": [p.to_dict() for p in self.removed],
+            "skipped": list(self.skipped),
+            "quarantine": self.quarantine,
+            "manifest": self.manifest,
+        }
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+def _unchanged(problem: FileProblem) -> bool:
+    try:
+        st = os.lstat(problem.path) if problem.reason == "broken_link" else os.stat(problem.path)
+    except OSError:
+        return problem.reason in ("unreadable", "broken_link") and os.path.lexists(problem.path)
+    return st.st_size == problem.size and st.st_mtime_ns == problem.mtime_ns
+
+
+def _sha256(path: str) -> str | None:
+    if os.path.islink(path) and not os.path.exists(path):
+        return None
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _load_manifest(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {"format": "fruitclf-quarantine", "version": 1, "entries": []}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"Cannot read quarantine manifest {str(path)!r}: {exc}") from exc
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("entries"), list):
+        raise DatasetError(f"{str(path)!r} is not a fruitclf quarantine manifest.")
+    return manifest
+
+
+def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def remove_files(
+    problems: Iterable[FileProblem],
+    *,
+    root: str,
+    quarantine: str | os.PathLike[str] | None,
+    delete: bool,
+    dry_run: bool,
+) -> CleanReport:
+    """Move (or delete) exactly the flagged files; see ``ImageFolderDataset.remove_corrupted``."""
+    root_path = Path(root).resolve()
+    qdir: Path | None = None
+    if not delete:
+        qdir = Path(quarantine) if quarantine is not None else default_quarantine(root)
+        resolved = qdir.resolve()
+        if resolved == root_path or root_path in resolved.parents:
+            raise ValueError(
+                f"`quarantine` must be outside the image folder, or it would become a class. "
+                f"Received: quarantine={str(qdir)!r} inside {root!r}"
+            )
+    removed: list[FileProblem] = []
+    skipped: list[str] = []
+    manifest_path = qdir / MANIFEST_NAME if qdir is not None else None
+    manifest = _load_manifest(manifest_path) if manifest_path is not None else None
+    for problem in problems:
+        if not _unchanged(problem):
+            logger.warning("Skipped (changed since the check): %s", problem.path)
+            skipped.append(problem.path)
+            continue
+        removed.append(problem)
+        if dry_run:
+            logger.info("Would remove corrupted image: %s", problem.path)
+            continue
+        if delete:
+            os.unlink(problem.path)
+        else:
+            assert qdir is not None and manifest is not None  # set above when not deleting
+            target = qdir / problem.relpath
+            if os.path.lexists(target):
+                target = target.with_name(f"{target.stem}.{time.time_ns()}{target.suffix}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            digest = _sha256(problem.path)
+            shutil.move(problem.path, target)
+            manifest["entries"].append(
+                {
+                    "original": str(Path(problem.path).absolute()),
+                    "quarantined": target.relative_to(qdir).as_posix(),
+                    "reason": problem.message,
+                    "code": problem.reason,
+                    "sha256": digest,
+                }
+            )
+            manifest["root"] = str(root_path)
+            _write_json_atomic(manifest_path, manifest)  # type: ignore[arg-type]
+        logger.info("Removed corrupted image: %s", problem.path)
+    return CleanReport(
+        action="delete" if delete else "quarantine",
+        dry_run=dry_run,
+        removed=removed,
+        skipped=skipped,
+        quarantine=str(qdir) if qdir is not None else None,
+        manifest=str(manifest_path) if manifest_path is not None else None,
+    )
+
+
+def default_quarantine(root: str | os.PathLike[str]) -> Path:
+    """The quarantine folder used when none is given: ``<root>-quarantine`` beside the root."""
+    root_path = Path(root).absolute()
+    return root_path.with_name(f"{root_path.name}-quarantine")
+
+
+def restore_quarantine(
+    quarantine: str | os.PathLike[str], *, dry_run: bool = False
+) -> list[str]:
+    """Move quarantined files back to where they were found.
+
+    Parameters
+    ----------
+    quarantine : path-like
+        A folder written by :meth:`ImageFolderDataset.remove_corrupted`.
+    dry_run : bool, default=False
+        Only report what would be restored.
+
+    Returns
+    -------
+    list of str
+        The original paths restored (or that would be).
+
+    Raises
+    ------
+    DatasetError
+        If the folder has no manifest, or a file is missing from it or changed since it was
+        quarantined, or something now exists at an original path (nothing is overwritten).
+
+    Examples
+    --------
+    >>> fruitclf.restore_quarantine("data/train-quarantine")  # doctest: +SKIP
+    ['data/train/apple/broken.jpg']
+    """
+    qdir = Path(quarantine)
+    manifest_path = qdir / MANIFEST_NAME
+    if not manifest_path.exists():
+        raise DatasetError(
+            f"No quarantine manifest in {str(qdir)!r} (expected {MANIFEST_NAME}). "
+            "Pass the folder that `fruitclf clean` moved files into."
+        )
+    manifest = _load_manifest(manifest_path)
+    entries = manifest["entries"]
+    for entry in entries:
+        source = qdir / entry["quarantined"]
+        if not os.path.lexists(source):
+            raise DatasetError(f"Quarantined file is missing: {str(source)!r}")
+        if os.path.lexists(entry["original"]):
+            raise DatasetError(
+                f"Cannot restore {str(source)!r}: {entry['original']!r} exists. "
+                "Move that file away first; nothing was changed."
+            )
+        if entry.get("sha256") is not None and _sha256(str(source)) != entry["sha256"]:
+            raise DatasetError(f"Quarantined file changed since it was moved: {str(source)!r}")
+    restored = [str(entry["original"]) for entry in entries]
+    if dry_run:
+        return restored
+    for entry in entries:
+        Path(entry["original"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(qdir / entry["quarantined"]), entry["original"])
+        logger.info("Restored: %s", entry["original"])
+    manifest["entries"] = []
+    _write_json_atomic(manifest_path, manifest)
+    return restored

@@ -1,0 +1,393 @@
+"""The ``fruitclf`` command: the whole job from the shell. The only module that prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+from .exceptions import FruitclfError
+
+__all__ = ["build_parser", "main"]
+
+EXAMPLES = {
+    "scan": "fruitclf scan data/train\n  fruitclf scan data/train --json > scan.json",
+    "clean": ("fruitclf clean data/train --dry-run\n  fruitclf clean data/train --quarantine "
+              "data/quarantine\n  fruitclf clean data/train --delete"),
+    "restore": "fruitclf restore data/train-quarantine",
+    "samples": "fruitclf samples data/train --out samples.png --rows 2 --seed 0",
+    "spec": ("fruitclf spec --preset worksheet --image-size 128 --classes 6\n"
+             "  fruitclf spec --preset keras-mnist --json > my_spec.json"),
+    "train": ("fruitclf train data/train --test data/test --out runs/fruits\n"
+              "  fruitclf train data/train --out runs/small --image-size 64 --epochs 50 "
+              "--no-augment"),
+    "evaluate": "fruitclf evaluate runs/fruits/model.h5 data/test --out runs/fruits/test",
+    "predict": "fruitclf predict runs/fruits/model.keras photo1.jpg photos/ --top-k 3",
+    "demo": "fruitclf demo --out fruitclf-demo",
+}
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+def _add(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=help_text, description=help_text, formatter_class=_Formatter,
+        epilog=f"example:\n  {EXAMPLES[name]}",
+    )
+    return parser
+
+
+def _add_train_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
+    from .job import RunConfig
+
+    defaults = RunConfig()
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--preset", default=None, choices=("worksheet", "keras-mnist"),
+                       help="model preset (default: worksheet)")
+    group.add_argument("--spec", default=None, metavar="FILE.json", help="model spec JSON file")
+    p.add_argument("--image-size", type=int, default=32 if demo else defaults.image_size[0],
+                   help="input height and width in pixels (presets)")
+    p.add_argument("--batch-size", type=int, default=32 if demo else defaults.batch_size)
+    p.add_argument("--epochs", type=int, default=40 if demo else defaults.epochs,
+                   help="epoch limit")
+    p.add_argument("--patience", type=int, default=8 if demo else defaults.patience,
+                   help="early stopping patience in epochs (0: off)")
+    p.add_argument("--val-split", type=float, default=defaults.validation_split,
+                   help="share of each class kept for validation, in (0, 1)")
+    p.add_argument("--seed", type=int, default=defaults.seed,
+                   help="seed of the split, shuffling, weights and augmentation")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=defaults.augment,
+                   help="random flips/rotation/zoom/contrast in training"
+                   + (" (digits: no flips)" if demo else ""))
+    p.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    p.add_argument("--precision", default=defaults.precision,
+                   choices=("float32", "mixed_bfloat16", "mixed_float16", "auto"))
+    p.add_argument("--interpolation", default=defaults.interpolation,
+                   help="resize method (antialiased), e.g. bilinear, nearest, area")
+    p.add_argument("--cache", default=defaults.cache,
+                   help="decoded-image cache: auto, memory, none, or a file cache path")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argparse parser of the ``fruitclf`` command (the docs render it)."""
+    parser = argparse.ArgumentParser(
+        prog="fruitclf",
+        description="Train, evaluate and use image classifiers on folders of images sorted "
+                    "into one sub-folder per class.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  fruitclf demo\n  fruitclf scan data/train\n"
+               "  fruitclf train data/train --test data/test --out runs/fruits",
+    )
+    parser.add_argument("--version", action="version", version=f"fruitclf {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = _add(sub, "scan", "Count classes and images, report image sizes and every file that "
+             "would crash training. Changes nothing.")
+    p.add_argument("dir", help="folder with one sub-folder per class")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--follow-links", action="store_true", help="follow links to folders")
+
+    p = _add(sub, "clean", "Move (default) or delete the files that would crash training.")
+    p.add_argument("dir", help="folder with one sub-folder per class")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--quarantine", metavar="QDIR", default=None,
+                       help="move files here (default: DIR-quarantine beside DIR)")
+    where.add_argument("--delete", action="store_true", help="delete instead of moving")
+    p.add_argument("--dry-run", action="store_true", help="change nothing, list what would go")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = _add(sub, "restore", "Move quarantined files back where they were found.")
+    p.add_argument("quarantine", help="the quarantine folder (holds fruitclf-quarantine.json)")
+    p.add_argument("--dry-run", action="store_true")
+
+    p = _add(sub, "samples", "Save a grid with one random image per class.")
+    p.add_argument("dir", help="folder with one sub-folder per class")
+    p.add_argument("--out", required=True, metavar="FILE.png", help="image file to write")
+    p.add_argument("--rows", type=int, default=2)
+    p.add_argument("--seed", type=int, default=None)
+
+    p = _add(sub, "spec", "Show a model spec's layers, output shapes and parameter counts, "
+             "with the arithmetic behind them.")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--preset", default="worksheet", choices=("worksheet", "keras-mnist"))
+    group.add_argument("--spec", default=None, metavar="FILE.json")
+    p.add_argument("--image-size", type=int, default=None, help="input height and width")
+    p.add_argument("--channels", type=int, default=None, choices=(1, 3))
+    p.add_argument("--classes", type=int, default=None, help="number of classes")
+    p.add_argument("--json", action="store_true", help="print the spec as JSON")
+
+    p = _add(sub, "train", "Check the data, train with checkpointing and early stopping, "
+             "evaluate, and write the model, curves, report and metrics into --out.")
+    p.add_argument("train_dir", help="training folder, one sub-folder per class")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
+    p.add_argument("--test", default=None, metavar="TEST_DIR", help="test folder")
+    _add_train_options(p)
+
+    p = _add(sub, "evaluate", "Accuracy, loss and classification report of a saved model on "
+             "a test folder.")
+    p.add_argument("model", help="a .keras or .h5 file written by fruitclf")
+    p.add_argument("test_dir", help="test folder, one sub-folder per class")
+    p.add_argument("--json", action="store_true",
+                   help='print {"accuracy", "loss", "report"} as JSON')
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="also write the report, confusion matrix and misclassified images")
+    p.add_argument("--batch-size", type=int, default=32)
+
+    p = _add(sub, "predict", "Predict the class of images (files or folders).")
+    p.add_argument("model", help="a .keras or .h5 file written by fruitclf")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    p.add_argument("--top-k", type=int, default=1, help="classes to show per image")
+    p.add_argument("--json", action="store_true", help="print one JSON array")
+    p.add_argument("--batch-size", type=int, default=32)
+
+    p = _add(sub, "demo", "Write the built-in demo dataset (scikit-learn's handwritten digits "
+             "as PNG folders, no download) and run the train job on it.")
+    p.add_argument("--out", default="fruitclf-demo", metavar="DIR",
+                   help="demo folder: data/ and run/ go inside")
+    _add_train_options(p, demo=True)
+    return parser
+
+
+# ------------------------------------------------------------------------------ commands
+
+
+def _print_json(payload: Any) -> None:
+    print(json.dumps(payload, indent=2, default=str))
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from .data import ImageFolderDataset
+
+    ds = ImageFolderDataset(args.dir, follow_links=args.follow_links)
+    summary = ds.summary()
+    report = ds.check(progress=None if not args.json else False)
+    if args.json:
+        _print_json({
+            "root": ds.root, "classes": summary.class_counts, "num_images": summary.num_images,
+            "empty_classes": summary.empty_classes, "width": summary.width,
+            "height": summary.height, "imbalance_ratio": summary.imbalance_ratio,
+            "problems": [p.to_dict() for p in report.problems],
+            "ignored": [{"path": i.path, "reason": i.reason} for i in ds.ignored],
+            "seconds": round(report.seconds, 3),
+        })
+    else:
+        print(summary)
+        print(report)
+    return 0
+
+
+def _cmd_clean(args: argparse.Namespace) -> int:
+    from .data import ImageFolderDataset
+
+    ds = ImageFolderDataset(args.dir)
+    result = ds.remove_corrupted(quarantine=args.quarantine, delete=args.delete,
+                                 dry_run=args.dry_run)
+    if args.json:
+        _print_json(result.to_dict())
+        return 0
+    for line in result.lines():
+        print(line)
+    if result.removed and not result.dry_run and not args.delete:
+        print(f"Quarantine: {result.quarantine} (restore with `fruitclf restore "
+              f"{result.quarantine}`)")
+    return 0
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from ._imagecheck import restore_quarantine
+
+    restored = restore_quarantine(args.quarantine, dry_run=args.dry_run)
+    verb = "Would restore" if args.dry_run else "Restored"
+    for path in restored:
+        print(f"{verb}: {path}")
+    if not restored:
+        print("Nothing to restore.")
+    return 0
+
+
+def _cmd_samples(args: argparse.Namespace) -> int:
+    from .data import ImageFolderDataset
+
+    fig = ImageFolderDataset(args.dir).plot_samples(rows=args.rows, seed=args.seed)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=100)
+    print(f"Wrote {args.out}")
+    return 0
+
+
+def _cmd_spec(args: argparse.Namespace) -> int:
+    from .spec import CNNSpec
+
+    spec = CNNSpec.from_json(args.spec) if args.spec else CNNSpec.preset(args.preset)
+    if args.image_size is not None:
+        spec = spec.with_image_size(args.image_size)
+    if args.channels is not None:
+        spec = spec.replace(input_shape=(*spec.input_shape[:2], args.channels))
+    if args.classes is not None:
+        spec = spec.replace(num_classes=args.classes)
+    if args.json:
+        print(spec.to_json(), end="")
+    else:
+        print(spec.describe())
+    return 0
+
+
+def _train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "spec": args.spec or args.preset or "worksheet",
+        "image_size": args.image_size, "batch_size": args.batch_size, "epochs": args.epochs,
+        "patience": args.patience or None, "validation_split": args.val_split,
+        "seed": args.seed, "learning_rate": args.learning_rate, "precision": args.precision,
+        "interpolation": args.interpolation,
+        "cache": None if args.cache == "none" else args.cache,
+        "resume": args.resume, "verbose": 0 if args.quiet else "auto",
+    }
+
+
+def _print_run(result: Any) -> None:
+    metrics = result.metrics
+    print()
+    for key in ("val_accuracy", "test_accuracy", "test_loss", "best_epoch", "epochs_run",
+                "train_seconds", "images_per_second"):
+        if metrics.get(key) is not None:
+            value = metrics[key]
+            print(f"{key:>18}: {value:.4f}" if isinstance(value, float) else
+                  f"{key:>18}: {value}")
+    print(f"\nModel:  {result.files['model.h5']} and {result.files['model.keras']}")
+    print(f"Report: {result.report_path}")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .job import run
+
+    result = run(args.train_dir, out=args.out, test_dir=args.test, augment=args.augment,
+                 **_train_kwargs(args))
+    _print_run(result)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .data import ImageFolderDataset
+    from .evaluation import Evaluator
+    from .io import load_model
+
+    loaded = load_model(args.model)
+    test = ImageFolderDataset(args.test_dir, class_names=loaded.class_names)
+    result = Evaluator(loaded.model, loaded.class_names,
+                       preprocessing=loaded.preprocessing).evaluate(test,
+                                                                   batch_size=args.batch_size)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "classification_report.txt").write_text(result.classification_report() + "\n",
+                                                       encoding="utf-8")
+        (out / "evaluation.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n",
+                                             encoding="utf-8")
+        result.plot_confusion_matrix().savefig(out / "confusion_matrix.png", dpi=100)
+        result.plot_misclassified().savefig(out / "misclassified.png", dpi=100)
+    if args.json:
+        _print_json({"accuracy": result.accuracy, "loss": result.loss,
+                     "report": result.classification_report(output_dict=True)})
+        return 0
+    print(f"accuracy: {result.accuracy:.4f}\nloss:     {result.loss:.4f}\n")
+    print(result.classification_report())
+    if args.out:
+        print(f"Wrote report and figures to {args.out}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .io import load_model
+
+    if args.top_k < 1:
+        raise ValueError(f"`--top-k` must be a positive int. Received: --top-k {args.top_k}")
+    loaded = load_model(args.model)
+    predictions = loaded.predict(args.paths, top_k=args.top_k, batch_size=args.batch_size)
+    records = predictions.to_records()
+    if args.json:
+        _print_json(records)
+        return 0
+    for record in records:
+        if "error" in record:
+            print(f"{record['path']}: error: {record['error']}")
+            continue
+        others = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in record["top_k"][1:])
+        print(f"{record['path']}: {record['label']} ({record['probability']:.3f})"
+              + (f"  [{others}]" if others else ""))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import DEMO_AUGMENTATION, write_demo_dataset
+    from .job import run
+
+    out = Path(args.out)
+    data_dir = out / "data"
+    marker = data_dir / ".fruitclf-demo"
+    demo = write_demo_dataset(data_dir, image_size=args.image_size,
+                              overwrite=marker.exists())
+    marker.write_text("Written by `fruitclf demo`.\n", encoding="utf-8")
+    print(f"Demo data: {demo.num_train} training and {demo.num_test} test images in "
+          f"{data_dir} (scikit-learn digits)")
+    result = run(demo.train_dir, out=out / "run", test_dir=demo.test_dir,
+                 augment=DEMO_AUGMENTATION if args.augment else False, **_train_kwargs(args))
+    _print_run(result)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "scan": _cmd_scan, "clean": _cmd_clean, "restore": _cmd_restore, "samples": _cmd_samples,
+    "spec": _cmd_spec, "train": _cmd_train, "evaluate": _cmd_evaluate,
+    "predict": _cmd_predict, "demo": _cmd_demo,
+}
+
+
+def _quiet_third_party_logs() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``fruitclf`` command; returns the exit status.
+
+    Errors in the input print one line, ``fruitclf: error: ...``, and exit with status 1
+    (2 for unknown options, as argparse does).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_third_party_logs()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("fruitclf")
+    logger.addHandler(handler)
+    # clean/restore print their own per-file lines; JSON output must stay the only stdout.
+    quiet = getattr(args, "json", False) or args.command in ("clean", "restore")
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    try:
+        return COMMANDS[args.command](args)
+    except (FruitclfError, ValueError, TypeError, FileExistsError) as exc:
+        print(f"fruitclf: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("fruitclf: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        logger.removeHandler(handler)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

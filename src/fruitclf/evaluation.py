@@ -1,0 +1,413 @@
+"""Evaluate a trained model and predict with class names.
+
+:class:`Evaluator` runs the model once over a dataset and returns an
+:class:`EvaluationResult` that answers everything asked of a test set: loss and accuracy, the
+scikit-learn classification report, the confusion matrix, and which files were misclassified.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import _imagecheck
+from ._validation import check_int
+from .data import ImageFolderDataset, Preprocessing, build_pipeline
+from .exceptions import DatasetError
+
+if TYPE_CHECKING:
+    import keras
+    from matplotlib.figure import Figure
+
+__all__ = ["EvaluationResult", "Evaluator", "Misclassified", "Predictions"]
+
+_EPSILON = 1e-7  # Keras clips probabilities the same way in its cross-entropy
+
+
+@dataclasses.dataclass
+class Predictions:
+    """Predicted classes with probabilities.
+
+    Attributes
+    ----------
+    indices : numpy.ndarray of int
+        Predicted class index per input (``-1`` for an input that could not be read).
+    labels : list of str
+        Predicted class name per input (``""`` when unreadable).
+    probabilities : numpy.ndarray of shape (n, n_classes)
+        Class probabilities (NaN rows for unreadable inputs).
+    class_names : list of str
+        Class names in label order.
+    paths : list of str or None
+        Input files, when predicting from files.
+    errors : dict of str to str
+        Files that could not be read, with the reason.
+    top_k : int
+        How many classes :meth:`top` returns per input.
+    """
+
+    indices: np.ndarray
+    labels: list[str]
+    probabilities: np.ndarray
+    class_names: list[str]
+    paths: list[str] | None = None
+    errors: dict[str, str] = dataclasses.field(default_factory=dict)
+    top_k: int = 1
+
+    @property
+    def confidences(self) -> np.ndarray:
+        """Probability of the predicted class per input."""
+        return np.nanmax(np.where(np.isnan(self.probabilities), -1.0, self.probabilities),
+                         axis=1)
+
+    def top(self, k: int | None = None) -> list[list[tuple[str, float]]]:
+        """The ``k`` most likely ``(class name, probability)`` pairs per input."""
+        k = self.top_k if k is None else check_int(k, "k", min_value=1)
+        k = min(k, len(self.class_names))
+        out: list[list[tuple[str, float]]] = []
+        for row in self.probabilities:
+            if np.isnan(row).any():
+                out.append([])
+                continue
+            order = np.argsort(-row, kind="stable")[:k]
+            out.append([(self.class_names[i], float(row[i])) for i in order])
+        return out
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One JSON-able dict per input: ``path``, ``label``, ``probability``, ``top_k``
+        (or ``error``)."""
+        records: list[dict[str, Any]] = []
+        paths = self.paths or [None] * len(self.labels)  # type: ignore[list-item]
+        for path, index, label, top in zip(paths, self.indices, self.labels, self.top()):
+            if index < 0:
+                records.append({"path": path, "error": self.errors.get(path or "", "unreadable")})
+                continue
+            records.append({
+                "path": path, "label": label, "probability": top[0][1] if top else None,
+                "top_k": [{"label": name, "probability": p} for name, p in top],
+            })
+        return records
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class Misclassified:
+    """A test image the model got wrong."""
+
+    path: str | None  # the file, when known
+    true_label: str  # its class
+    predicted_label: str  # what the model said
+    confidence: float  # probability of the predicted class
+
+
+@dataclasses.dataclass
+class EvaluationResult:
+    """Predictions on a labelled dataset, and everything computed from them.
+
+    Attributes
+    ----------
+    y_true, y_pred : numpy.ndarray of int
+        True and predicted class indices.
+    probabilities : numpy.ndarray
+        Class probabilities per image.
+    class_names : list of str
+        Class names in label order.
+    paths : list of str or None
+        The image files, when evaluated on an :class:`~fruitclf.ImageFolderDataset`.
+    """
+
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    probabilities: np.ndarray
+    class_names: list[str]
+    paths: list[str] | None = None
+
+    @property
+    def accuracy(self) -> float:
+        """Share of correct predictions."""
+        return float(np.mean(self.y_true == self.y_pred)) if len(self.y_true) else 0.0
+
+    @property
+    def loss(self) -> float:
+        """Mean cross-entropy of the predicted probabilities (no regularisation terms)."""
+        if not len(self.y_true):
+            return 0.0
+        picked = self.probabilities[np.arange(len(self.y_true)), self.y_true]
+        return float(-np.mean(np.log(np.clip(picked, _EPSILON, 1.0 - _EPSILON))))
+
+    def classification_report(self, *, output_dict: bool = False, digits: int = 3) -> Any:
+        """scikit-learn's classification report with class names as labels.
+
+        Classes without test images or predictions report 0 rather than warning.
+
+        Parameters
+        ----------
+        output_dict : bool, default=False
+            Return a dict instead of text.
+        digits : int, default=3
+            Digits in the text version.
+        """
+        from sklearn.metrics import classification_report
+
+        return classification_report(
+            self.y_true, self.y_pred, labels=list(range(len(self.class_names))),
+            target_names=self.class_names, output_dict=output_dict, digits=digits,
+            zero_division=0,
+        )
+
+    def confusion_matrix(self, *, normalize: bool = False) -> np.ndarray:
+        """Confusion matrix (rows: true class, columns: predicted), counts or row fractions."""
+        from sklearn.metrics import confusion_matrix
+
+        matrix = confusion_matrix(self.y_true, self.y_pred,
+                                  labels=list(range(len(self.class_names))))
+        if not normalize:
+            return np.asarray(matrix)
+        totals = matrix.sum(axis=1, keepdims=True)
+        return np.divide(matrix, totals, out=np.zeros(matrix.shape, dtype=np.float64),
+                         where=totals > 0)
+
+    def misclassified(self) -> list[Misclassified]:
+        """Every wrong prediction, most confident first."""
+        wrong = np.flatnonzero(self.y_true != self.y_pred)
+        rows = [
+            Misclassified(
+                path=self.paths[i] if self.paths is not None else None,
+                true_label=self.class_names[self.y_true[i]],
+                predicted_label=self.class_names[self.y_pred[i]],
+                confidence=float(self.probabilities[i, self.y_pred[i]]),
+            )
+            for i in wrong
+        ]
+        return sorted(rows, key=lambda m: -m.confidence)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Accuracy, loss and the report dict, as plain JSON types."""
+        return {"accuracy": self.accuracy, "loss": self.loss,
+                "report": self.classification_report(output_dict=True),
+                "confusion_matrix": self.confusion_matrix().tolist(),
+                "class_names": list(self.class_names), "num_images": int(len(self.y_true))}
+
+    def plot_confusion_matrix(self, *, normalize: bool = False) -> Figure:
+        """Plot the confusion matrix; see :func:`fruitclf.plotting.plot_confusion_matrix`."""
+        from .plotting import plot_confusion_matrix
+
+        return plot_confusion_matrix(self.confusion_matrix(), self.class_names,
+                                     normalize=normalize)
+
+    def plot_misclassified(self, *, max_images: int = 16, rows: int | None = None) -> Figure:
+        """Plot misclassified images titled ``true -> predicted (confidence)``."""
+        from .plotting import plot_images
+
+        wrong = self.misclassified()[: check_int(max_images, "max_images", min_value=1)]
+        if not wrong:
+            fig = plot_images([np.full((8, 8), 255, np.uint8)], ["no misclassified images"],
+                              rows=1)
+            return fig
+        images: list[np.ndarray | str] = [m.path or np.zeros((8, 8)) for m in wrong]
+        titles = [f"{m.true_label} -> {m.predicted_label}\n({m.confidence:.2f})" for m in wrong]
+        rows = rows or max(1, int(np.ceil(len(wrong) / 4)))
+        return plot_images(images, titles, rows=rows, title_colors=["crimson"] * len(wrong),
+                           suptitle="Misclassified images (true -> predicted)")
+
+
+class Evaluator:
+    """Evaluate a model and predict with class names.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A model that takes 0–255 pixels (as :func:`fruitclf.build_cnn` builds).
+    class_names : sequence of str
+        Class names in label order.
+    preprocessing : Preprocessing, optional
+        How files become inputs; by default the model's input size, bilinear, antialiased.
+
+    Examples
+    --------
+    >>> evaluator = fruitclf.Evaluator(model, train.class_names)  # doctest: +SKIP
+    >>> result = evaluator.evaluate(fruitclf.ImageFolderDataset(
+    ...     "fruits/test", class_names=train.class_names))  # doctest: +SKIP
+    >>> print(result.classification_report())  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        class_names: Sequence[str],
+        *,
+        preprocessing: Preprocessing | None = None,
+    ) -> None:
+        self.model = model
+        self.class_names = list(class_names)
+        outputs = int(model.output_shape[-1])
+        if len(self.class_names) != outputs:
+            raise ValueError(
+                f"`class_names` has {len(self.class_names)} names but the model has {outputs} "
+                f"outputs. Received: class_names={self.class_names!r}"
+            )
+        if preprocessing is None:
+            height, width, channels = model.input_shape[1:4]
+            preprocessing = Preprocessing(image_size=(height, width),
+                                          color_mode="grayscale" if channels == 1 else "rgb")
+        self.preprocessing = preprocessing
+
+    def _check_dataset(self, dataset: ImageFolderDataset) -> None:
+        if dataset.class_names != self.class_names:
+            raise DatasetError(
+                f"The dataset's classes {dataset.class_names!r} differ from the model's "
+                f"{self.class_names!r}. Load it with ImageFolderDataset(path, "
+                "class_names=<the model's class names>)."
+            )
+
+    def _probabilities(self, inputs: Any, batch_size: int) -> np.ndarray:
+        probs = self.model.predict(inputs, batch_size=None if _is_tf_dataset(inputs) else
+                                   batch_size, verbose=0)
+        return np.asarray(probs, dtype=np.float64)
+
+    def evaluate(self, dataset: Any, *, batch_size: int = 32) -> EvaluationResult:
+        """Predict every image of a labelled dataset once and return the result.
+
+        Parameters
+        ----------
+        dataset : ImageFolderDataset or tf.data.Dataset
+            An image folder (with the model's classes), or batches of ``(images, labels)``.
+        batch_size : int, default=32
+            Images per batch for an image folder.
+
+        Returns
+        -------
+        EvaluationResult
+        """
+        batch_size = check_int(batch_size, "batch_size", min_value=1)
+        if isinstance(dataset, ImageFolderDataset):
+            self._check_dataset(dataset)
+            pipeline = dataset.to_tf_dataset(preprocessing=self.preprocessing,
+                                             batch_size=batch_size, cache=False)
+            probs = self._probabilities(pipeline, batch_size)
+            return EvaluationResult(dataset.labels.astype(np.int64), probs.argmax(axis=1),
+                                    probs, self.class_names, dataset.paths)
+        if not _is_tf_dataset(dataset):
+            raise TypeError(
+                "`dataset` must be an ImageFolderDataset or a tf.data.Dataset of (images, "
+                f"labels). Received: {type(dataset).__name__}"
+            )
+        labels: list[np.ndarray] = []
+        chunks: list[np.ndarray] = []
+        for images, batch_labels in dataset:
+            chunks.append(np.asarray(self.model(images, training=False), dtype=np.float64))
+            labels.append(np.asarray(batch_labels))
+        probs = np.concatenate(chunks) if chunks else np.zeros((0, len(self.class_names)))
+        y_true = np.concatenate(labels).astype(np.int64) if labels else np.zeros(0, np.int64)
+        return EvaluationResult(y_true, probs.argmax(axis=1), probs, self.class_names)
+
+    def predict(self, inputs: Any, *, top_k: int = 1, batch_size: int = 32) -> Predictions:
+        """Predict class names for files, folders, arrays or datasets.
+
+        Parameters
+        ----------
+        inputs : path, sequence of paths, numpy array, ImageFolderDataset or tf.data.Dataset
+            Image files and folders (searched recursively for image extensions; unreadable
+            files are reported in ``errors``, not fatal), or images with 0–255 pixels of shape
+            ``(n, h, w, c)`` or ``(h, w, c)``.
+        top_k : int, default=1
+            Classes kept per image by :meth:`Predictions.top`.
+        batch_size : int, default=32
+            Images per batch.
+
+        Returns
+        -------
+        Predictions
+
+        Examples
+        --------
+        >>> evaluator.predict("photos/").labels  # doctest: +SKIP
+        ['acai', 'tucuma', 'acai']
+        """
+        top_k = check_int(top_k, "top_k", min_value=1)
+        batch_size = check_int(batch_size, "batch_size", min_value=1)
+        if isinstance(inputs, ImageFolderDataset):
+            self._check_dataset(inputs)
+            pipeline = inputs.to_tf_dataset(preprocessing=self.preprocessing,
+                                             batch_size=batch_size, cache=False)
+            return self._wrap(self._probabilities(pipeline, batch_size), inputs.paths, {}, top_k)
+        if _is_tf_dataset(inputs):
+            pipeline = inputs.map(lambda x, *_: x)
+            return self._wrap(self._probabilities(pipeline, batch_size), None, {}, top_k)
+        if isinstance(inputs, (str, os.PathLike)) or (
+            isinstance(inputs, Sequence) and inputs and
+            all(isinstance(i, (str, os.PathLike)) for i in inputs)
+        ):
+            return self._predict_files(inputs, top_k, batch_size)
+        array = np.asarray(inputs)
+        if array.ndim == 3:
+            array = array[np.newaxis]
+        expected = tuple(self.model.input_shape[1:])
+        if array.ndim != 4 or tuple(array.shape[1:]) != expected:
+            raise ValueError(
+                f"`inputs` arrays must have shape (n, {', '.join(map(str, expected))}) with "
+                f"0–255 pixels. Received: shape {array.shape}"
+            )
+        probs = self._probabilities(array.astype(np.float32), batch_size)
+        return self._wrap(probs, None, {}, top_k)
+
+    def _predict_files(self, inputs: Any, top_k: int, batch_size: int) -> Predictions:
+        paths = _expand_paths([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)
+        report = _imagecheck.check_files([(p, p) for p in paths], root="", progress=False)
+        errors = {p.path: p.message for p in report.problems}
+        good = [p for p in paths if p not in errors]
+        probs = np.full((len(paths), len(self.class_names)), np.nan)
+        if good:
+            headers = [_imagecheck.read_image_header(p) for p in good]
+            pipeline = build_pipeline(good, np.zeros(len(good), np.int32), headers,
+                                      self.preprocessing, batch_size=batch_size, cache=False)
+            pipeline = pipeline.map(lambda x, y: x)
+            index = {p: i for i, p in enumerate(paths)}
+            probs[[index[p] for p in good]] = self._probabilities(pipeline, batch_size)
+        return self._wrap(probs, paths, errors, top_k)
+
+    def _wrap(self, probs: np.ndarray, paths: list[str] | None, errors: dict[str, str],
+              top_k: int) -> Predictions:
+        bad = np.isnan(probs).any(axis=1) if len(probs) else np.zeros(0, bool)
+        indices = np.where(bad, -1, np.nan_to_num(probs, nan=-1.0).argmax(axis=1)
+                           if len(probs) else 0).astype(np.int64)
+        labels = [self.class_names[i] if i >= 0 else "" for i in indices]
+        return Predictions(indices, labels, probs, self.class_names, paths, errors, top_k)
+
+
+def _is_tf_dataset(value: Any) -> bool:
+    import tensorflow as tf
+
+    return isinstance(value, tf.data.Dataset)
+
+
+def _expand_paths(items: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Files as given, folders expanded to their image files (recursively, sorted)."""
+    out: list[str] = []
+    for item in items:
+        path = os.fspath(item)
+        if os.path.isdir(path):
+            found = sorted(
+                str(p) for p in Path(path).rglob("*")
+                if p.suffix.lower() in _imagecheck.IMAGE_EXTENSIONS
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                and (p.is_file() or p.is_symlink())
+            )
+            if not found:
+                raise DatasetError(
+                    f"No images found in {path!r}. Allowed extensions: "
+                    + " ".join(_imagecheck.IMAGE_EXTENSIONS)
+                )
+            out.extend(found)
+        elif os.path.lexists(path):
+            out.append(path)
+        else:
+            raise DatasetError(f"Image not found: {path!r}")
+    return out

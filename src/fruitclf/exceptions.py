@@ -1,0 +1,69 @@
+"""Exceptions raised by fruitclf.
+
+Every failure that fruitclf detects itself derives from :class:`FruitclfError`, so one
+``except fruitclf.FruitclfError`` catches them all. Wrong argument types and values raise the
+built-in :class:`TypeError` / :class:`ValueError` (the data and spec errors below are also
+``ValueError`` subclasses, so generic handlers keep working)::
+
+    FruitclfError
+    ├── DatasetError (also ValueError)
+    │   └── CorruptedImagesError
+    ├── SpecError (also ValueError)
+    ├── TrainingError
+    └── ModelFileError (also OSError)
+        └── VersionCompatibilityError
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "CorruptedImagesError",
+    "DatasetError",
+    "FruitclfError",
+    "ModelFileError",
+    "SpecError",
+    "TrainingError",
+    "VersionCompatibilityError",
+]
+
+
+class FruitclfError(Exception):
+    """Base class of every error fruitclf raises on purpose."""
+
+
+class DatasetError(FruitclfError, ValueError):
+    """An image folder cannot be used as asked (missing, empty, unknown class, ...)."""
+
+
+class CorruptedImagesError(DatasetError):
+    """Files in an image folder would crash training.
+
+    Parameters
+    ----------
+    paths : sequence of str
+        The offending files.
+    message : str
+        The full message.
+    """
+
+    def __init__(self, message: str, paths: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.paths = list(paths)
+
+
+class SpecError(FruitclfError, ValueError):
+    """A model spec (or its JSON) is invalid."""
+
+
+class TrainingError(FruitclfError):
+    """Training cannot start or continue (e.g. a monitored metric does not exist)."""
+
+
+class ModelFileError(FruitclfError, OSError):
+    """A model file is missing, is not a model, or is damaged."""
+
+
+class VersionCompatibilityError(ModelFileError):
+    """A model file was written by a TensorFlow/Keras version that cannot be read here."""

@@ -1,0 +1,332 @@
+"""Save and load models together with what is needed to use them.
+
+A fruitclf model file is an ordinary Keras ``.keras`` or ``.h5`` file that also carries, in
+the same file, the class names, the preprocessing (input size, resize method), the spec, the
+versions that wrote it and a training summary. Keras reads it like any other; fruitclf reads
+the extra part too, so a reloaded model predicts class names, not bare indices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._compat import versions
+from .data import Preprocessing
+from .exceptions import ModelFileError, VersionCompatibilityError
+
+if TYPE_CHECKING:
+    import keras
+
+    from .evaluation import Predictions
+    from .spec import CNNSpec
+
+__all__ = ["LoadedModel", "load_model", "read_metadata", "save_model"]
+
+METADATA_KEY = "fruitclf_metadata"
+KERAS_ENTRY = "fruitclf.json"
+FORMATS = (".keras", ".h5")
+
+
+def _format_of(path: str | os.PathLike[str], name: str = "path") -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix == ".hdf5":
+        suffix = ".h5"
+    if suffix not in FORMATS:
+        raise ValueError(
+            f"`{name}` must end in .keras or .h5. Received: {name}={os.fspath(path)!r}"
+        )
+    return suffix
+
+
+def build_metadata(
+    *,
+    class_names: Sequence[str],
+    preprocessing: Preprocessing | None = None,
+    spec: CNNSpec | None = None,
+    training: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return the metadata dict stored with a model."""
+    names = list(class_names)
+    if not names or not all(isinstance(n, str) for n in names):
+        raise TypeError(f"`class_names` must be a non-empty list of str. Received: {class_names!r}")
+    return {
+        "format": "fruitclf-model",
+        "version": 1,
+        "class_names": names,
+        "preprocessing": (preprocessing or Preprocessing()).to_dict(),
+        "spec": spec.to_dict() if spec is not None else None,
+        "versions": versions(),
+        "training": dict(training) if training else {},
+        **(dict(extra) if extra else {}),
+    }
+
+
+def save_model(
+    model: keras.Model,
+    path: str | os.PathLike[str],
+    *,
+    class_names: Sequence[str],
+    preprocessing: Preprocessing | None = None,
+    spec: CNNSpec | None = None,
+    training: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    include_optimizer: bool = True,
+) -> Path:
+    """Save a model with its class names and preprocessing, as ``.keras`` or ``.h5``.
+
+    The file is written next to the target under a temporary name and renamed into place, so
+    an interrupted save never leaves a half-written file at ``path``.
+
+    Parameters
+    ----------
+    model : keras.Model
+        The model.
+    path : path-like
+        Target file, ending in ``.keras`` or ``.h5``.
+    class_names : sequence of str
+        Class names in label order.
+    preprocessing : Preprocessing, optional
+        How images are prepared for the model (default: 128x128 bilinear, antialiased).
+    spec : CNNSpec, optional
+        The spec the model was built from.
+    training : mapping, optional
+        A training summary (e.g. ``TrainingHistory.summary()``).
+    extra : mapping, optional
+        More JSON-serialisable entries for the metadata.
+    include_optimizer : bool, default=True
+        Keep the optimizer state (needed to resume training).
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Examples
+    --------
+    >>> save_model(model, "run/model.h5", class_names=["acai", "cupuacu"])  # doctest: +SKIP
+    """
+    fmt = _format_of(path)
+    metadata = build_metadata(class_names=class_names, preprocessing=preprocessing, spec=spec,
+                              training=training, extra=extra)
+    if model.output_shape[-1] != len(metadata["class_names"]):
+        raise ValueError(
+            f"`class_names` has {len(metadata['class_names'])} names but the model has "
+            f"{model.output_shape[-1]} outputs. Received: class_names={list(class_names)!r}"
+        )
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=fmt, dir=target.parent)
+    os.close(fd)
+    os.unlink(tmp_name)  # Keras refuses some existing targets; it creates the file itself
+    try:
+        model.save(tmp_name, include_optimizer=include_optimizer)
+        payload = json.dumps(metadata)
+        if fmt == ".keras":
+            with zipfile.ZipFile(tmp_name, "a") as archive:
+                archive.writestr(KERAS_ENTRY, payload)
+        else:
+            import h5py
+
+            with h5py.File(tmp_name, "a") as h5:
+                h5.attrs[METADATA_KEY] = payload
+        os.replace(tmp_name, target)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return target
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Return the metadata stored in a model file, without loading the model.
+
+    Raises
+    ------
+    ModelFileError
+        If the file is missing, is not a Keras model file, or has no fruitclf metadata.
+
+    Examples
+    --------
+    >>> read_metadata("run/model.keras")["class_names"]  # doctest: +SKIP
+    ['acai', 'cupuacu']
+    """
+    fmt = _check_model_file(path)
+    try:
+        if fmt == ".keras":
+            with zipfile.ZipFile(path) as archive:
+                if KERAS_ENTRY not in archive.namelist():
+                    raise ModelFileError(
+                        f"{os.fspath(path)!r} is a Keras model without fruitclf metadata "
+                        "(class names). Save it with fruitclf.save_model."
+                    )
+                return json.loads(archive.read(KERAS_ENTRY))  # type: ignore[no-any-return]
+        import h5py
+
+        with h5py.File(path, "r") as h5:
+            if METADATA_KEY not in h5.attrs:
+                raise ModelFileError(
+                    f"{os.fspath(path)!r} is a Keras model without fruitclf metadata "
+                    "(class names). Save it with fruitclf.save_model."
+                )
+            raw = h5.attrs[METADATA_KEY]
+            return json.loads(raw.decode() if isinstance(raw, bytes) else raw)  # type: ignore[no-any-return]
+    except ModelFileError:
+        raise
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise ModelFileError(f"Cannot read model file {os.fspath(path)!r}: {exc}") from None
+
+
+def _check_model_file(path: str | os.PathLike[str]) -> str:
+    if not os.path.exists(path):
+        raise ModelFileError(
+            f"Model file not found: {os.fspath(path)!r}. Pass a .keras or .h5 file written by "
+            "fruitclf (e.g. RUN_DIR/model.keras)."
+        )
+    if os.path.isdir(path):
+        raise ModelFileError(
+            f"{os.fspath(path)!r} is a folder. Keras 3 cannot load SavedModel folders; pass a "
+            ".keras or .h5 file."
+        )
+    with open(path, "rb") as fh:
+        magic = fh.read(8)
+    if magic.startswith(b"PK"):
+        if not zipfile.is_zipfile(path):
+            raise ModelFileError(f"{os.fspath(path)!r} is a damaged (truncated?) .keras file.")
+        return ".keras"
+    if magic == b"\x89HDF\r\n\x1a\n":
+        return ".h5"
+    raise ModelFileError(
+        f"{os.fspath(path)!r} is not a Keras model file (expected a .keras zip archive or an "
+        "HDF5 .h5 file)."
+    )
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A model read by :func:`load_model`, with what is needed to use it.
+
+    Attributes
+    ----------
+    model : keras.Model
+        The Keras model.
+    class_names : list of str
+        Class names in label order.
+    metadata : dict
+        Everything stored with the model (preprocessing, spec, versions, training summary).
+    path : str
+        The file it came from.
+    """
+
+    model: keras.Model
+    class_names: list[str]
+    metadata: dict[str, Any]
+    path: str
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """How images are prepared for this model."""
+        return Preprocessing.from_dict(self.metadata.get("preprocessing") or {})
+
+    def predict(
+        self,
+        inputs: Any,
+        *,
+        top_k: int = 1,
+        batch_size: int = 32,
+    ) -> Predictions:
+        """Predict class names for image files, a folder, or an array of images.
+
+        Parameters
+        ----------
+        inputs : path, sequence of paths, array or ImageFolderDataset
+            Image files or folders (searched recursively), or images of shape
+            ``(n, height, width, channels)`` / ``(height, width, channels)`` with 0–255 pixels.
+        top_k : int, default=1
+            How many best classes to keep per image.
+        batch_size : int, default=32
+            Images per batch.
+
+        Returns
+        -------
+        Predictions
+
+        Examples
+        --------
+        >>> loaded = fruitclf.load_model("run/model.h5")  # doctest: +SKIP
+        >>> loaded.predict(["photo.jpg"]).labels  # doctest: +SKIP
+        ['acai']
+        """
+        from .evaluation import Evaluator
+
+        evaluator = Evaluator(self.model, self.class_names, preprocessing=self.preprocessing)
+        return evaluator.predict(inputs, top_k=top_k, batch_size=batch_size)
+
+
+def load_model(
+    path: str | os.PathLike[str], *, compile: bool = False, safe_mode: bool = True
+) -> LoadedModel:
+    """Load a model saved by :func:`save_model` (or by a fruitclf run/checkpoint).
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.keras`` or ``.h5`` file.
+    compile : bool, default=False
+        Also restore the optimizer and loss (to continue training).
+    safe_mode : bool, default=True
+        Keras safe mode: refuse to run code (lambda layers) stored in the file.
+
+    Returns
+    -------
+    LoadedModel
+
+    Raises
+    ------
+    ModelFileError
+        If the file is missing, is not a model, is damaged, or has no fruitclf metadata.
+    VersionCompatibilityError
+        If the file was written by a TensorFlow/Keras that this one cannot read; the message
+        names both versions.
+
+    Examples
+    --------
+    >>> loaded = fruitclf.load_model("run/model.keras")  # doctest: +SKIP
+    >>> loaded.class_names  # doctest: +SKIP
+    ['acai', 'cupuacu']
+    """
+    import keras
+
+    metadata = read_metadata(path)
+    try:
+        model = keras.saving.load_model(os.fspath(path), compile=compile, safe_mode=safe_mode)
+    except Exception as exc:  # Keras raises many types for damaged or foreign files
+        written = metadata.get("versions", {})
+        here = versions()
+        if written and (written.get("keras"), written.get("tensorflow")) != (
+            here["keras"], here["tensorflow"]
+        ):
+            raise VersionCompatibilityError(
+                f"Cannot load {os.fspath(path)!r}: written by Keras {written.get('keras')} / "
+                f"TensorFlow {written.get('tensorflow')}, read by Keras {here['keras']} / "
+                f"TensorFlow {here['tensorflow']} ({type(exc).__name__}: {exc}). Load it with "
+                "the versions that wrote it and save it again in the other format."
+            ) from exc
+        raise ModelFileError(
+            f"Cannot load model {os.fspath(path)!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    names = metadata.get("class_names")
+    if not isinstance(names, list) or len(names) != model.output_shape[-1]:
+        raise ModelFileError(
+            f"{os.fspath(path)!r} stores class names {names!r} that do not match the model's "
+            f"{model.output_shape[-1]} outputs."
+        )
+    return LoadedModel(model=model, class_names=list(names), metadata=metadata,
+                       path=os.fspath(path))
+

@@ -1,0 +1,164 @@
+"""Build a Keras model from a :class:`~fruitclf.CNNSpec`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._compat import resolve_precision
+from ._validation import check_int
+from .spec import Augmentation, CNNSpec
+
+if TYPE_CHECKING:
+    import keras
+
+__all__ = ["build_cnn"]
+
+
+def _seed(base: int | None, offset: int) -> int | None:
+    return None if base is None else base + 1009 * offset
+
+
+def _regularizer(kind: str | None, factor: float) -> Any:
+    import keras
+
+    if kind is None:
+        return None
+    if kind == "l1":
+        return keras.regularizers.L1(factor)
+    if kind == "l2":
+        return keras.regularizers.L2(factor)
+    return keras.regularizers.L1L2(l1=factor, l2=factor)
+
+
+def _initializer(name: str, seed: int | None) -> Any:
+    import keras
+
+    initializer = keras.initializers.get(name)
+    config = initializer.get_config()
+    if "seed" in config:
+        config["seed"] = seed
+        initializer = initializer.__class__.from_config(config)
+    return initializer
+
+
+def build_augmentation(
+    augmentation: Augmentation, *, seed: int | None = None, dtype: Any = None
+) -> keras.Sequential:
+    """Return a Keras ``Sequential`` of random layers for ``augmentation``.
+
+    The layers act only when called with ``training=True`` (inside ``fit``).
+
+    Examples
+    --------
+    >>> block = build_augmentation(Augmentation(flip="horizontal", rotation=0.1))
+    >>> [layer.__class__.__name__ for layer in block.layers][:2]
+    ['RandomFlip', 'RandomRotation']
+    """
+    import keras
+
+    layers: list[Any] = []
+    if augmentation.flip:
+        layers.append(keras.layers.RandomFlip(augmentation.flip, seed=_seed(seed, 1), dtype=dtype))
+    if augmentation.rotation:
+        layers.append(keras.layers.RandomRotation(augmentation.rotation, seed=_seed(seed, 2),
+                                                  dtype=dtype))
+    if augmentation.zoom:
+        layers.append(keras.layers.RandomZoom(augmentation.zoom, seed=_seed(seed, 3),
+                                              dtype=dtype))
+    if augmentation.translation:
+        layers.append(keras.layers.RandomTranslation(
+            augmentation.translation, augmentation.translation, seed=_seed(seed, 4), dtype=dtype))
+    if augmentation.contrast:
+        layers.append(keras.layers.RandomContrast(augmentation.contrast, seed=_seed(seed, 5),
+                                                  dtype=dtype))
+    return keras.Sequential(layers, name="augmentation")
+
+
+def build_cnn(
+    spec: CNNSpec, *, seed: int | None = None, precision: str = "float32"
+) -> keras.Model:
+    """Build the Keras model a spec describes.
+
+    The model takes raw pixels (0–255, any numeric dtype), rescales them inside itself, and
+    outputs class probabilities in ``float32``. Its layers carry the names of
+    :meth:`CNNSpec.describe`'s rows, and the numbers agree with ``model.summary()``.
+
+    Parameters
+    ----------
+    spec : CNNSpec
+        What to build.
+    seed : int, optional
+        Seed for every initialiser, dropout and augmentation layer: the same seed gives the
+        same initial weights, without touching any global random state.
+    precision : {"float32", "mixed_bfloat16", "mixed_float16", "auto"}, default="float32"
+        Dtype policy of the layers; the output layer always computes in ``float32``.
+        ``"auto"`` picks ``mixed_bfloat16`` on CPUs with native bfloat16 (AVX512_BF16 or AMX)
+        and GPUs that support it, else ``float32``.
+
+    Returns
+    -------
+    keras.Model
+        Not compiled; :class:`fruitclf.Trainer` compiles it.
+
+    Examples
+    --------
+    >>> spec = CNNSpec.preset("keras-mnist")
+    >>> build_cnn(spec, seed=0).count_params()
+    225034
+    """
+    import keras
+
+    if not isinstance(spec, CNNSpec):
+        raise TypeError(
+            f"`spec` must be a CNNSpec, e.g. CNNSpec.preset('worksheet'). "
+            f"Received: {type(spec).__name__}"
+        )
+    if seed is not None:
+        seed = check_int(seed, "seed", min_value=0)
+    policy = resolve_precision(precision)
+    layers = keras.layers
+    inputs = keras.Input(shape=spec.input_shape, name="image")
+    x = inputs
+    if spec.augmentation is not None and spec.augmentation.active:
+        x = build_augmentation(spec.augmentation, seed=seed, dtype=policy)(x)
+    x = layers.Rescaling(spec.rescale, name="rescaling", dtype=policy)(x)
+    for i, block in enumerate(spec.conv_blocks, start=1):
+        x = layers.Conv2D(
+            block.filters, block.kernel_size, strides=block.strides, padding=block.padding,
+            activation=None if block.batch_norm else block.activation,
+            kernel_initializer=_initializer(spec.kernel_initializer, _seed(seed, 10 + i)),
+            kernel_regularizer=_regularizer(block.kernel_regularizer, block.regularization),
+            name=f"conv{i}", dtype=policy,
+        )(x)
+        if block.batch_norm:
+            x = layers.BatchNormalization(name=f"bn{i}", dtype=policy)(x)
+            x = layers.Activation(block.activation, name=f"act{i}", dtype=policy)(x)
+        if block.pool is not None:
+            pool_cls = layers.MaxPooling2D if block.pool == "max" else layers.AveragePooling2D
+            x = pool_cls(block.pool_size, strides=block.pool_strides or block.pool_size,
+                         name=f"pool{i}", dtype=policy)(x)
+        if block.dropout:
+            x = layers.Dropout(block.dropout, seed=_seed(seed, 100 + i), name=f"conv_dropout{i}",
+                               dtype=policy)(x)
+    if spec.head == "flatten":
+        x = layers.Flatten(name="flatten", dtype=policy)(x)
+    elif spec.head == "global_average":
+        x = layers.GlobalAveragePooling2D(name="global_pool", dtype=policy)(x)
+    else:
+        x = layers.GlobalMaxPooling2D(name="global_pool", dtype=policy)(x)
+    for j, dense in enumerate(spec.dense_layers, start=1):
+        x = layers.Dense(
+            dense.units, activation=dense.activation,
+            kernel_initializer=_initializer(spec.kernel_initializer, _seed(seed, 200 + j)),
+            kernel_regularizer=_regularizer(dense.kernel_regularizer, dense.regularization),
+            name=f"dense{j}", dtype=policy,
+        )(x)
+        if dense.dropout:
+            x = layers.Dropout(dense.dropout, seed=_seed(seed, 300 + j), name=f"dense_dropout{j}",
+                               dtype=policy)(x)
+    outputs = layers.Dense(
+        spec.num_classes, activation=spec.output_activation,
+        kernel_initializer=_initializer(spec.kernel_initializer, _seed(seed, 400)),
+        name="predictions", dtype="float32",
+    )(x)
+    return keras.Model(inputs, outputs, name=spec.name)

@@ -1,0 +1,527 @@
+"""Declarative CNN specs: frozen dataclasses that serialise to JSON and explain themselves.
+
+A :class:`CNNSpec` says everything :func:`fruitclf.build_cnn` needs; it is validated when it
+is made, before any layer exists, and :meth:`CNNSpec.describe` computes each layer's output
+shape and parameter count from the spec alone, with the arithmetic that gives them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ._validation import check_float, check_image_size, check_int
+from .exceptions import SpecError
+
+__all__ = [
+    "Augmentation",
+    "CNNSpec",
+    "ConvBlock",
+    "DenseLayer",
+    "LayerRow",
+    "SpecDescription",
+]
+
+SPEC_FORMAT = "fruitclf-cnnspec"
+ACTIVATIONS = ("relu", "elu", "gelu", "leaky_relu", "selu", "sigmoid", "silu", "swish", "tanh",
+               "linear")
+OUTPUT_ACTIVATIONS = ("softmax", "sigmoid", "linear")
+PADDINGS = ("same", "valid")
+POOLS = ("max", "average")
+HEADS = ("flatten", "global_average", "global_max")
+INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
+                "lecun_normal", "random_normal", "random_uniform", "truncated_normal", "zeros",
+                "ones", "orthogonal")
+REGULARIZERS = ("l1", "l2", "l1_l2")
+FLIPS = ("horizontal", "vertical", "horizontal_and_vertical")
+
+
+def _fail(field: str, allowed: str, value: Any) -> SpecError:
+    return SpecError(f"`{field}` must be {allowed}. Received: {field}={value!r}")
+
+
+def _spec_check(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a shared check helper, re-raising its message as a SpecError."""
+    try:
+        return fn(*args, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(str(exc)) from None
+
+
+def _check_member(value: Any, field: str, allowed: Sequence[Any]) -> None:
+    if value not in allowed:
+        raise _fail(field, "one of " + ", ".join(repr(a) for a in allowed), value)
+
+
+def _pair(value: Any, field: str) -> tuple[int, int]:
+    return _spec_check(check_image_size, value, field)  # type: ignore[no-any-return]
+
+
+class _SpecPart:
+    """to_dict/from_dict shared by the spec dataclasses (strict about unknown keys)."""
+
+    _nested: ClassVar[dict[str, type[_SpecPart]]] = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the spec as plain JSON types."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if isinstance(value, _SpecPart):
+                value = value.to_dict()
+            elif isinstance(value, tuple) and value and isinstance(value[0], _SpecPart):
+                value = [v.to_dict() for v in value]
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def _from_mapping(cls, data: Any, where: str) -> Any:
+        if not isinstance(data, Mapping):
+            raise SpecError(f"`{where}` must be a JSON object. Received: {data!r}")
+        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in ("format", "version") and cls is CNNSpec:
+                continue
+            if key not in names:
+                close = difflib.get_close_matches(str(key), names, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise SpecError(
+                    f"Unknown field {key!r} in `{where}`.{hint} Allowed: {', '.join(names)}"
+                )
+            nested = cls._nested.get(key)
+            if nested is not None and value is not None:
+                if isinstance(value, list):
+                    value = tuple(nested._from_mapping(v, f"{where}.{key}[{i}]")
+                                  for i, v in enumerate(value))
+                else:
+                    value = nested._from_mapping(value, f"{where}.{key}")
+            elif isinstance(value, list):
+                value = tuple(value)
+            kwargs[key] = value
+        try:
+            return cls(**kwargs)
+        except SpecError as exc:
+            raise SpecError(f"In `{where}`: {exc}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvBlock(_SpecPart):
+    """A convolution, optionally batch-normalised, activated, pooled and dropped out.
+
+    Examples
+    --------
+    >>> ConvBlock(32, kernel_size=3, padding="same").filters
+    32
+    """
+
+    filters: int  # number of convolution kernels (output channels)
+    kernel_size: tuple[int, int] | int = (3, 3)  # kernel height, width
+    strides: int = 1  # convolution stride
+    padding: str = "same"  # "same" keeps the size at stride 1; "valid" shrinks it
+    activation: str = "relu"  # activation after the convolution (or batch norm)
+    pool: str | None = "max"  # "max", "average" or None
+    pool_size: int = 2  # pooling window
+    pool_strides: int | None = None  # pooling stride; None means pool_size
+    batch_norm: bool = False  # batch normalisation between convolution and activation
+    dropout: float = 0.0  # dropout rate after pooling
+    kernel_regularizer: str | None = None  # "l1", "l2", "l1_l2" or None
+    regularization: float = 0.01  # regulariser factor
+
+    def __post_init__(self) -> None:
+        _spec_check(check_int, self.filters, "filters", min_value=1)
+        object.__setattr__(self, "kernel_size", _pair(self.kernel_size, "kernel_size"))
+        _spec_check(check_int, self.strides, "strides", min_value=1)
+        _check_member(self.padding, "padding", PADDINGS)
+        _check_member(self.activation, "activation", ACTIVATIONS)
+        _check_member(self.pool, "pool", (*POOLS, None))
+        _spec_check(check_int, self.pool_size, "pool_size", min_value=1)
+        if self.pool_strides is not None:
+            _spec_check(check_int, self.pool_strides, "pool_strides", min_value=1)
+        if not isinstance(self.batch_norm, bool):
+            raise _fail("batch_norm", "a bool", self.batch_norm)
+        _spec_check(check_float, self.dropout, "dropout", min_value=0.0, max_value=0.99)
+        _check_member(self.kernel_regularizer, "kernel_regularizer", (*REGULARIZERS, None))
+        _spec_check(check_float, self.regularization, "regularization", min_value=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class DenseLayer(_SpecPart):
+    """A fully connected hidden layer, optionally followed by dropout.
+
+    Examples
+    --------
+    >>> DenseLayer(64).units
+    64
+    """
+
+    units: int  # neurons
+    activation: str = "relu"  # activation
+    dropout: float = 0.0  # dropout rate after the layer
+    kernel_regularizer: str | None = None  # "l1", "l2", "l1_l2" or None
+    regularization: float = 0.01  # regulariser factor
+
+    def __post_init__(self) -> None:
+        _spec_check(check_int, self.units, "units", min_value=1)
+        _check_member(self.activation, "activation", ACTIVATIONS)
+        _spec_check(check_float, self.dropout, "dropout", min_value=0.0, max_value=0.99)
+        _check_member(self.kernel_regularizer, "kernel_regularizer", (*REGULARIZERS, None))
+        _spec_check(check_float, self.regularization, "regularization", min_value=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Augmentation(_SpecPart):
+    """Random changes applied to training images inside the model (inactive at inference).
+
+    Examples
+    --------
+    >>> Augmentation(flip="horizontal", rotation=0.05).rotation
+    0.05
+    """
+
+    flip: str | None = "horizontal"  # "horizontal", "vertical", "horizontal_and_vertical"
+    rotation: float = 0.05  # max rotation, as a fraction of a full turn
+    zoom: float = 0.1  # max zoom in or out, as a fraction of the size
+    contrast: float = 0.1  # max contrast change, as a fraction
+    translation: float = 0.0  # max shift, as a fraction of the size
+
+    def __post_init__(self) -> None:
+        _check_member(self.flip, "flip", (*FLIPS, None))
+        for name in ("rotation", "zoom", "contrast", "translation"):
+            _spec_check(check_float, getattr(self, name), name, min_value=0.0, max_value=1.0)
+
+    @property
+    def active(self) -> bool:
+        """True when at least one change is enabled."""
+        return bool(self.flip or self.rotation or self.zoom or self.contrast or self.translation)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerRow:
+    """One line of :meth:`CNNSpec.describe`: a layer, its output shape, its parameters."""
+
+    name: str  # the Keras layer name in the built model
+    kind: str  # the Keras layer class
+    output_shape: tuple[int, ...]  # without the batch dimension
+    params: int  # weights (trainable and not)
+    shape_math: str  # how the output shape follows from the input
+    params_math: str  # how the parameter count follows
+
+
+@dataclasses.dataclass(frozen=True)
+class SpecDescription:
+    """The worksheet's layer table for a spec; ``str()`` renders it as text."""
+
+    rows: tuple[LayerRow, ...]
+    input_shape: tuple[int, int, int]
+
+    @property
+    def total_params(self) -> int:
+        """Sum of all layers' parameters."""
+        return sum(r.params for r in self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the table as plain JSON types."""
+        return {"input_shape": list(self.input_shape),
+                "layers": [dict(dataclasses.asdict(r), output_shape=list(r.output_shape))
+                           for r in self.rows],
+                "total_params": self.total_params}
+
+    def __str__(self) -> str:
+        header = ("Layer", "Output shape", "Params", "Shape arithmetic", "Parameter arithmetic")
+        body = [(f"{r.name} ({r.kind})", str(r.output_shape), f"{r.params:,}", r.shape_math,
+                 r.params_math) for r in self.rows]
+        widths = [max(len(str(row[i])) for row in [header, *body]) for i in range(5)]
+        line = "  ".join("{:<%d}" % w for w in widths)
+        out = [f"Input: {self.input_shape}", line.format(*header),
+               "  ".join("-" * w for w in widths)]
+        out += [line.format(*row) for row in body]
+        out.append(f"Total params: {self.total_params:,}")
+        return "\n".join(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class CNNSpec(_SpecPart):
+    """A convolutional classifier: input, conv blocks, dense layers, output.
+
+    The built model takes raw pixels (0–255) and rescales them itself, so preprocessing can
+    never be forgotten at prediction time.
+
+    Examples
+    --------
+    >>> spec = CNNSpec(input_shape=(28, 28, 1), num_classes=10,
+    ...                conv_blocks=(ConvBlock(32, padding="valid"),),
+    ...                dense_layers=(DenseLayer(64),))
+    >>> CNNSpec.from_dict(spec.to_dict()) == spec
+    True
+    >>> CNNSpec.preset("keras-mnist").describe().total_params
+    225034
+    """
+
+    input_shape: tuple[int, int, int] = (128, 128, 3)  # height, width, channels
+    num_classes: int = 2  # output units
+    conv_blocks: tuple[ConvBlock, ...] = (ConvBlock(32), ConvBlock(32))  # feature extractor
+    dense_layers: tuple[DenseLayer, ...] = (DenseLayer(64),)  # hidden dense layers
+    head: str = "flatten"  # "flatten", "global_average" or "global_max"
+    output_activation: str = "softmax"  # activation of the output layer
+    kernel_initializer: str = "glorot_uniform"  # initialiser of every kernel
+    rescale: float = 1 / 255  # factor applied to raw pixels first
+    augmentation: Augmentation | None = None  # random changes in training, or None
+    name: str = "cnn"  # the Keras model name
+
+    _nested: ClassVar[dict[str, type[_SpecPart]]] = {
+        "conv_blocks": ConvBlock, "dense_layers": DenseLayer, "augmentation": Augmentation,
+    }
+    PRESETS: ClassVar[tuple[str, ...]] = ("worksheet", "keras-mnist")
+
+    def __post_init__(self) -> None:
+        shape = self.input_shape
+        if (not isinstance(shape, Sequence) or len(shape) != 3
+                or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in shape)):
+            raise _fail("input_shape", "three positive ints (height, width, channels), "
+                        "e.g. (128, 128, 3)", shape)
+        object.__setattr__(self, "input_shape", tuple(shape))
+        if shape[2] not in (1, 3):
+            raise _fail("input_shape", "an image shape with 1 (grayscale) or 3 (RGB) channels",
+                        shape)
+        _spec_check(check_int, self.num_classes, "num_classes", min_value=2)
+        for field, kind in (("conv_blocks", ConvBlock), ("dense_layers", DenseLayer)):
+            value = getattr(self, field)
+            if isinstance(value, list):
+                value = tuple(value)
+                object.__setattr__(self, field, value)
+            if not isinstance(value, tuple) or not all(isinstance(v, kind) for v in value):
+                raise _fail(field, f"a sequence of {kind.__name__}", value)
+        _check_member(self.head, "head", HEADS)
+        _check_member(self.output_activation, "output_activation", OUTPUT_ACTIVATIONS)
+        _check_member(self.kernel_initializer, "kernel_initializer", INITIALIZERS)
+        _spec_check(check_float, self.rescale, "rescale", min_value=0.0)
+        if self.augmentation is not None and not isinstance(self.augmentation, Augmentation):
+            raise _fail("augmentation", "an Augmentation or None", self.augmentation)
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise _fail("name", "a Python identifier, e.g. 'cnn'", self.name)
+        self.describe()  # a spec whose shapes collapse to zero fails now, not in Keras
+
+    # ------------------------------------------------------------ construction
+
+    @classmethod
+    def preset(
+        cls,
+        name: str,
+        *,
+        num_classes: int | None = None,
+        input_shape: Sequence[int] | None = None,
+        augmentation: Augmentation | None = None,
+    ) -> CNNSpec:
+        """Return a named spec.
+
+        Parameters
+        ----------
+        name : {"worksheet", "keras-mnist"}
+            ``"worksheet"``: Conv(32, 3x3, same)+ReLU, MaxPool(2), Conv(32, 3x3, same)+ReLU,
+            MaxPool(2), Flatten, Dense(64, ReLU), Dense(128, ReLU), Dense(classes, softmax) on
+            128x128x3 with 6 classes. ``"keras-mnist"``: Conv(32, 3x3, valid), MaxPool(2),
+            Conv(64, 3x3, valid), MaxPool(2), Flatten, Dense(128), Dense(10) on 28x28x1
+            (225,034 parameters).
+        num_classes : int, optional
+            Override the preset's classes.
+        input_shape : (height, width, channels), optional
+            Override the preset's input.
+        augmentation : Augmentation, optional
+            Add an augmentation block.
+
+        Examples
+        --------
+        >>> CNNSpec.preset("worksheet", num_classes=6).describe().total_params
+        2116454
+        """
+        if name == "worksheet":
+            spec = cls(
+                input_shape=(128, 128, 3), num_classes=6,
+                conv_blocks=(ConvBlock(32, padding="same"), ConvBlock(32, padding="same")),
+                dense_layers=(DenseLayer(64), DenseLayer(128)), name="worksheet_cnn",
+            )
+        elif name == "keras-mnist":
+            spec = cls(
+                input_shape=(28, 28, 1), num_classes=10,
+                conv_blocks=(ConvBlock(32, padding="valid"), ConvBlock(64, padding="valid")),
+                dense_layers=(DenseLayer(128),), name="keras_mnist_cnn",
+            )
+        else:
+            raise ValueError(
+                f"Unknown preset {name!r}. Available presets: {', '.join(cls.PRESETS)}"
+            )
+        changes: dict[str, Any] = {}
+        if num_classes is not None:
+            changes["num_classes"] = num_classes
+        if input_shape is not None:
+            changes["input_shape"] = tuple(input_shape)
+        if augmentation is not None:
+            changes["augmentation"] = augmentation
+        return spec.replace(**changes) if changes else spec
+
+    def replace(self, **changes: Any) -> CNNSpec:
+        """Return a copy with some fields changed (validated again).
+
+        Examples
+        --------
+        >>> CNNSpec.preset("worksheet").replace(num_classes=3).num_classes
+        3
+        """
+        try:
+            return dataclasses.replace(self, **changes)
+        except TypeError as exc:
+            raise SpecError(f"{exc}. Fields: {', '.join(f.name for f in dataclasses.fields(self))}"
+                            ) from None
+
+    def with_image_size(self, image_size: int | Sequence[int]) -> CNNSpec:
+        """Return a copy with the input height and width changed (channels kept)."""
+        height, width = check_image_size(image_size)
+        return self.replace(input_shape=(height, width, self.input_shape[2]))
+
+    # ------------------------------------------------------------ serialisation
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the spec as plain JSON types; :meth:`from_dict` rebuilds it exactly."""
+        return {"format": SPEC_FORMAT, "version": 1, **super().to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CNNSpec:
+        """Rebuild a spec from :meth:`to_dict` output.
+
+        Raises
+        ------
+        SpecError
+            Naming an unknown field (with the closest known one) or an invalid value.
+        """
+        return cls._from_mapping(data, "spec")  # type: ignore[no-any-return]
+
+    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
+        """Return the spec as JSON text, and write it to ``path`` if given."""
+        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    @classmethod
+    def from_json(cls, source: str | os.PathLike[str]) -> CNNSpec:
+        """Read a spec from a JSON file path (or JSON text starting with ``{``).
+
+        Raises
+        ------
+        SpecError
+            If the file is missing or not valid JSON, or the spec is invalid.
+        """
+        text = os.fspath(source)
+        if not text.lstrip().startswith("{"):
+            try:
+                text = Path(text).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise SpecError(f"Cannot read spec file {os.fspath(source)!r}: {exc.strerror}"
+                                ) from None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise SpecError(f"Spec is not valid JSON ({exc}): {os.fspath(source)!r}") from None
+        return cls.from_dict(data)
+
+    # ------------------------------------------------------------ explanation
+
+    def describe(self) -> SpecDescription:
+        """Compute every layer's output shape and parameter count from the spec alone.
+
+        The rows match the layers of ``build_cnn(spec)`` one to one, with the arithmetic
+        behind each number: ``(28 - 3)/1 + 1 = 26`` for a valid convolution,
+        ``3*3*1*32 + 32 = 320`` for its parameters.
+
+        Raises
+        ------
+        SpecError
+            If a layer's output would be smaller than 1 pixel.
+
+        Examples
+        --------
+        >>> rows = CNNSpec.preset("keras-mnist").describe().rows
+        >>> rows[1].shape_math, rows[1].params_math
+        ('(28 - 3)/1 + 1 = 26', '3*3*1*32 + 32 = 320')
+        """
+        h, w, c = self.input_shape
+        rows: list[LayerRow] = []
+        if self.augmentation is not None and self.augmentation.active:
+            rows.append(LayerRow("augmentation", "Sequential", (h, w, c), 0, "unchanged", "0"))
+        rows.append(LayerRow("rescaling", "Rescaling", (h, w, c), 0,
+                             f"x * {self.rescale:.6g}", "0"))
+        for i, block in enumerate(self.conv_blocks, start=1):
+            kh, kw = block.kernel_size  # type: ignore[misc]
+            h2, hm = _conv_out(h, kh, block.strides, block.padding)
+            w2, _ = _conv_out(w, kw, block.strides, block.padding)
+            params = kh * kw * c * block.filters + block.filters
+            rows.append(LayerRow(
+                f"conv{i}", "Conv2D", (h2, w2, block.filters), params,
+                hm if h == w and kh == kw else f"{hm}; width: {w2}",
+                f"{kh}*{kw}*{c}*{block.filters} + {block.filters} = {params}",
+            ))
+            h, w, c = h2, w2, block.filters
+            if block.batch_norm:
+                rows.append(LayerRow(f"bn{i}", "BatchNormalization", (h, w, c), 4 * c,
+                                     "unchanged", f"4*{c} = {4 * c} (2*{c} trainable)"))
+                rows.append(LayerRow(f"act{i}", "Activation", (h, w, c), 0, "unchanged", "0"))
+            if block.pool is not None:
+                stride = block.pool_strides or block.pool_size
+                h2, hm = _conv_out(h, block.pool_size, stride, "valid")
+                w2, _ = _conv_out(w, block.pool_size, stride, "valid")
+                kind = "MaxPooling2D" if block.pool == "max" else "AveragePooling2D"
+                rows.append(LayerRow(f"pool{i}", kind, (h2, w2, c), 0,
+                                     hm if h == w else f"{hm}; width: {w2}", "0"))
+                h, w = h2, w2
+            if block.dropout:
+                rows.append(LayerRow(f"conv_dropout{i}", "Dropout", (h, w, c), 0, "unchanged",
+                                     "0"))
+            if h < 1 or w < 1:
+                raise SpecError(
+                    f"`conv_blocks[{i - 1}]` shrinks the image to {h}x{w}: the input "
+                    f"{self.input_shape[:2]} is too small for {len(self.conv_blocks)} blocks. "
+                    "Use a larger input, padding='same', or fewer blocks."
+                )
+        if self.head == "flatten":
+            units = h * w * c
+            rows.append(LayerRow("flatten", "Flatten", (units,), 0, f"{h}*{w}*{c} = {units}",
+                                 "0"))
+        else:
+            units = c
+            kind = "GlobalAveragePooling2D" if self.head == "global_average" else \
+                "GlobalMaxPooling2D"
+            rows.append(LayerRow("global_pool", kind, (c,), 0, f"one value per channel: {c}",
+                                 "0"))
+        for j, dense in enumerate(self.dense_layers, start=1):
+            params = units * dense.units + dense.units
+            rows.append(LayerRow(f"dense{j}", "Dense", (dense.units,), params, "units",
+                                 f"{units}*{dense.units} + {dense.units} = {params}"))
+            units = dense.units
+            if dense.dropout:
+                rows.append(LayerRow(f"dense_dropout{j}", "Dropout", (units,), 0, "unchanged",
+                                     "0"))
+        n = self.num_classes
+        params = units * n + n
+        rows.append(LayerRow("predictions", "Dense", (n,), params, "num_classes",
+                             f"{units}*{n} + {n} = {params}"))
+        return SpecDescription(tuple(rows), self.input_shape)
+
+
+def _conv_out(size: int, kernel: int, stride: int, padding: str) -> tuple[int, str]:
+    """Output size of a convolution or pooling window, and the arithmetic in words."""
+    if padding == "same":
+        out = math.ceil(size / stride)
+        return out, (f"{size}/{stride} = {out}" if stride == 1 else f"ceil({size}/{stride}) = {out}")
+    out = (size - kernel) // stride + 1
+    if (size - kernel) % stride == 0 or size < kernel:
+        return out, f"({size} - {kernel})/{stride} + 1 = {out}"
+    return out, f"floor(({size} - {kernel})/{stride}) + 1 = {out}"

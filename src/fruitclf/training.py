@@ -1,0 +1,543 @@
+"""Train a model: compile, fit with best-model checkpointing, early stopping and resume.
+
+:class:`Trainer` keeps the best epoch's weights itself (instead of relying on
+``EarlyStopping(restore_best_weights=True)``, whose behaviour at the epoch limit differs across
+Keras versions), so after :meth:`Trainer.fit` the model always holds the best weights, and the
+checkpoint file (``.keras`` or ``.h5``, written through :func:`fruitclf.save_model` with the
+class names) holds the same model.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import os
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._compat import resolve_precision
+from ._validation import check_choice, check_float, check_int
+from .data import Preprocessing
+from .exceptions import TrainingError
+from .io import load_model, read_metadata, save_model
+from .model import build_cnn
+from .spec import CNNSpec
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+    from matplotlib.figure import Figure
+
+__all__ = ["Trainer", "TrainingHistory"]
+
+logger = logging.getLogger("fruitclf")
+
+
+@dataclasses.dataclass
+class TrainingHistory:
+    """What happened in :meth:`Trainer.fit`.
+
+    Attributes
+    ----------
+    metrics : dict of str to list of float
+        Per-epoch values (``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``, ``lr`` ...).
+    monitor : str
+        The metric that chose the best epoch.
+    mode : {"min", "max"}
+        Whether lower or higher is better.
+    best_epoch : int or None
+        1-based epoch whose weights the model holds after training.
+    best_value : float or None
+        The monitored value at the best epoch.
+    epochs_run : int
+        Epochs trained in total (a resumed run counts the earlier ones).
+    stopped_early : bool
+        True when early stopping ended training before the epoch limit.
+    seconds : float
+        Wall time spent in training epochs.
+    epoch_seconds : list of float
+        Wall time of each epoch.
+    images_per_epoch : int
+        Training images seen per epoch.
+    """
+
+    metrics: dict[str, list[float]]
+    monitor: str
+    mode: str
+    best_epoch: int | None = None
+    best_value: float | None = None
+    epochs_run: int = 0
+    stopped_early: bool = False
+    seconds: float = 0.0
+    epoch_seconds: list[float] = dataclasses.field(default_factory=list)
+    images_per_epoch: int = 0
+
+    @property
+    def images_per_second(self) -> float:
+        """Training throughput over all epochs (images / second)."""
+        if not self.seconds:
+            return 0.0
+        return self.images_per_epoch * len(self.epoch_seconds) / self.seconds
+
+    @property
+    def steady_images_per_second(self) -> float:
+        """Throughput of the median epoch after the first (the first includes decoding)."""
+        steady = self.epoch_seconds[1:] or self.epoch_seconds
+        if not steady:
+            return 0.0
+        return self.images_per_epoch / statistics.median(steady)
+
+    def best(self, metric: str) -> float | None:
+        """The value of ``metric`` at the best epoch."""
+        values = self.metrics.get(metric)
+        if not values or self.best_epoch is None or self.best_epoch > len(values):
+            return None
+        return values[self.best_epoch - 1]
+
+    def summary(self) -> dict[str, Any]:
+        """A short JSON-able summary (stored with saved models)."""
+        out: dict[str, Any] = {
+            "monitor": self.monitor, "best_epoch": self.best_epoch,
+            "best_value": self.best_value, "epochs_run": self.epochs_run,
+            "stopped_early": self.stopped_early, "train_seconds": round(self.seconds, 3),
+            "images_per_second": round(self.images_per_second, 2),
+        }
+        for name in self.metrics:
+            value = self.best(name)
+            if value is not None and name != "lr":
+                out[f"best_{name}"] = value
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return plain JSON types; :meth:`from_dict` rebuilds the history."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainingHistory:
+        """Rebuild from :meth:`to_dict` output."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the history: JSON for ``.json`` paths, one row per epoch for ``.csv`` paths.
+
+        Examples
+        --------
+        >>> history.save("run/history.json")  # doctest: +SKIP
+        >>> history.save("run/history.csv")  # doctest: +SKIP
+        """
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.suffix.lower() == ".csv":
+            names = list(self.metrics)
+            with open(target, "w", newline="", encoding="utf-8") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(["epoch", *names])
+                for epoch in range(len(self.epoch_seconds) or self.epochs_run):
+                    writer.writerow([epoch + 1, *(
+                        self.metrics[n][epoch] if epoch < len(self.metrics[n]) else ""
+                        for n in names)])
+        else:
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+            os.replace(tmp, target)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> TrainingHistory:
+        """Read a history written by :meth:`save` as JSON."""
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError) as exc:
+            raise TrainingError(f"Cannot read training history {os.fspath(path)!r}: {exc}"
+                                ) from None
+
+    def plot(self, *, metrics: Sequence[str] = ("loss", "accuracy")) -> Figure:
+        """Plot training vs validation curves with the best epoch marked.
+
+        Examples
+        --------
+        >>> history.plot().savefig("run/history.png")  # doctest: +SKIP
+        """
+        from .plotting import plot_history
+
+        return plot_history(self.metrics, best_epoch=self.best_epoch, metrics=metrics)
+
+
+def _is_better(value: float, best: float | None, mode: str, min_delta: float) -> bool:
+    if best is None:
+        return True
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+def _make_monitor_callback(trainer: Trainer, history: TrainingHistory, epochs: int) -> Any:
+    import keras
+
+    class _RunMonitor(keras.callbacks.Callback):  # type: ignore[misc]
+        """Tracks the best epoch, checkpoints, stops early, restores, writes history."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.best_weights: list[Any] | None = None
+            self.wait = 0
+            self.epoch_start = 0.0
+
+        def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+            self.epoch_start = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+            elapsed = time.perf_counter() - self.epoch_start
+            logs = dict(logs or {})
+            if trainer.monitor not in logs:
+                raise TrainingError(
+                    f"Monitored metric {trainer.monitor!r} is not available. "
+                    f"Available metrics: {', '.join(sorted(logs))}. "
+                    + ("Pass validation data to monitor val_* metrics."
+                       if trainer.monitor.startswith("val_") else "")
+                )
+            lr = _current_lr(self.model)
+            if lr is not None:
+                logs.setdefault("lr", lr)
+            for key, value in logs.items():
+                history.metrics.setdefault(key, []).append(float(value))
+            history.epoch_seconds.append(elapsed)
+            history.seconds += elapsed
+            history.epochs_run = epoch + 1
+            value = float(logs[trainer.monitor])
+            if math.isnan(value):
+                raise TrainingError(
+                    f"{trainer.monitor} became NaN at epoch {epoch + 1}; lower the learning rate."
+                )
+            if _is_better(value, history.best_value, history.mode, trainer.min_delta):
+                history.best_value, history.best_epoch = value, epoch + 1
+                self.best_weights = [w.copy() for w in self.model.get_weights()]
+                self.wait = 0
+                if trainer.checkpoint_path is not None:
+                    trainer._save(trainer.checkpoint_path, history, include_optimizer=False)
+            else:
+                self.wait += 1
+                if trainer.patience is not None and self.wait >= trainer.patience:
+                    history.stopped_early = epoch + 1 < epochs
+                    self.model.stop_training = True
+            if trainer.last_checkpoint_path is not None:
+                trainer._save(trainer.last_checkpoint_path, history, include_optimizer=True)
+            if trainer.history_path is not None:
+                history.save(trainer.history_path)
+                history.save(Path(trainer.history_path).with_suffix(".csv"))
+
+        def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+            if trainer.restore_best and self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+                logger.info("Restored the weights of the best epoch (%s).", history.best_epoch)
+
+    return _RunMonitor()
+
+
+def _current_lr(model: Any) -> float | None:
+    optimizer = getattr(model, "optimizer", None)
+    rate = getattr(optimizer, "learning_rate", None)
+    if rate is None:
+        return None
+    try:
+        return float(rate.numpy() if hasattr(rate, "numpy") else rate)
+    except (TypeError, ValueError):
+        return None
+
+
+class Trainer:
+    """Compile and fit a model, keeping the best epoch.
+
+    Parameters
+    ----------
+    model : keras.Model or CNNSpec
+        A model, or a spec to build (inside ``strategy``'s scope, with ``seed`` and
+        ``precision``).
+    class_names : sequence of str, optional
+        Class names in label order; needed for checkpoints (stored with them).
+    optimizer : str or keras.optimizers.Optimizer, default="adam"
+        Optimizer name or instance.
+    learning_rate : float, default=0.001
+        Learning rate, when ``optimizer`` is a name.
+    loss : str or keras loss, default="sparse_categorical_crossentropy"
+        Loss for integer labels.
+    metrics : sequence, default=("accuracy",)
+        Metrics to report.
+    monitor : str, optional
+        Metric that picks the best epoch; default ``val_loss`` (``loss`` without validation).
+    mode : {"auto", "min", "max"}, default="auto"
+        Whether lower or higher is better; ``auto`` chooses ``max`` for accuracy-like names.
+    patience : int, optional
+        Stop after this many epochs without improvement; None trains all epochs.
+    min_delta : float, default=0.0
+        Smallest change that counts as improvement.
+    restore_best : bool, default=True
+        End with the best epoch's weights in the model.
+    reduce_lr_patience : int, optional
+        Halve the learning rate after this many epochs without improvement.
+    checkpoint_path : path-like, optional
+        Save the best model here (``.keras`` or ``.h5``) whenever it improves.
+    last_checkpoint_path : path-like, optional
+        Save the latest model with its optimizer (``.keras``) every epoch, to resume from.
+    history_path : path-like, optional
+        Write the history as JSON (and CSV beside it) after every epoch.
+    callbacks : sequence of keras callbacks, optional
+        Appended after fruitclf's own.
+    seed : int, optional
+        Seeds the model built from a spec (and nothing global).
+    precision : {"float32", "mixed_bfloat16", "mixed_float16", "auto"}, default="float32"
+        Dtype policy when building from a spec.
+    strategy : tf.distribute.Strategy, optional
+        Build and compile under its scope.
+    preprocessing : Preprocessing, optional
+        Stored in checkpoints, so a checkpoint predicts on files like the final model.
+    verbose : {"auto", 0, 1, 2}, default="auto"
+        Keras progress output.
+
+    Examples
+    --------
+    >>> spec = fruitclf.CNNSpec.preset("worksheet", num_classes=6)
+    >>> trainer = fruitclf.Trainer(spec, class_names=names, patience=10,
+    ...                            checkpoint_path="run/best.keras", seed=123)  # doctest: +SKIP
+    >>> history = trainer.fit(train_tf, val_tf, epochs=250)  # doctest: +SKIP
+    >>> history.best_epoch  # doctest: +SKIP
+    37
+    """
+
+    def __init__(
+        self,
+        model: keras.Model | CNNSpec,
+        *,
+        class_names: Sequence[str] | None = None,
+        optimizer: Any = "adam",
+        learning_rate: float = 1e-3,
+        loss: Any = "sparse_categorical_crossentropy",
+        metrics: Sequence[Any] = ("accuracy",),
+        monitor: str | None = None,
+        mode: str = "auto",
+        patience: int | None = None,
+        min_delta: float = 0.0,
+        restore_best: bool = True,
+        reduce_lr_patience: int | None = None,
+        checkpoint_path: str | os.PathLike[str] | None = None,
+        last_checkpoint_path: str | os.PathLike[str] | None = None,
+        history_path: str | os.PathLike[str] | None = None,
+        callbacks: Sequence[Any] = (),
+        seed: int | None = None,
+        precision: str = "float32",
+        strategy: tf.distribute.Strategy | None = None,
+        preprocessing: Preprocessing | None = None,
+        verbose: str | int = "auto",
+    ) -> None:
+        import keras
+
+        self.learning_rate = check_float(learning_rate, "learning_rate", min_value=0.0,
+                                         exclusive=False)
+        if self.learning_rate <= 0:
+            raise ValueError(f"`learning_rate` must be > 0. Received: learning_rate={learning_rate}")
+        self.monitor_arg = monitor
+        self.mode_arg = check_choice(mode, "mode", ("auto", "min", "max"))
+        self.patience = None if patience is None else check_int(patience, "patience", min_value=1)
+        self.min_delta = abs(check_float(min_delta, "min_delta"))
+        self.restore_best = bool(restore_best)
+        self.reduce_lr_patience = (None if reduce_lr_patience is None else
+                                   check_int(reduce_lr_patience, "reduce_lr_patience",
+                                             min_value=1))
+        self.checkpoint_path = self._model_path(checkpoint_path, "checkpoint_path")
+        self.last_checkpoint_path = self._model_path(last_checkpoint_path, "last_checkpoint_path")
+        self.history_path = None if history_path is None else os.fspath(history_path)
+        self.class_names = None if class_names is None else list(class_names)
+        if (self.checkpoint_path or self.last_checkpoint_path) and self.class_names is None:
+            raise ValueError(
+                "`class_names` is required with `checkpoint_path`/`last_checkpoint_path`, so "
+                "that checkpoints can predict class names. Pass class_names=dataset.class_names"
+            )
+        self.user_callbacks = list(callbacks)
+        self.seed = None if seed is None else check_int(seed, "seed", min_value=0)
+        self.precision = resolve_precision(precision)
+        self.strategy = strategy
+        self.preprocessing = preprocessing
+        self.verbose = verbose
+        self.spec: CNNSpec | None = model if isinstance(model, CNNSpec) else None
+        self._optimizer = optimizer
+        self._loss = loss
+        self._metrics = list(metrics)
+        with self._scope():
+            if isinstance(model, CNNSpec):
+                self.model = build_cnn(model, seed=self.seed, precision=self.precision)
+            elif isinstance(model, keras.Model):
+                if self.precision != "float32":
+                    raise ValueError(
+                        "`precision` applies when building from a spec: pass a CNNSpec, or "
+                        "build the model with build_cnn(spec, precision=...). "
+                        f"Received: precision={precision!r} with a built model"
+                    )
+                self.model = model
+            else:
+                raise TypeError(
+                    f"`model` must be a keras.Model or a CNNSpec. Received: {type(model).__name__}"
+                )
+            self.model.compile(optimizer=self._make_optimizer(), loss=loss,
+                               metrics=self._metrics)
+        if self.class_names is not None and len(self.class_names) != self.model.output_shape[-1]:
+            raise ValueError(
+                f"`class_names` has {len(self.class_names)} names but the model has "
+                f"{self.model.output_shape[-1]} outputs. Received: class_names={self.class_names}"
+            )
+
+    @staticmethod
+    def _model_path(path: str | os.PathLike[str] | None, name: str) -> str | None:
+        if path is None:
+            return None
+        if Path(path).suffix.lower() not in (".keras", ".h5"):
+            raise ValueError(
+                f"`{name}` must end in .keras or .h5. Received: {name}={os.fspath(path)!r}"
+            )
+        return os.fspath(path)
+
+    def _scope(self) -> Any:
+        import contextlib
+
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
+    def _make_optimizer(self) -> Any:
+        import keras
+
+        optimizer = self._optimizer
+        if isinstance(optimizer, str):
+            try:
+                optimizer = keras.optimizers.get(
+                    {"class_name": optimizer, "config": {"learning_rate": self.learning_rate}}
+                )
+            except ValueError:
+                raise ValueError(
+                    f"Unknown optimizer {self._optimizer!r}. Use a Keras optimizer name such as "
+                    "'adam', 'sgd', 'rmsprop', 'adamw', or an optimizer instance."
+                ) from None
+        if self.precision == "mixed_float16" and not isinstance(
+            optimizer, keras.optimizers.LossScaleOptimizer
+        ):
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        return optimizer
+
+    @property
+    def monitor(self) -> str:
+        """The metric that picks the best epoch."""
+        return self._monitor
+
+    def _save(self, path: str, history: TrainingHistory, *, include_optimizer: bool) -> None:
+        assert self.class_names is not None  # checked in __init__ when a path is set
+        save_model(
+            self.model, path, class_names=self.class_names, preprocessing=self.preprocessing,
+            spec=self.spec, training=history.summary(),
+            extra={"history": history.to_dict()} if include_optimizer else None,
+            include_optimizer=include_optimizer,
+        )
+
+    def fit(
+        self,
+        train: tf.data.Dataset,
+        validation: tf.data.Dataset | None = None,
+        *,
+        epochs: int = 10,
+        resume: bool = False,
+        num_train_images: int | None = None,
+    ) -> TrainingHistory:
+        """Train, keeping the best epoch's weights in the model (and the checkpoint).
+
+        Parameters
+        ----------
+        train : tf.data.Dataset
+            Batches of ``(images, labels)``; the batch size belongs to the pipeline.
+        validation : tf.data.Dataset, optional
+            Validation batches.
+        epochs : int, default=10
+            Total epochs (a resumed run continues up to this number).
+        resume : bool, default=False
+            Continue from ``last_checkpoint_path`` (weights, optimizer state and history) when
+            it exists.
+        num_train_images : int, optional
+            Images per epoch, for throughput; by default batches x batch size.
+
+        Returns
+        -------
+        TrainingHistory
+
+        Raises
+        ------
+        TrainingError
+            If the monitored metric does not exist, or the loss becomes NaN.
+        """
+        import keras
+
+        epochs = check_int(epochs, "epochs", min_value=1, hint="Train for at least one epoch")
+        self._monitor = self.monitor_arg or ("val_loss" if validation is not None else "loss")
+        if self._monitor.startswith("val_") and validation is None:
+            raise TrainingError(
+                f"`monitor`={self._monitor!r} needs validation data. Pass `validation`, or "
+                "monitor 'loss' / 'accuracy'."
+            )
+        mode = self.mode_arg
+        if mode == "auto":
+            mode = "max" if any(k in self._monitor for k in ("acc", "auc", "precision",
+                                                              "recall", "f1")) else "min"
+        history = TrainingHistory(metrics={}, monitor=self._monitor, mode=mode)
+        initial_epoch = 0
+        if resume:
+            initial_epoch = self._resume(history)
+            if initial_epoch >= epochs:
+                logger.info("Nothing to resume: %d of %d epochs done.", initial_epoch, epochs)
+                return history
+        history.images_per_epoch = num_train_images or _estimate_images(train)
+        monitor_cb = _make_monitor_callback(self, history, epochs)
+        if resume and self.checkpoint_path and os.path.exists(self.checkpoint_path):
+            monitor_cb.best_weights = load_model(self.checkpoint_path).model.get_weights()
+        callbacks: list[Any] = [monitor_cb]
+        if self.reduce_lr_patience is not None:
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(
+                monitor=self._monitor, mode=mode, factor=0.5, patience=self.reduce_lr_patience,
+                verbose=0))
+        callbacks += self.user_callbacks
+        self.model.fit(train, validation_data=validation, epochs=epochs,
+                       initial_epoch=initial_epoch, callbacks=callbacks, verbose=self.verbose)
+        return history
+
+    def _resume(self, history: TrainingHistory) -> int:
+        path = self.last_checkpoint_path
+        if path is None:
+            raise ValueError("`resume=True` needs `last_checkpoint_path` set on the Trainer.")
+        if not os.path.exists(path):
+            logger.info("No checkpoint at %s: starting from epoch 1.", path)
+            return 0
+        saved = read_metadata(path).get("history")
+        with self._scope():
+            self.model = load_model(path, compile=True).model
+        if saved:
+            restored = TrainingHistory.from_dict(saved)
+            history.metrics = restored.metrics
+            history.best_epoch, history.best_value = restored.best_epoch, restored.best_value
+            history.epoch_seconds = restored.epoch_seconds
+            history.seconds = restored.seconds
+            history.epochs_run = restored.epochs_run
+        logger.info("Resuming after epoch %d from %s.", history.epochs_run, path)
+        return history.epochs_run
+
+
+def _estimate_images(dataset: Any) -> int:
+    try:
+        import tensorflow as tf
+
+        steps = int(dataset.cardinality())
+        batch = dataset.element_spec[0].shape[0]
+        if steps > 0 and batch is not None:
+            return steps * int(batch)
+        if steps > 0:
+            first = next(iter(dataset.take(1)))[0]
+            return steps * int(tf.shape(first)[0])
+    except (TypeError, AttributeError, IndexError, StopIteration, ValueError):
+        pass
+    return 0

@@ -1,0 +1,102 @@
+"""Writers of real image files, valid and broken, for the tests."""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def random_rgb(rng: np.random.Generator, size: tuple[int, int] = (24, 24)) -> np.ndarray:
+    return rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+
+
+def class_pattern(label: int, rng: np.random.Generator, size: int = 24) -> np.ndarray:
+    """An image whose class is easy to learn: a bright band at a class-specific place."""
+    image = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+    band = size // 4
+    start = (label * band) % (size - band)
+    image[start : start + band, :, label % 3] = 230
+    return image
+
+
+def write_png_chunks(path: Path, width: int, height: int, rows: int = 4) -> None:
+    """A small, valid-looking PNG whose header declares width x height (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    raw = b"".join(b"\x00" + b"\x00" * ((width + 7) // 8) for _ in range(rows))
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw))
+    path.write_bytes(data + chunk(b"IEND", b""))
+
+
+def write_zoo(folder: Path, rng: np.random.Generator) -> dict[str, str | None]:
+    """Write every kind of valid and broken file; return relpath -> expected reason code."""
+    folder.mkdir(parents=True, exist_ok=True)
+    expected: dict[str, str | None] = {}
+    rgb = Image.fromarray(random_rgb(rng, (30, 40)))
+
+    def add(name: str, reason: str | None) -> Path:
+        expected[name] = reason
+        return folder / name
+
+    rgb.save(add("plain.jpg", None), "JPEG")
+    rgb.save(add("UPPER.JPG", None), "JPEG")
+    rgb.save(add("png_named.jpg", None), "PNG")
+    rgb.convert("CMYK").save(add("cmyk.jpg", None), "JPEG")
+    rgb.save(add("progressive.jpg", None), "JPEG", progressive=True)
+    Image.fromarray((rng.integers(0, 65535, (20, 20))).astype(np.uint16)).save(
+        add("sixteen_bit.png", None), "PNG")
+    rgb.convert("P").save(add("palette.png", None), "PNG")
+    rgb.convert("RGBA").save(add("rgba.png", None), "PNG")
+    rgb.convert("L").save(add("gray.png", None), "PNG")
+    frames = [Image.fromarray(random_rgb(rng, (16, 16))) for _ in range(3)]
+    frames[0].save(add("animated.gif", None), "GIF", save_all=True, append_images=frames[1:])
+    Image.fromarray(random_rgb(rng, (1, 1))).save(add("one_pixel.png", None), "PNG")
+    rgb.save(add("bitmap.bmp", None), "BMP")
+
+    add("zero.jpg", "empty_file").write_bytes(b"")
+    add("text.jpg", "not_an_image").write_text("just some notes, not a photo\n")
+    add("error_page.png", "not_an_image").write_text(
+        "<!DOCTYPE html><html><body><h1>404 Not Found</h1></body></html>")
+    add("random_bytes.png", "not_an_image").write_bytes(bytes(rng.integers(0, 256, 300,
+                                                                          dtype=np.uint8)))
+    jpeg = (folder / "plain.jpg").read_bytes()
+    add("truncated.jpg", "truncated").write_bytes(jpeg[: len(jpeg) // 2])
+    png = (folder / "rgba.png").read_bytes()
+    add("truncated.png", "truncated").write_bytes(png[: len(png) // 2])
+    rgb.save(add("tiff_named.png", "unsupported_format"), "TIFF")
+    write_png_chunks(add("bomb.png", "too_many_pixels"), 40000, 40000)
+    os.symlink(folder / "does-not-exist.jpg", add("broken_link.jpg", "broken_link"))
+    return expected
+
+
+def write_ignored(folder: Path) -> list[str]:
+    """Write files that are not images and must be ignored; return their relpaths."""
+    (folder / ".ipynb_checkpoints").mkdir(parents=True, exist_ok=True)
+    (folder / ".ipynb_checkpoints" / "copy.png").write_bytes(b"not read")
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    (folder / "notes.txt").write_text("labels were checked twice")
+    return [".ipynb_checkpoints", ".DS_Store", "Thumbs.db", "notes.txt"]
+
+
+def write_class_folder(root: Path, classes: int, per_class: int, *, size: int = 24,
+                       seed: int = 0, fmt: str = "PNG") -> Path:
+    rng = np.random.default_rng(seed)
+    ext = ".png" if fmt == "PNG" else ".jpg"
+    for label in range(classes):
+        folder = root / f"class_{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.fromarray(class_pattern(label, rng, size)).save(folder / f"img_{i:03d}{ext}",
+                                                                  fmt)
+    return root
