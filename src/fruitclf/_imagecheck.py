@@ -294,6 +294,11 @@ class FileProblem:
         The file's size in bytes when checked (of the link itself for a broken link).
     mtime_ns : int
         The modification time when checked, so that a file changed since is never touched.
+
+    Examples
+    --------
+    >>> [(p.relpath, p.reason) for p in ds.check().problems]  # doctest: +SKIP
+    [('acai/07.jpg', 'truncated')]
     """
 
     path: str
@@ -396,6 +401,12 @@ class CheckReport:
         ``(width, height)`` of each readable file, keyed by path.
     seconds : float
         Wall time of the check.
+
+    Examples
+    --------
+    >>> report = ds.check()  # doctest: +SKIP
+    >>> report.ok, [p.reason for p in report.problems]  # doctest: +SKIP
+    (False, ['truncated'])
     """
 
     root: str
@@ -492,6 +503,12 @@ class CleanReport:
         The quarantine folder, when moving.
     manifest : str or None
         The manifest that :func:`fruitclf.restore_quarantine` reads.
+
+    Examples
+    --------
+    >>> result = ds.remove_corrupted(quarantine="quarantine")  # doctest: +SKIP
+    >>> result.lines()  # doctest: +SKIP
+    ['Removed corrupted image: fruits/train/acai/07.jpg']
     """
 
     action: str

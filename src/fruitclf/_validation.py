@@ -96,6 +96,7 @@ def check_choice(value: Any, name: str, choices: Collection[T]) -> T:
 
 def check_image_size(value: Any, name: str = "image_size") -> tuple[int, int]:
     """Return ``(height, width)`` from an int or a pair of positive ints."""
+    received = value
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         value = (int(value), int(value))
     if (
@@ -107,7 +108,7 @@ def check_image_size(value: Any, name: str = "image_size") -> tuple[int, int]:
     ):
         raise ValueError(
             f"`{name}` must be a positive int or a pair of positive ints (height, width), "
-            f"e.g. (128, 128). Received: {name}={value!r}"
+            f"e.g. (128, 128). Received: {name}={received!r}"
         )
     return int(value[0]), int(value[1])
 

@@ -70,6 +70,11 @@ class IgnoredFile:
         Path relative to the root, ``/``-separated.
     reason : str
         Why it was ignored, in words.
+
+    Examples
+    --------
+    >>> [i.path for i in ds.ignored]  # doctest: +SKIP
+    ['acai/.DS_Store', 'notes.txt']
     """
 
     path: str
@@ -104,6 +109,12 @@ class DatasetSummary:
         header could be read).
     imbalance_ratio : float
         Largest class count divided by the smallest non-zero one (1.0 is balanced).
+
+    Examples
+    --------
+    >>> summary = ds.summary()  # doctest: +SKIP
+    >>> summary.class_counts  # doctest: +SKIP
+    {'acai': 15, 'cupuacu': 14}
     """
 
     root: str
@@ -207,6 +218,11 @@ class CachePlan:
         The memory budget compared with.
     path : str or None
         The file cache prefix, for ``kind == "file"``.
+
+    Examples
+    --------
+    >>> plan_cache(500, (64, 64), budget=1 << 30)
+    CachePlan(kind='memory', nbytes=6144000, budget=1073741824, path=None)
     """
 
     kind: Literal["memory", "file", "none"]
@@ -927,8 +943,9 @@ def build_pipeline(
         if channels == 1:
             image = tf.image.rgb_to_grayscale(image)
         resized = tf.image.resize(image, size, method=method, antialias=antialias)
-        image = tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
-        return tf.ensure_shape(image, (*size, channels)), label
+        if resized.dtype != tf.uint8:  # "nearest" keeps uint8; the others give float32
+            resized = tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+        return tf.ensure_shape(resized, (*size, channels)), label
 
     ds = tf.data.Dataset.from_tensor_slices((
         np.asarray(list(paths), dtype=object).astype(str),
@@ -968,6 +985,12 @@ class DatasetSplit:
         The hash seed.
     stratify : bool
         Whether class proportions were kept.
+
+    Examples
+    --------
+    >>> split = ds.split(0.2, seed=123)  # doctest: +SKIP
+    >>> train, val = split  # doctest: +SKIP
+    >>> split.save("split.json")  # doctest: +SKIP
     """
 
     training: ImageFolderDataset

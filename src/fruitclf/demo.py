@@ -36,6 +36,12 @@ class DemoDataset:
         The two image folders (one sub-folder per digit).
     num_train, num_test : int
         Images written to each.
+
+    Examples
+    --------
+    >>> demo = write_demo_dataset("demo-data")  # doctest: +SKIP
+    >>> demo.train_dir  # doctest: +SKIP
+    PosixPath('demo-data/train')
     """
 
     root: Path

@@ -49,6 +49,12 @@ class Predictions:
         Files that could not be read, with the reason.
     top_k : int
         How many classes :meth:`top` returns per input.
+
+    Examples
+    --------
+    >>> predictions = loaded.predict(["a.jpg", "b.jpg"], top_k=2)  # doctest: +SKIP
+    >>> predictions.labels, predictions.top()[0]  # doctest: +SKIP
+    (['acai', 'tucuma'], [('acai', 0.91), ('tucuma', 0.06)])
     """
 
     indices: np.ndarray
@@ -99,7 +105,13 @@ class Predictions:
 
 @dataclasses.dataclass(frozen=True)
 class Misclassified:
-    """A test image the model got wrong."""
+    """A test image the model got wrong.
+
+    Examples
+    --------
+    >>> [(m.path, m.predicted_label) for m in result.misclassified()]  # doctest: +SKIP
+    [('test/acai/3.jpg', 'tucuma')]
+    """
 
     path: str | None  # the file, when known
     true_label: str  # its class
@@ -121,6 +133,12 @@ class EvaluationResult:
         Class names in label order.
     paths : list of str or None
         The image files, when evaluated on an :class:`~fruitclf.ImageFolderDataset`.
+
+    Examples
+    --------
+    >>> result = evaluator.evaluate(test_ds)  # doctest: +SKIP
+    >>> result.accuracy, result.confusion_matrix().shape  # doctest: +SKIP
+    (0.9, (6, 6))
     """
 
     y_true: np.ndarray

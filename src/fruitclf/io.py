@@ -222,6 +222,12 @@ class LoadedModel:
         Everything stored with the model (preprocessing, spec, versions, training summary).
     path : str
         The file it came from.
+
+    Examples
+    --------
+    >>> loaded = fruitclf.load_model("run/model.h5")  # doctest: +SKIP
+    >>> loaded.class_names, loaded.metadata["versions"]["keras"]  # doctest: +SKIP
+    (['acai', 'cupuacu'], '3.15.1')
     """
 
     model: keras.Model

@@ -43,6 +43,11 @@ class RunConfig:
     """Every setting of :func:`run`, with the defaults that suit small photo folders.
 
     Attributes mirror :func:`run`'s parameters; ``to_dict()`` is written to ``report.md``.
+
+    Examples
+    --------
+    >>> RunConfig().epochs
+    250
     """
 
     spec: str = "worksheet"  # preset name or spec JSON path
@@ -90,6 +95,12 @@ class RunResult:
         ``misclassified``.
     files : dict of str to pathlib.Path
         Every file written, by role.
+
+    Examples
+    --------
+    >>> result = fruitclf.run("train", out="run")  # doctest: +SKIP
+    >>> result.metrics["best_epoch"], result.files["model.h5"]  # doctest: +SKIP
+    (37, PosixPath('run/model.h5'))
     """
 
     out_dir: Path

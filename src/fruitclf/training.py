@@ -65,6 +65,12 @@ class TrainingHistory:
         Wall time of each epoch.
     images_per_epoch : int
         Training images seen per epoch.
+
+    Examples
+    --------
+    >>> history = trainer.fit(train_tf, val_tf, epochs=50)  # doctest: +SKIP
+    >>> history.best_epoch, history.best("val_accuracy")  # doctest: +SKIP
+    (21, 0.94)
     """
 
     metrics: dict[str, list[float]]

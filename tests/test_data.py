@@ -1,0 +1,263 @@
+"""ImageFolderDataset: discovery, errors, summary, splits, pipelines, sample grid."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from _images import random_rgb, write_class_folder
+from fruitclf import DatasetError, ImageFolderDataset, Preprocessing, plan_cache
+
+
+def test_classes_are_sorted_and_counted(image_folder):
+    """Check that classes come sorted, with counts, paths and labels aligned."""
+    ds = ImageFolderDataset(image_folder)
+    assert ds.class_names == ["class_0", "class_1", "class_2"]
+    assert ds.class_counts == {"class_0": 12, "class_1": 12, "class_2": 12}
+    assert len(ds.paths) == len(ds.labels) == ds.num_images == 36
+    assert all(Path(p).parent.name == ds.class_names[label]
+               for p, label in zip(ds.paths, ds.labels))
+
+
+def test_explicit_class_names_fix_the_label_order(image_folder):
+    """Check that class_names sets the label order and may list a class without a folder."""
+    names = ["class_2", "class_1", "class_0", "extra"]
+    ds = ImageFolderDataset(image_folder, class_names=names)
+    assert ds.class_names == names
+    assert ds.class_counts["extra"] == 0
+    assert ds.empty_classes == ["extra"]
+    assert {int(label) for p, label in zip(ds.paths, ds.labels) if "class_2" in p} == {0}
+
+
+def test_unknown_class_in_test_folder_is_an_error(image_folder):
+    """Check that a folder with a class the training set lacks names the class."""
+    with pytest.raises(DatasetError, match="'class_2'.*Known classes: class_0, class_1"):
+        ImageFolderDataset(image_folder, class_names=["class_0", "class_1"])
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda p: p / "missing", "Image folder not found"),
+        (lambda p: p, "No class folders found"),
+        (lambda p: (p / "a").mkdir() or p, "No images found in .*Allowed extensions: .avif"),
+    ],
+)
+def test_bad_roots_give_clear_errors(tmp_path, make, match):
+    """Check that missing, empty and imageless roots raise DatasetError naming the folder."""
+    with pytest.raises(DatasetError, match=match):
+        ImageFolderDataset(make(tmp_path))
+
+
+def test_a_file_as_root_is_an_error(tmp_path):
+    """Check that passing a file instead of a folder is an error."""
+    (tmp_path / "x.jpg").write_bytes(b"x")
+    with pytest.raises(DatasetError, match="got a file"):
+        ImageFolderDataset(tmp_path / "x.jpg")
+
+
+def test_training_needs_two_classes_and_no_empty_class(tmp_path):
+    """Check that split() refuses a single class and an empty class folder, naming it."""
+    root = write_class_folder(tmp_path / "one", 1, 4)
+    with pytest.raises(DatasetError, match="at least 2 classes"):
+        ImageFolderDataset(root).split()
+    root = write_class_folder(tmp_path / "two", 2, 4)
+    (root / "class_9").mkdir()
+    ds = ImageFolderDataset(root)
+    assert ds.summary().empty_classes == ["class_9"]  # scanning only warns
+    with pytest.raises(DatasetError, match="class_9"):
+        ds.split()
+
+
+def test_uppercase_extensions_and_nested_folders_count(tmp_path):
+    """Check that .JPG counts and images in nested folders belong to the class."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "a" / "sub").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    Image.fromarray(random_rgb(rng)).save(tmp_path / "a" / "X.JPG", "JPEG")
+    Image.fromarray(random_rgb(rng)).save(tmp_path / "a" / "sub" / "y.png")
+    Image.fromarray(random_rgb(rng)).save(tmp_path / "b" / "z.Png")
+    ds = ImageFolderDataset(tmp_path)
+    assert ds.relpaths == ["a/X.JPG", "a/sub/y.png", "b/z.Png"]
+
+
+def test_symlinked_folders_are_followed_only_when_asked(tmp_path):
+    """Check that a linked class folder is ignored by default and read with follow_links."""
+    real = write_class_folder(tmp_path / "real", 2, 2)
+    root = write_class_folder(tmp_path / "root", 2, 2)
+    os.symlink(real / "class_0", root / "linked")
+    assert "linked" not in ImageFolderDataset(root).class_names
+    assert "linked" in {i.path for i in ImageFolderDataset(root).ignored}
+    followed = ImageFolderDataset(root, follow_links=True)
+    assert followed.class_counts["linked"] == 2
+
+
+def test_summary_reports_sizes_and_imbalance(tmp_path):
+    """Check that summary() gives size statistics and the imbalance ratio."""
+    rng = np.random.default_rng(0)
+    for name, count, size in (("a", 4, (20, 30)), ("b", 2, (40, 50))):
+        (tmp_path / name).mkdir()
+        for i in range(count):
+            Image.fromarray(random_rgb(rng, size)).save(tmp_path / name / f"{i}.png")
+    summary = ImageFolderDataset(tmp_path).summary()
+    assert summary.class_counts == {"a": 4, "b": 2}
+    assert summary.width["min"] == 30 and summary.width["max"] == 50
+    assert summary.height["median"] == 20
+    assert summary.imbalance_ratio == 2.0
+    assert "2 classes, 6 images" in str(summary)
+
+
+def test_split_is_stratified_reproducible_and_disjoint(image_folder):
+    """Check that split() keeps class shares, repeats exactly, and covers every file once."""
+    ds = ImageFolderDataset(image_folder)
+    train, val = ds.split(0.25, seed=5)
+    assert val.class_counts == {"class_0": 3, "class_1": 3, "class_2": 3}
+    assert set(train.paths).isdisjoint(val.paths)
+    assert sorted(train.paths + val.paths) == sorted(ds.paths)
+    again = ds.split(0.25, seed=5)
+    assert again.validation.paths == val.paths
+    assert ds.split(0.25, seed=6).validation.paths != val.paths
+
+
+def test_split_is_stable_when_files_are_added(tmp_path):
+    """Check that adding a file moves at most one existing file per class."""
+    root = write_class_folder(tmp_path / "d", 2, 20)
+    before = set(ImageFolderDataset(root).split(0.2, seed=1).validation.relpaths)
+    Image.fromarray(random_rgb(np.random.default_rng(1))).save(root / "class_0" / "new.png")
+    after = set(ImageFolderDataset(root).split(0.2, seed=1).validation.relpaths)
+    assert len(before - after) <= 1
+    unstratified = set(ImageFolderDataset(root).split(0.2, seed=1, stratify=False)
+                       .validation.relpaths)
+    (root / "class_1" / "another.png").write_bytes((root / "class_0" / "new.png").read_bytes())
+    grown = set(ImageFolderDataset(root).split(0.2, seed=1, stratify=False).validation.relpaths)
+    assert unstratified <= grown
+
+
+def test_split_round_trips_through_a_file(image_folder, tmp_path):
+    """Check that a saved split loads back to the same subsets."""
+    ds = ImageFolderDataset(image_folder)
+    split = ds.split(0.3, seed=2)
+    split.save(tmp_path / "split.json")
+    loaded = ds.load_split(tmp_path / "split.json")
+    assert loaded.training.paths == split.training.paths
+    assert loaded.validation.paths == split.validation.paths
+
+
+@pytest.mark.parametrize("fraction", [0, 1, -0.1, 1.5])
+def test_split_fraction_must_be_inside_zero_one(image_folder, fraction):
+    """Check that a validation fraction outside (0, 1) is rejected with the value."""
+    with pytest.raises(ValueError, match=f"validation_fraction={float(fraction)!r}"):
+        ImageFolderDataset(image_folder).split(fraction)
+
+
+def test_pipeline_yields_float_batches_in_path_order(image_folder):
+    """Check shapes, dtypes, the 0-255 range and that unshuffled order follows paths."""
+    ds = ImageFolderDataset(image_folder)
+    batches = list(ds.to_tf_dataset(image_size=(16, 12), batch_size=10))
+    images = np.concatenate([b[0].numpy() for b in batches])
+    labels = np.concatenate([b[1].numpy() for b in batches])
+    assert images.shape == (36, 16, 12, 3)
+    assert images.dtype == np.float32
+    assert 0 <= images.min() and images.max() <= 255 and images.max() > 1
+    np.testing.assert_array_equal(labels, ds.labels)
+
+
+def test_cache_does_not_change_pixels(image_folder, tmp_path):
+    """Check that memory, file and no cache give identical pixels."""
+    ds = ImageFolderDataset(image_folder)
+
+    def pixels(cache):  # type: ignore[no-untyped-def]
+        return np.concatenate([x.numpy() for x, _ in ds.to_tf_dataset(
+            image_size=20, batch_size=8, cache=cache)])
+
+    reference = pixels(None)
+    np.testing.assert_array_equal(pixels("memory"), reference)
+    np.testing.assert_array_equal(pixels(str(tmp_path / "cache" / "train")), reference)
+
+
+def test_shuffle_with_seed_is_reproducible(image_folder):
+    """Check that the same shuffle seed gives the same order, and epochs differ."""
+    ds = ImageFolderDataset(image_folder)
+
+    def order(seed):  # type: ignore[no-untyped-def]
+        pipeline = ds.to_tf_dataset(image_size=8, batch_size=36, shuffle=True, seed=seed)
+        return [next(iter(pipeline))[1].numpy().tolist() for _ in range(1)][0]
+
+    assert order(3) == order(3)
+    pipeline = ds.to_tf_dataset(image_size=8, batch_size=36, shuffle=True, seed=3)
+    epochs = [next(iter(pipeline))[1].numpy().tolist() for _ in range(2)]
+    assert sorted(epochs[0]) == sorted(ds.labels.tolist())
+
+
+def test_reduced_scale_decode_matches_full_decode_closely(tmp_path):
+    """Check that a large JPEG decoded at reduced scale resizes to nearly the same pixels."""
+    rng = np.random.default_rng(0)
+    smooth = np.kron(rng.integers(0, 256, (8, 12, 3)), np.ones((100, 100, 1))).astype(np.uint8)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(smooth).save(tmp_path / name / "big.jpg", quality=95)
+    ds = ImageFolderDataset(tmp_path)
+    fast = next(iter(ds.to_tf_dataset(image_size=64, batch_size=2)))[0].numpy()
+    full = next(iter(ds.to_tf_dataset(image_size=64, batch_size=2, fast_decode=False)))[0]
+    assert np.abs(fast - full.numpy()).mean() < 3.0
+
+
+def test_grayscale_and_nearest(image_folder):
+    """Check the grayscale color mode and nearest interpolation without antialiasing."""
+    ds = ImageFolderDataset(image_folder)
+    gray = next(iter(ds.to_tf_dataset(image_size=24, batch_size=4, color_mode="grayscale")))[0]
+    assert gray.shape == (4, 24, 24, 1)
+    nearest = next(iter(ds.to_tf_dataset(image_size=12, batch_size=4,
+                                         interpolation="nearest")))[0].numpy()
+    original = np.asarray(Image.open(ds.paths[0]))
+    assert set(np.unique(nearest[0])) <= set(np.unique(original))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"image_size": 0}, ValueError, r"image_size=0"),
+        ({"image_size": (0, 128)}, ValueError, r"image_size=\(0, 128\)"),
+        ({"batch_size": 0}, ValueError, "batch_size=0"),
+        ({"batch_size": 2.5}, TypeError, "batch_size=2.5"),
+        ({"interpolation": "cubic"}, ValueError, "'bilinear'.*interpolation='cubic'"),
+        ({"color_mode": "rgba"}, ValueError, "color_mode='rgba'"),
+    ],
+)
+def test_pipeline_arguments_are_validated(image_folder, kwargs, error, match):
+    """Check that bad pipeline options name the argument and the value."""
+    with pytest.raises(error, match=match):
+        ImageFolderDataset(image_folder).to_tf_dataset(**kwargs)
+
+
+def test_cache_plan_follows_the_budget():
+    """Check the in-memory / file / none cache decision against the budget."""
+    assert plan_cache(1000, (128, 128), budget=1 << 30).kind == "memory"
+    assert plan_cache(1000, (128, 128), budget=1 << 20).kind == "none"
+    plan = plan_cache(1000, (128, 128), budget=1 << 20, cache="/tmp/c")
+    assert (plan.kind, plan.path) == ("file", "/tmp/c")
+    assert plan_cache(10, (8, 8), cache=None).kind == "none"
+    assert plan_cache(10**6, (128, 128), budget=1, cache="memory").kind == "memory"
+    assert plan_cache(2, (4, 5), 3).nbytes == 2 * 4 * 5 * 3
+
+
+def test_preprocessing_round_trip():
+    """Check that Preprocessing survives to_dict/from_dict."""
+    prep = Preprocessing(image_size=(32, 48), interpolation="nearest", color_mode="grayscale")
+    assert Preprocessing.from_dict(prep.to_dict()) == prep
+
+
+def test_plot_samples_shows_one_image_per_class(image_folder):
+    """Check that the sample grid has one titled image per class in two rows."""
+    fig = ImageFolderDataset(image_folder).plot_samples(rows=2, seed=0)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["class_0", "class_1", "class_2"]
+    assert len(fig.axes) == 4  # 2 rows x 2 columns, the last one empty
+    again = ImageFolderDataset(image_folder).plot_samples(rows=2, seed=0)
+    first = [ax.images[0].get_array().tolist() for ax in fig.axes if ax.images]
+    second = [ax.images[0].get_array().tolist() for ax in again.axes if ax.images]
+    assert first == second

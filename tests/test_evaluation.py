@@ -1,0 +1,83 @@
+"""Evaluator: metrics, report, confusion matrix, misclassified files, predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fruitclf import DatasetError, Evaluator, ImageFolderDataset
+from fruitclf.evaluation import EvaluationResult
+
+
+def test_evaluate_on_a_test_folder(trained, test_folder):
+    """Check accuracy, loss, report and confusion matrix on a folder, with file paths."""
+    evaluator = Evaluator(trained["model"], trained["dataset"].class_names,
+                          preprocessing=trained["preprocessing"])
+    test = ImageFolderDataset(test_folder, class_names=trained["dataset"].class_names)
+    result = evaluator.evaluate(test)
+    assert result.paths == test.paths
+    assert 0 <= result.accuracy <= 1 and result.loss > 0
+    report = result.classification_report(output_dict=True)
+    assert set(report) >= {"class_0", "class_1", "class_2", "accuracy"}
+    assert report["accuracy"] == pytest.approx(result.accuracy)
+    assert result.confusion_matrix().sum() == 15
+    assert "class_0" in result.classification_report()
+    wrong = result.misclassified()
+    assert len(wrong) == int((result.y_true != result.y_pred).sum())
+    fig = result.plot_confusion_matrix(normalize=True)
+    assert fig.axes[0].get_ylabel() == "True label"
+    result.plot_misclassified()
+
+
+def test_metrics_are_computed_correctly():
+    """Check accuracy, cross-entropy, misclassified order and zero-division handling."""
+    probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0], [0.6, 0.4, 0.0], [0.3, 0.7, 0.0]])
+    result = EvaluationResult(np.array([0, 1, 1, 0]), probs.argmax(1), probs,
+                              ["a", "b", "never"], ["p0", "p1", "p2", "p3"])
+    assert result.accuracy == 0.5
+    expected = -np.mean(np.log([0.9, 0.8, 0.4, 0.3]))
+    assert result.loss == pytest.approx(expected)
+    assert [m.path for m in result.misclassified()] == ["p3", "p2"]
+    np.testing.assert_array_equal(result.confusion_matrix(), [[1, 1, 0], [1, 1, 0], [0, 0, 0]])
+    report = result.classification_report(output_dict=True)
+    assert report["never"]["precision"] == 0.0  # no warning, no crash
+
+
+def test_predict_from_arrays_files_and_folders(trained, tmp_path):
+    """Check predictions with class names from every input kind, unreadable files reported."""
+    model, ds = trained["model"], trained["dataset"]
+    evaluator = Evaluator(model, ds.class_names, preprocessing=trained["preprocessing"])
+    from_files = evaluator.predict(ds.paths[:3], top_k=2)
+    assert len(from_files) == 3 and all(name in ds.class_names for name in from_files.labels)
+    assert len(from_files.top()[0]) == 2
+    batch = next(iter(ds.to_tf_dataset(preprocessing=trained["preprocessing"], batch_size=3)))
+    from_array = evaluator.predict(batch[0].numpy())
+    assert from_array.labels == from_files.labels
+    assert evaluator.predict(batch[0].numpy()[0]).labels == from_files.labels[:1]
+    bad = tmp_path / "folder" / "broken.jpg"
+    bad.parent.mkdir()
+    bad.write_text("not an image")
+    (tmp_path / "folder" / "good.png").write_bytes(Path(ds.paths[0]).read_bytes())
+    mixed = evaluator.predict(tmp_path / "folder")
+    records = mixed.to_records()
+    assert [Path(r["path"]).name for r in records] == ["broken.jpg", "good.png"]
+    assert "error" in records[0] and "not an image" in records[0]["error"]
+    assert records[1]["label"] == from_files.labels[0]
+    assert records[1]["top_k"][0]["label"] == records[1]["label"]
+
+
+def test_predict_errors(trained, tmp_path):
+    """Check clear errors for wrong shapes, missing files and mismatched classes."""
+    evaluator = Evaluator(trained["model"], trained["dataset"].class_names)
+    with pytest.raises(ValueError, match=r"shape \(n, 24, 24, 3\).*\(2, 8, 8, 3\)"):
+        evaluator.predict(np.zeros((2, 8, 8, 3)))
+    with pytest.raises(DatasetError, match="Image not found"):
+        evaluator.predict([str(tmp_path / "missing.jpg")])
+    with pytest.raises(ValueError, match="2 names but the model has 3"):
+        Evaluator(trained["model"], ["a", "b"])
+    other = ImageFolderDataset(trained["dataset"].root,
+                               class_names=["class_2", "class_1", "class_0"])
+    with pytest.raises(DatasetError, match="differ from the model's"):
+        evaluator.evaluate(other)
