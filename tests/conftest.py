@@ -4,12 +4,12 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import matplotlib  # noqa: E402
-import pytest  # noqa: E402
+import matplotlib
+import pytest
 
-from _images import write_class_folder  # noqa: E402
+from _images import write_class_folder
 
 matplotlib.use("Agg")
 

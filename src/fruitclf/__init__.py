@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ._imagecheck import CleanReport as CleanReport
     from ._imagecheck import FileProblem as FileProblem
     from ._imagecheck import restore_quarantine as restore_quarantine
+    from .config import RunConfig as RunConfig
     from .data import CachePlan as CachePlan
     from .data import DatasetSplit as DatasetSplit
     from .data import DatasetSummary as DatasetSummary
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
     from .io import load_model as load_model
     from .io import read_metadata as read_metadata
     from .io import save_model as save_model
-    from .job import RunConfig as RunConfig
     from .job import RunResult as RunResult
     from .job import run as run
     from .model import build_augmentation as build_augmentation
@@ -87,7 +87,7 @@ _LAZY = {
     "load_model": "io",
     "read_metadata": "io",
     "save_model": "io",
-    "RunConfig": "job",
+    "RunConfig": "config",
     "RunResult": "job",
     "run": "job",
     "build_augmentation": "model",

@@ -28,11 +28,11 @@ from .exceptions import DatasetError
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
+    "SCALE_RATIOS",
     "CheckReport",
     "CleanReport",
     "FileProblem",
     "check_files",
-    "SCALE_RATIOS",
     "decode_image",
     "decode_image_scaled",
     "jpeg_ratio",
@@ -148,9 +148,11 @@ def _size_from_header(data: bytes, fmt: str | None) -> tuple[int, int] | None:
     """(width, height) from a header, or None when the header does not say (or is cut)."""
     try:
         if fmt == "PNG" and len(data) >= 24:
-            return struct.unpack(">II", data[16:24])  # type: ignore[return-value]
+            width, height = struct.unpack(">II", data[16:24])
+            return int(width), int(height)
         if fmt == "GIF" and len(data) >= 10:
-            return struct.unpack("<HH", data[6:10])  # type: ignore[return-value]
+            width, height = struct.unpack("<HH", data[6:10])
+            return int(width), int(height)
         if fmt == "BMP" and len(data) >= 26:
             width, height = struct.unpack("<ii", data[18:26])
             return abs(width), abs(height)
@@ -232,7 +234,8 @@ def _decode_full(contents: tf.Tensor) -> tf.Tensor:
 
 def _decode_jpeg_at(ratio: int) -> Callable[[tf.Tensor], tf.Tensor]:
     def decode(contents: tf.Tensor) -> tf.Tensor:
-        return tf.ensure_shape(tf.io.decode_jpeg(contents, channels=3, ratio=ratio), [None, None, 3])
+        image = tf.io.decode_jpeg(contents, channels=3, ratio=ratio)
+        return tf.ensure_shape(image, [None, None, 3])
 
     return decode
 
@@ -616,7 +619,8 @@ def remove_files(
         if delete:
             os.unlink(problem.path)
         else:
-            assert qdir is not None and manifest is not None  # set above when not deleting
+            if qdir is None or manifest is None or manifest_path is None:  # pragma: no cover
+                raise RuntimeError("quarantine folder not set")
             target = qdir / problem.relpath
             if os.path.lexists(target):
                 target = target.with_name(f"{target.stem}.{time.time_ns()}{target.suffix}")
@@ -633,7 +637,7 @@ def remove_files(
                 }
             )
             manifest["root"] = str(root_path)
-            _write_json_atomic(manifest_path, manifest)  # type: ignore[arg-type]
+            _write_json_atomic(manifest_path, manifest)
         logger.info("Removed corrupted image: %s", problem.path)
     return CleanReport(
         action="delete" if delete else "quarantine",

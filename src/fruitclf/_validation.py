@@ -28,9 +28,9 @@ def check_int(
         raise TypeError(
             f"`{name}` must be an int. Received: {name}={value!r} of type {type(value).__name__}"
         )
-    value = int(value)
-    _check_bounds(value, name, min_value, max_value, hint, kind="an int")
-    return value
+    result = int(value)
+    _check_bounds(result, name, min_value, max_value, hint, kind="an int")
+    return result
 
 
 def check_float(
@@ -51,20 +51,20 @@ def check_float(
             f"`{name}` must be a number. Received: {name}={value!r} of type "
             f"{type(value).__name__}"
         )
-    value = float(value)
-    if value != value:  # NaN compares unequal to itself
-        raise ValueError(f"`{name}` must be a number, not NaN. Received: {name}={value!r}")
+    result = float(value)
+    if result != result:  # NaN compares unequal to itself
+        raise ValueError(f"`{name}` must be a number, not NaN. Received: {name}={result!r}")
     if exclusive:
-        low_bad = min_value is not None and value <= min_value
-        high_bad = max_value is not None and value >= max_value
+        low_bad = min_value is not None and result <= min_value
+        high_bad = max_value is not None and result >= max_value
         if low_bad or high_bad:
             raise ValueError(
                 f"`{name}` must be strictly between {min_value} and {max_value}. "
-                f"Received: {name}={value!r}{_hint(hint)}"
+                f"Received: {name}={result!r}{_hint(hint)}"
             )
-        return value
-    _check_bounds(value, name, min_value, max_value, hint, kind="a number")
-    return value
+        return result
+    _check_bounds(result, name, min_value, max_value, hint, kind="a number")
+    return result
 
 
 def _check_bounds(

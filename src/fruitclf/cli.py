@@ -46,7 +46,7 @@ def _add(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
 
 
 def _add_train_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
-    from .job import RunConfig
+    from .config import RunConfig
 
     defaults = RunConfig()
     group = p.add_mutually_exclusive_group()

@@ -30,7 +30,6 @@ from ._imagecheck import (
     IMAGE_EXTENSIONS,
     CheckReport,
     CleanReport,
-    FileProblem,
 )
 from ._validation import check_choice, check_float, check_image_size, check_int
 from .exceptions import DatasetError
@@ -41,11 +40,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CachePlan",
-    "Preprocessing",
     "DatasetSplit",
     "DatasetSummary",
     "IgnoredFile",
     "ImageFolderDataset",
+    "Preprocessing",
     "build_pipeline",
     "plan_cache",
 ]

@@ -68,8 +68,8 @@ class Predictions:
     @property
     def confidences(self) -> np.ndarray:
         """Probability of the predicted class per input."""
-        return np.nanmax(np.where(np.isnan(self.probabilities), -1.0, self.probabilities),
-                         axis=1)
+        filled = np.where(np.isnan(self.probabilities), -1.0, self.probabilities)
+        return np.asarray(filled.max(axis=1))
 
     def top(self, k: int | None = None) -> list[list[tuple[str, float]]]:
         """The ``k`` most likely ``(class name, probability)`` pairs per input."""
@@ -189,8 +189,8 @@ class EvaluationResult:
         if not normalize:
             return np.asarray(matrix)
         totals = matrix.sum(axis=1, keepdims=True)
-        return np.divide(matrix, totals, out=np.zeros(matrix.shape, dtype=np.float64),
-                         where=totals > 0)
+        return np.asarray(np.divide(matrix, totals, out=np.zeros(matrix.shape, dtype=np.float64),
+                                    where=totals > 0))
 
     def misclassified(self) -> list[Misclassified]:
         """Every wrong prediction, most confident first."""
@@ -211,7 +211,7 @@ class EvaluationResult:
         return {"accuracy": self.accuracy, "loss": self.loss,
                 "report": self.classification_report(output_dict=True),
                 "confusion_matrix": self.confusion_matrix().tolist(),
-                "class_names": list(self.class_names), "num_images": int(len(self.y_true))}
+                "class_names": list(self.class_names), "num_images": len(self.y_true)}
 
     def plot_confusion_matrix(self, *, normalize: bool = False) -> Figure:
         """Plot the confusion matrix; see :func:`fruitclf.plotting.plot_confusion_matrix`."""

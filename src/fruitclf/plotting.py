@@ -212,7 +212,9 @@ def plot_history(
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend()
-    return axes[0].figure  # type: ignore[no-any-return]
+    figure = axes[0].figure
+    assert isinstance(figure, Figure)
+    return figure
 
 
 def plot_confusion_matrix(
@@ -276,5 +278,7 @@ def plot_confusion_matrix(
     ax.set_xlabel("Predicted label")
     ax.set_ylabel("True label")
     ax.set_title("Confusion matrix" + (" (normalised by true class)" if normalize else ""))
-    return ax.figure  # type: ignore[no-any-return]
+    figure = ax.figure
+    assert isinstance(figure, Figure)
+    return figure
 

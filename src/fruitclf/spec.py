@@ -252,10 +252,10 @@ class SpecDescription:
         body = [(f"{r.name} ({r.kind})", str(r.output_shape), f"{r.params:,}", r.shape_math,
                  r.params_math) for r in self.rows]
         widths = [max(len(str(row[i])) for row in [header, *body]) for i in range(5)]
-        line = "  ".join("{:<%d}" % w for w in widths)
-        out = [f"Input: {self.input_shape}", line.format(*header),
+        line = "  ".join(f"{{:<{w}}}" for w in widths)
+        out = [f"Input: {self.input_shape}", line.format(*header).rstrip(),
                "  ".join("-" * w for w in widths)]
-        out += [line.format(*row) for row in body]
+        out += [line.format(*row).rstrip() for row in body]
         out.append(f"Total params: {self.total_params:,}")
         return "\n".join(out)
 
@@ -532,7 +532,9 @@ def _conv_out(size: int, kernel: int, stride: int, padding: str) -> tuple[int, s
     """Output size of a convolution or pooling window, and the arithmetic in words."""
     if padding == "same":
         out = math.ceil(size / stride)
-        return out, (f"{size}/{stride} = {out}" if stride == 1 else f"ceil({size}/{stride}) = {out}")
+        if stride == 1:
+            return out, f"{size}/{stride} = {out}"
+        return out, f"ceil({size}/{stride}) = {out}"
     out = (size - kernel) // stride + 1
     if (size - kernel) % stride == 0 or size < kernel:
         return out, f"({size} - {kernel})/{stride} + 1 = {out}"

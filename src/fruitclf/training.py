@@ -344,7 +344,9 @@ class Trainer:
         self.learning_rate = check_float(learning_rate, "learning_rate", min_value=0.0,
                                          exclusive=False)
         if self.learning_rate <= 0:
-            raise ValueError(f"`learning_rate` must be > 0. Received: learning_rate={learning_rate}")
+            raise ValueError(
+                f"`learning_rate` must be > 0. Received: learning_rate={learning_rate}"
+            )
         self.monitor_arg = monitor
         self.mode_arg = check_choice(mode, "mode", ("auto", "min", "max"))
         self.patience = None if patience is None else check_int(patience, "patience", min_value=1)

@@ -1,0 +1,195 @@
+"""The fruitclf command: real commands on generated folders, JSON outputs, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _images import write_zoo
+from fruitclf.cli import build_parser, main
+
+pytestmark = pytest.mark.cli
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def dirty(tmp_path, image_folder) -> Path:
+    root = tmp_path / "dirty"
+    shutil.copytree(image_folder, root)
+    write_zoo(root / "class_1", np.random.default_rng(0))
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, image_folder, test_folder) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", str(image_folder), "--out", str(out), "--test", str(test_folder),
+                 "--image-size", "24", "--epochs", "2", "--batch-size", "8", "--quiet"]) == 0
+    return out
+
+
+def test_help_has_an_example_for_every_command():
+    """Check that every subcommand's --help carries an example."""
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command")
+    for name, sub in subparsers.choices.items():
+        assert f"fruitclf {name}" in sub.format_help(), name
+
+
+def test_help_runs_as_a_program():
+    """Check that the installed entry point answers --help without error."""
+    proc = subprocess.run([sys.executable, "-m", "fruitclf.cli", "--help"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and "scan" in proc.stdout
+
+
+def test_scan_json(capsys, dirty):
+    """Check scan --json: classes, counts and problems with relative paths, nothing changed."""
+    before = sorted(p.name for p in dirty.rglob("*"))
+    code, out, _ = _run(capsys, "scan", str(dirty), "--json")
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["classes"]["class_0"] == 12
+    assert payload["num_images"] == sum(payload["classes"].values())
+    problems = {p["path"]: p["reason"] for p in payload["problems"]}
+    assert "class_1/truncated.jpg" in problems and "truncated" in problems[
+        "class_1/truncated.jpg"]
+    assert "class_1/plain.jpg" not in problems
+    assert sorted(p.name for p in dirty.rglob("*")) == before
+
+
+def test_clean_dry_run_then_quarantine(capsys, dirty, tmp_path):
+    """Check clean: dry run lists, quarantine moves, a second clean finds nothing."""
+    code, out, _ = _run(capsys, "clean", str(dirty), "--dry-run")
+    assert code == 0 and "Would remove corrupted image:" in out
+    assert (dirty / "class_1" / "truncated.jpg").exists()
+    code, out, _ = _run(capsys, "clean", str(dirty), "--quarantine", str(tmp_path / "q"))
+    assert code == 0
+    assert f"Removed corrupted image: {dirty / 'class_1' / 'truncated.jpg'}" in out
+    assert (tmp_path / "q" / "class_1" / "truncated.jpg").exists()
+    code, out, _ = _run(capsys, "clean", str(dirty))
+    assert out.strip() == "No corrupted images found."
+    code, out, _ = _run(capsys, "restore", str(tmp_path / "q"))
+    assert code == 0 and (dirty / "class_1" / "truncated.jpg").exists()
+
+
+def test_clean_json_and_delete(capsys, dirty):
+    """Check clean --delete --json reports the removed files."""
+    code, out, _ = _run(capsys, "clean", str(dirty), "--delete", "--json")
+    payload = json.loads(out)
+    assert code == 0 and payload["action"] == "delete"
+    assert not (dirty / "class_1" / "zero.jpg").exists()
+    assert (dirty / "class_1" / "plain.jpg").exists()
+
+
+def test_samples_writes_a_png(capsys, image_folder, tmp_path):
+    """Check that samples writes the sample grid."""
+    out_file = tmp_path / "s" / "samples.png"
+    code, _, _ = _run(capsys, "samples", str(image_folder), "--out", str(out_file), "--seed", "1")
+    assert code == 0 and out_file.read_bytes().startswith(b"\x89PNG")
+
+
+def test_spec_shows_the_table_and_json(capsys):
+    """Check that spec prints the worksheet table and valid JSON."""
+    code, out, _ = _run(capsys, "spec", "--preset", "worksheet", "--image-size", "128",
+                        "--classes", "6")
+    assert code == 0 and "Total params: 2,116,454" in out and "3*3*3*32 + 32 = 896" in out
+    code, out, _ = _run(capsys, "spec", "--preset", "keras-mnist", "--json")
+    assert json.loads(out)["num_classes"] == 10
+
+
+def test_train_writes_the_run_folder(run_dir):
+    """Check that train wrote the models, figures, report and metrics."""
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"model.h5", "model.keras", "best_model.keras", "history.png", "samples.png",
+            "confusion_matrix.png", "misclassified.png", "classification_report.txt",
+            "metrics.json", "report.md", "history.json", "history.csv"} <= names
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 2 and 0 <= metrics["test_accuracy"] <= 1
+
+
+def test_evaluate_json(capsys, run_dir, test_folder, tmp_path):
+    """Check evaluate --json gives accuracy, loss and the scikit-learn report."""
+    code, out, _ = _run(capsys, "evaluate", str(run_dir / "model.h5"), str(test_folder),
+                        "--json", "--out", str(tmp_path / "eval"))
+    payload = json.loads(out)
+    assert code == 0 and set(payload) == {"accuracy", "loss", "report"}
+    assert payload["report"]["accuracy"] == pytest.approx(payload["accuracy"])
+    assert (tmp_path / "eval" / "confusion_matrix.png").exists()
+
+
+def test_predict_json_reports_unreadable_files(capsys, run_dir, test_folder, tmp_path):
+    """Check predict --json: one object per file, errors reported, not fatal."""
+    bad = tmp_path / "bad.png"
+    bad.write_text("<html>nope</html>")
+    good = sorted(Path(test_folder).rglob("*.jpg"))[0]
+    code, out, _ = _run(capsys, "predict", str(run_dir / "model.keras"), str(good), str(bad),
+                        "--top-k", "2", "--json")
+    records = json.loads(out)
+    assert code == 0 and len(records) == 2
+    assert records[0]["label"] in {"class_0", "class_1", "class_2"}
+    assert len(records[0]["top_k"]) == 2 and records[0]["top_k"][0]["label"] == records[0][
+        "label"]
+    assert "error" in records[1]
+    code, out, _ = _run(capsys, "predict", str(run_dir / "model.keras"), str(good))
+    assert out.startswith(f"{good}: class_")
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["train", "{missing}", "--out", "{tmp}/r"], "Image folder not found"),
+        (["train", "{train}", "--out", "{tmp}/r", "--epochs", "0"], "epochs=0"),
+        (["train", "{train}", "--out", "{tmp}/r", "--image-size", "0"], "image_size=0"),
+        (["train", "{train}", "--out", "{tmp}/r", "--val-split", "1.5"], "validation_split=1.5"),
+        (["train", "{train}", "--out", "{tmp}/r", "--test", "{other}"], "not in `class_names`"),
+        (["train", "{train}", "--out", "{tmp}/r", "--spec", "{typo}"], "Did you mean 'filters'"),
+        (["train", "{dirty}", "--out", "{tmp}/r"], "would crash training.*fruitclf clean"),
+        (["evaluate", "{tmp}/none.h5", "{train}"], "Model file not found"),
+        (["predict", "{notmodel}", "{train}"], "not a Keras model file"),
+        (["scan", "{missing}"], "Image folder not found"),
+    ],
+)
+def test_errors_are_one_line(capsys, tmp_path, image_folder, dirty, argv, match):
+    """Check that bad input gives one 'fruitclf: error:' line and a non-zero exit."""
+    import re
+
+    other = tmp_path / "other" / "kiwi"
+    other.mkdir(parents=True)
+    (other / "x.png").write_bytes(next(Path(image_folder).rglob("*.png")).read_bytes())
+    typo = tmp_path / "spec.json"
+    typo.write_text(json.dumps({"num_classes": 3, "conv_blocks": [{"filter": 8}]}))
+    notmodel = tmp_path / "model.h5"
+    notmodel.write_text("hello")
+    values = {"missing": tmp_path / "missing", "tmp": tmp_path, "train": image_folder,
+              "other": tmp_path / "other", "typo": typo, "dirty": dirty, "notmodel": notmodel}
+    code, _, err = _run(capsys, *[a.format(**values) for a in argv])
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.startswith("fruitclf: error:")]
+    assert len(lines) == 1 and re.search(match, lines[0]), err
+    assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_demo_runs_on_a_fresh_folder(capsys, tmp_path):
+    """Check that demo writes the digits and a complete run (short training)."""
+    code, out, _ = _run(capsys, "demo", "--out", str(tmp_path / "demo"), "--epochs", "2",
+                        "--quiet")
+    assert code == 0 and "Report:" in out
+    assert len(list((tmp_path / "demo" / "data" / "train").rglob("*.png"))) == 1347
+    metrics = json.loads((tmp_path / "demo" / "run" / "metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.5
+    code, out, _ = _run(capsys, "demo", "--out", str(tmp_path / "demo"), "--epochs", "1",
+                        "--quiet")
+    assert code == 0  # a second demo in the same folder reuses its data
