@@ -61,6 +61,7 @@ def docs(session: nox.Session) -> None:
     session.install("-e", ".[docs]")
     session.run("sphinx-build", "-W", "-n", "--keep-going", "-b", "html", "docs",
                 "docs/_build/html")
+    session.run("sphinx-build", "-W", "-q", "-b", "doctest", "docs", "docs/_build/doctest")
 
 
 @nox.session(python=PYTHON)

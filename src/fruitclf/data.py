@@ -255,7 +255,7 @@ def plan_cache(
         Size after resizing.
     channels : int, default=3
         Colour channels.
-    cache : {"auto", "memory"}, bool, path or None, default="auto"
+    cache : {"auto", "memory"}, bool, path-like or None, default="auto"
         ``"auto"`` caches in memory when the estimate fits ``budget`` and otherwise does not
         cache; ``True`` / ``"memory"`` always caches in memory; a path caches in memory when it
         fits and in files at that path otherwise; ``False`` / ``None`` never caches.
@@ -843,7 +843,7 @@ class ImageFolderDataset:
             Antialias when shrinking (ignored by "nearest").
         color_mode : {"rgb", "grayscale"}, default="rgb"
             Output channels: 3 or 1.
-        cache : {"auto", "memory"}, bool, path or None, default="auto"
+        cache : {"auto", "memory"}, bool, path-like or None, default="auto"
             See :func:`plan_cache`.
         cache_budget : int, optional
             Bytes allowed for the in-memory cache; default half the available memory.
@@ -886,7 +886,7 @@ class ImageFolderDataset:
     def plot_samples(self, *, rows: int = 2, seed: int | None = None) -> Figure:
         """Plot one random image per class in a grid of ``rows`` rows, titled by class.
 
-        See :func:`fruitclf.plotting.plot_samples`.
+        See :func:`fruitclf.plot_samples`.
 
         Examples
         --------

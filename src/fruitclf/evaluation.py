@@ -214,7 +214,7 @@ class EvaluationResult:
                 "class_names": list(self.class_names), "num_images": len(self.y_true)}
 
     def plot_confusion_matrix(self, *, normalize: bool = False) -> Figure:
-        """Plot the confusion matrix; see :func:`fruitclf.plotting.plot_confusion_matrix`."""
+        """Plot the confusion matrix; see :func:`fruitclf.plot_confusion_matrix`."""
         from .plotting import plot_confusion_matrix
 
         return plot_confusion_matrix(self.confusion_matrix(), self.class_names,
@@ -331,7 +331,7 @@ class Evaluator:
 
         Parameters
         ----------
-        inputs : path, sequence of paths, numpy array, ImageFolderDataset or tf.data.Dataset
+        inputs : path-like, sequence of path-like, numpy.ndarray, ImageFolderDataset or tf.data.Dataset
             Image files and folders (searched recursively for image extensions; unreadable
             files are reported in ``errors``, not fatal), or images with 0–255 pixels of shape
             ``(n, h, w, c)`` or ``(h, w, c)``.

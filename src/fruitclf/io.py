@@ -251,7 +251,7 @@ class LoadedModel:
 
         Parameters
         ----------
-        inputs : path, sequence of paths, array or ImageFolderDataset
+        inputs : path-like, sequence of path-like, numpy.ndarray or ImageFolderDataset
             Image files or folders (searched recursively), or images of shape
             ``(n, height, width, channels)`` / ``(height, width, channels)`` with 0–255 pixels.
         top_k : int, default=1

@@ -179,7 +179,7 @@ def run(
         Run folder (created; files in it with the names below are replaced).
     test_dir : path-like, optional
         Test folder with the same classes (a subset is fine).
-    spec : str, CNNSpec or path, default="worksheet"
+    spec : str, CNNSpec or path-like, default="worksheet"
         A preset name, a spec JSON file, or a spec.
     image_size : int or (height, width), default=128
         Input size for presets (a spec file's ``input_shape`` wins).
