@@ -42,10 +42,30 @@ def tests(session: nox.Session, tensorflow: str) -> None:
 
 
 @nox.session(python=PYTHON)
+def compat(session: nox.Session) -> None:
+    """Save models with the oldest TensorFlow, load them with the newest, and back."""
+    import os
+
+    script = "tests/compat/check_models.py"
+    old_dir, new_dir = f"{session.create_tmp()}/old", f"{session.create_tmp()}/new"
+    _install_stack(session, OLDEST)
+    session.run("python", script, "save", old_dir)
+    newest = os.path.join(session.create_tmp(), "newest-venv")
+    session.run("python", "-m", "venv", newest)
+    new_python = os.path.join(newest, "bin", "python")
+    session.run(new_python, "-m", "pip", "install", "-q", "-e", ".",
+                f"tensorflow=={NEWEST}.*", f"keras=={KERAS_FOR_TF[NEWEST]}", external=True)
+    # Old -> new must work; new -> old must work or fail with a clear version error.
+    session.run(new_python, script, "load", old_dir, "--must-load", external=True)
+    session.run(new_python, script, "save", new_dir, external=True)
+    session.run("python", script, "load", new_dir)
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """Lint with ruff."""
     session.install("ruff>=0.5")
-    session.run("ruff", "check", "src", "tests", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "noxfile.py", "benchmarks", "docs")
 
 
 @nox.session(python=PYTHON)

@@ -331,7 +331,7 @@ class Evaluator:
 
         Parameters
         ----------
-        inputs : path-like, sequence of path-like, numpy.ndarray, ImageFolderDataset or tf.data.Dataset
+        inputs : path-like, sequence of path-like, numpy.ndarray, ImageFolderDataset or Dataset
             Image files and folders (searched recursively for image extensions; unreadable
             files are reported in ``errors``, not fatal), or images with 0–255 pixels of shape
             ``(n, h, w, c)`` or ``(h, w, c)``.
