@@ -136,8 +136,7 @@ def worker(config: str, data: str, epochs: int, seed: int) -> dict[str, Any]:
         import keras
 
         ds = keras.utils.image_dataset_from_directory(
-            data, image_size=IMAGE_SIZE, interpolation="nearest", batch_size=BATCH, seed=seed,
-            validation_split=0.2, subset="training")
+            data, image_size=IMAGE_SIZE, interpolation="nearest", batch_size=BATCH, seed=seed)
         num_classes = len(ds.class_names)
         rescale = keras.layers.Rescaling(1 / 255)
         ds = ds.map(lambda x, y: (rescale(x), y))
@@ -159,7 +158,8 @@ def worker(config: str, data: str, epochs: int, seed: int) -> dict[str, Any]:
 
     precision = {"fp32": "float32", "bf16": "mixed_bfloat16"}[config.split("-")[0]]
     full = fruitclf.ImageFolderDataset(data)
-    train, val = full.split(0.2, seed=seed)
+    # Timing runs train on every image, like (a); accuracy runs hold out a validation split.
+    train, val = full.split(0.2, seed=seed) if config.endswith("-acc") else (full, None)
     prep = fruitclf.Preprocessing(image_size=IMAGE_SIZE)
     train_tf = train.to_tf_dataset(preprocessing=prep, batch_size=BATCH, shuffle=True,
                                    seed=seed)
@@ -169,7 +169,7 @@ def worker(config: str, data: str, epochs: int, seed: int) -> dict[str, Any]:
     history = trainer.fit(train_tf, epochs=epochs, num_train_images=len(train))
     result: dict[str, Any] = {"epoch_seconds": timer.times, "images": len(train),
                               "rss_mib": _peak_rss_mib(), "loss": history.metrics["loss"]}
-    if config.endswith("-acc"):
+    if val is not None:
         evaluation = fruitclf.Evaluator(trainer.model, full.class_names,
                                         preprocessing=prep).evaluate(val)
         result["val_accuracy"] = evaluation.accuracy
@@ -228,12 +228,23 @@ def bench_check(root: Path) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------- report
 
 
-def summarise(name: str, result: dict[str, Any]) -> dict[str, float]:
-    times = result["epoch_seconds"]
-    steady = times[1:] or times
-    return {"cold": result["images"] / times[0],
-            "steady": result["images"] / statistics.median(steady),
-            "rss": result["rss_mib"]}
+def summarise(results: list[dict[str, Any]]) -> dict[str, float]:
+    """Cold and median steady img/s of the fastest of repeated runs, and its peak RSS.
+
+    Repeats are interleaved with the other configurations and the fastest one is kept, which
+    damps interference from other load on the machine (it never makes a run look faster than
+    it ran).
+    """
+    rows = []
+    for result in results:
+        times = result["epoch_seconds"]
+        steady = times[1:] or times
+        rows.append({"cold": result["images"] / times[0],
+                     "steady": result["images"] / statistics.median(steady),
+                     "rss": result["rss_mib"]})
+    best = max(rows, key=lambda r: r["steady"])
+    best["cold"] = max(r["cold"] for r in rows)
+    return best
 
 
 def print_table(title: str, rows: dict[str, dict[str, float]]) -> None:
@@ -254,6 +265,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=4, help="epochs per configuration")
     parser.add_argument("--quick", action="store_true", help="small data, for a smoke test")
     parser.add_argument("--seeds", type=int, default=3, help="seeds for the accuracy check")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per timing configuration")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -280,30 +292,32 @@ def main() -> int:
             sets["your data"] = args.data
         else:
             sets["large photos (2000-4000 px)"] = write_photos(
-                Path(tmp) / "large", 40 // scale, (2000, 4000), seed=1)
+                Path(tmp) / "large", 60 // scale, (2000, 4000), seed=1)
             sets["small photos (150-400 px)"] = write_photos(
-                Path(tmp) / "small", 150 // scale, (150, 400), seed=2)
+                Path(tmp) / "small", 120 // scale, (150, 400), seed=2)
             print(f"Generated data in {time.perf_counter() - start:.0f} s")
         for title, folder in sets.items():
-            rows = {}
-            for name, config in (("(a) worksheet pipeline", "worksheet"),
-                                 ("(b) fruitclf, float32", "fp32"),
-                                 ("(c) fruitclf, mixed_bfloat16", "bf16"),
-                                 ("(d) in-memory limit (random)", "limit")):
-                rows[name] = summarise(name, run_worker(config, folder, args.epochs))
+            configs = (("(a) worksheet pipeline", "worksheet"), ("(b) fruitclf, float32", "fp32"),
+                       ("(c) fruitclf, mixed_bfloat16", "bf16"),
+                       ("(d) in-memory limit (random)", "limit"))
+            results: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in configs}
+            for _ in range(args.repeats):
+                for name, config in configs:
+                    results[name].append(run_worker(config, folder, args.epochs))
+            rows = {name: summarise(runs) for name, runs in results.items()}
             rows["(d) in-memory limit (random)"]["cold"] = 0.0
             print_table(f"{title}: worksheet CNN at 128x128, batch {BATCH}, "
-                        f"{args.epochs} epochs", rows)
+                        f"{args.epochs} epochs, best of {args.repeats} runs", rows)
             fp32, bf16 = rows["(b) fruitclf, float32"], rows["(c) fruitclf, mixed_bfloat16"]
             limit = rows["(d) in-memory limit (random)"]
             print(f"bf16 / fp32 steady: {bf16['steady'] / fp32['steady']:.2f}x; "
                   f"fp32 / in-memory limit: {fp32['steady'] / limit['steady']:.2f}")
 
         accuracy_data = sets.get("your data") or sets["small photos (150-400 px)"]
-        print(f"\nAccuracy on {accuracy_data.name} (validation split, {args.epochs * 2} epochs, "
+        print(f"\nAccuracy on {accuracy_data.name} (validation split, {args.epochs + 2} epochs, "
               f"median of {args.seeds} seeds)")
         for config in ("fp32-acc", "bf16-acc"):
-            accs = [run_worker(config, accuracy_data, args.epochs * 2, seed)["val_accuracy"]
+            accs = [run_worker(config, accuracy_data, args.epochs + 2, seed)["val_accuracy"]
                     for seed in range(args.seeds)]
             print(f"  {config[:4]}: median {statistics.median(accs):.3f}  "
                   f"(seeds: {', '.join(f'{a:.3f}' for a in accs)})")

@@ -168,3 +168,23 @@ def test_mixed_precision_keeps_float32_outputs(noise):
     assert trainer.model.get_layer("conv1").compute_dtype == "bfloat16"
     assert trainer.model.get_layer("predictions").compute_dtype == "float32"
     assert trainer.model.output.dtype == "float32"
+
+
+def test_precision_leaves_no_global_policy_behind(noise):
+    """Check that training in bfloat16 does not change Keras's global dtype policy."""
+    import keras
+
+    before = keras.config.dtype_policy().name
+    FruitTrainer(SPEC, precision="mixed_bfloat16", verbose=0).fit(noise[0], epochs=1)
+    assert keras.config.dtype_policy().name == before == "float32"
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, "mixed_bfloat16"), (False, "float32")])
+def test_auto_precision_follows_the_cpu(monkeypatch, native, expected):
+    """Check that precision='auto' picks bfloat16 only on CPUs with native bfloat16."""
+    from fruitclf import _compat
+
+    monkeypatch.setattr(_compat, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(_compat, "_gpu_precision", lambda: None)
+    assert _compat.resolve_precision("auto") == expected
+    assert _compat.resolve_precision("float32") == "float32"

@@ -68,8 +68,10 @@ def _add_train_options(p: argparse.ArgumentParser, *, demo: bool = False) -> Non
                    help="random flips/rotation/zoom/contrast in training"
                    + (" (digits: no flips)" if demo else ""))
     p.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    p.add_argument("--precision", default=defaults.precision,
-                   choices=("float32", "mixed_bfloat16", "mixed_float16", "auto"))
+    p.add_argument("--precision", default="float32" if demo else defaults.precision,
+                   choices=("float32", "mixed_bfloat16", "mixed_float16", "auto"),
+                   help="dtype policy; auto = bfloat16 where the hardware has it natively"
+                   + (" (32x32 digits are too small for bfloat16 to pay off)" if demo else ""))
     p.add_argument("--interpolation", default=defaults.interpolation,
                    help="resize method (antialiased), e.g. bilinear, nearest, area")
     p.add_argument("--cache", default=defaults.cache,
@@ -387,6 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         logger.removeHandler(handler)
+        logger.propagate = True
 
 
 if __name__ == "__main__":  # pragma: no cover

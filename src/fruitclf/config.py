@@ -33,7 +33,7 @@ class RunConfig:
     seed: int = 123  # split, shuffling, initial weights and augmentation
     augment: bool = True  # random flips/rotations/zoom/contrast in training
     learning_rate: float = 1e-3  # Adam learning rate
-    precision: str = "float32"  # float32, mixed_bfloat16, mixed_float16 or auto
+    precision: str = "auto"  # auto (bfloat16 where native), float32, mixed_bfloat16, mixed_float16
     interpolation: str = "bilinear"  # resize method (the worksheet used "nearest")
     cache: str = "auto"  # keep decoded images in memory when they fit
 

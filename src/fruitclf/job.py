@@ -157,7 +157,7 @@ def run(
     seed: int = 123,
     augment: bool | Augmentation = True,
     learning_rate: float = 1e-3,
-    precision: str = "float32",
+    precision: str = "auto",
     interpolation: str = "bilinear",
     cache: str = "auto",
     resume: bool = False,
@@ -197,8 +197,10 @@ def run(
         Random flips, rotations, zoom and contrast inside the model during training.
     learning_rate : float, default=0.001
         Adam learning rate.
-    precision : {"float32", "mixed_bfloat16", "mixed_float16", "auto"}, default="float32"
-        Dtype policy of the model.
+    precision : {"auto", "float32", "mixed_bfloat16", "mixed_float16"}, default="auto"
+        Dtype policy of the model. ``"auto"`` trains in bfloat16 where the hardware computes
+        it natively (CPUs with AVX512_BF16 or AMX, recent GPUs) and in float32 elsewhere: in
+        ``benchmarks/`` bfloat16 trained 1.9x faster on such a CPU with the same accuracy.
     interpolation : str, default="bilinear"
         Resize method (antialiased).
     cache : str, default="auto"
