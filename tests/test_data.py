@@ -179,19 +179,22 @@ def test_cache_does_not_change_pixels(image_folder, tmp_path):
     np.testing.assert_array_equal(pixels(str(tmp_path / "cache" / "train")), reference)
 
 
-def test_shuffle_with_seed_is_reproducible(image_folder):
-    """Check that the same shuffle seed gives the same order, and epochs differ."""
+@pytest.mark.parametrize("cache", ["memory", None, "file"])
+def test_shuffle_with_seed_is_reproducible(image_folder, tmp_path, cache):
+    """Check that a seed fixes the order, epochs reshuffle, and every image comes once."""
     ds = ImageFolderDataset(image_folder)
+    where = str(tmp_path / "cache" / "c") if cache == "file" else cache
 
-    def order(seed):  # type: ignore[no-untyped-def]
-        pipeline = ds.to_tf_dataset(image_size=8, batch_size=36, shuffle=True, seed=seed)
-        return next(iter(pipeline))[1].numpy().tolist()
+    def epochs(seed, n=2):  # type: ignore[no-untyped-def]
+        pipeline = ds.to_tf_dataset(image_size=8, batch_size=36, shuffle=True, seed=seed,
+                                    cache=where, cache_budget=1)
+        return [next(iter(pipeline))[1].numpy().tolist() for _ in range(n)]
 
-    assert order(3) == order(3)
-    pipeline = ds.to_tf_dataset(image_size=8, batch_size=36, shuffle=True, seed=3)
-    first, second = (next(iter(pipeline))[1].numpy().tolist() for _ in range(2))
+    first, second = epochs(3)
     assert sorted(first) == sorted(ds.labels.tolist())
     assert first != second  # reshuffled every epoch
+    if cache != "file":  # a file cache is written once; a second pipeline would reuse it
+        assert epochs(3, 1)[0] == first
 
 
 def test_reduced_scale_decode_matches_full_decode_closely(tmp_path):

@@ -42,19 +42,21 @@ def test_round_trip_keeps_metadata_and_predictions(trained, tmp_path, suffix):
     assert keras.saving.load_model(path, compile=False).count_params() == model.count_params()
 
 
-def test_augmentation_block_survives_both_formats(tmp_path):
-    """Check that a model with random layers saves and loads in .h5 and .keras."""
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_augmentation_and_precision_survive_both_formats(tmp_path, precision):
+    """Check that random layers and mixed precision save and load in .h5 and .keras."""
     from fruitclf import Augmentation, CNNSpec
 
     spec = CNNSpec.preset("keras-mnist", num_classes=2, augmentation=Augmentation(flip=None))
-    model = build_cnn(spec, seed=0)
+    model = build_cnn(spec, seed=0, precision=precision)
     x = np.random.default_rng(0).integers(0, 256, (2, 28, 28, 1)).astype(np.float32)
     for suffix in (".h5", ".keras"):
         save_model(model, tmp_path / f"m{suffix}", class_names=["a", "b"],
                    preprocessing=Preprocessing(image_size=(28, 28), color_mode="grayscale"))
         reloaded = load_model(tmp_path / f"m{suffix}").model
-        np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0),
-                                   rtol=1e-6)
+        assert reloaded.get_layer("conv1").dtype_policy.name == precision
+        np.testing.assert_array_equal(reloaded.predict(x, verbose=0),
+                                      model.predict(x, verbose=0))
 
 
 def test_save_is_atomic_and_leaves_no_temporary_files(trained, tmp_path):

@@ -80,3 +80,17 @@ def layer_output_shape(layer: Any) -> tuple[int, ...]:
     """A layer's output shape without the batch dimension (Keras 3.x spellings differ)."""
     shape = layer.output.shape
     return tuple(int(d) for d in shape[1:])
+
+
+def load_custom_objects() -> dict[str, Any]:
+    """Objects Keras needs by name to read fruitclf's own models back.
+
+    Keras 3.8 and older record the input casts of a mixed-precision functional model as
+    ``Cast`` operation nodes; their ``.h5`` loader does not know the name, their ``.keras``
+    loader does. Naming it makes both formats load on every supported Keras.
+    """
+    try:
+        from keras.src.ops.core import Cast
+    except ImportError:  # pragma: no cover - a Keras without the class has no such nodes
+        return {}
+    return {"Cast": Cast}

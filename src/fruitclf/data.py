@@ -951,14 +951,22 @@ def build_pipeline(
         np.asarray(labels, dtype=np.int32),
         np.asarray(scale, dtype=np.int32),
     ))
+    count = max(len(paths), 1)
+    if shuffle and plan.kind != "memory":
+        # Streaming or file cache: shuffle the (cheap) file list, not a buffer of images.
+        ds = ds.shuffle(count, seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if plan.kind == "memory":
         ds = ds.cache()
+        if shuffle:
+            ds = ds.shuffle(count, seed=seed, reshuffle_each_iteration=True)
     elif plan.kind == "file" and plan.path is not None:
         Path(plan.path).parent.mkdir(parents=True, exist_ok=True)
         ds = ds.cache(plan.path)
-    if shuffle:
-        ds = ds.shuffle(max(len(paths), 1), seed=seed, reshuffle_each_iteration=True)
+        if shuffle:  # the cache fixes the order: mix it in a buffer within the budget
+            per_image = max(size[0] * size[1] * channels, 1)
+            buffer = int(min(count, max(256, plan.budget // per_image)))
+            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

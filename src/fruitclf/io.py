@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._compat import versions
+from ._compat import load_custom_objects, versions
 from .data import Preprocessing
 from .exceptions import ModelFileError, VersionCompatibilityError
 
@@ -311,7 +311,8 @@ def load_model(
 
     metadata = read_metadata(path)
     try:
-        model = keras.saving.load_model(os.fspath(path), compile=compile, safe_mode=safe_mode)
+        model = keras.saving.load_model(os.fspath(path), compile=compile, safe_mode=safe_mode,
+                                        custom_objects=load_custom_objects())
     except Exception as exc:  # Keras raises many types for damaged or foreign files
         written = metadata.get("versions", {})
         here = versions()
