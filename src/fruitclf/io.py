@@ -316,17 +316,18 @@ def load_model(
     except Exception as exc:  # Keras raises many types for damaged or foreign files
         written = metadata.get("versions", {})
         here = versions()
+        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
         if written and (written.get("keras"), written.get("tensorflow")) != (
             here["keras"], here["tensorflow"]
         ):
             raise VersionCompatibilityError(
                 f"Cannot load {os.fspath(path)!r}: written by Keras {written.get('keras')} / "
                 f"TensorFlow {written.get('tensorflow')}, read by Keras {here['keras']} / "
-                f"TensorFlow {here['tensorflow']} ({type(exc).__name__}: {exc}). Load it with "
+                f"TensorFlow {here['tensorflow']} ({type(exc).__name__}: {reason}). Load it with "
                 "the versions that wrote it and save it again in the other format."
             ) from exc
         raise ModelFileError(
-            f"Cannot load model {os.fspath(path)!r}: {type(exc).__name__}: {exc}"
+            f"Cannot load model {os.fspath(path)!r}: {type(exc).__name__}: {reason}"
         ) from exc
     names = metadata.get("class_names")
     if not isinstance(names, list) or len(names) != model.output_shape[-1]:
