@@ -193,3 +193,18 @@ def test_demo_runs_on_a_fresh_folder(capsys, tmp_path):
     code, out, _ = _run(capsys, "demo", "--out", str(tmp_path / "demo"), "--epochs", "1",
                         "--quiet")
     assert code == 0  # a second demo in the same folder reuses its data
+
+
+def test_log_lines_are_printed_once(capsys, image_folder, tmp_path):
+    """Check that a progress line reaches stderr once, even with a root handler installed."""
+    import logging
+
+    root_handler = logging.StreamHandler()
+    logging.getLogger().addHandler(root_handler)
+    try:
+        code, _, err = _run(capsys, "train", str(image_folder), "--out", str(tmp_path / "r"),
+                            "--image-size", "16", "--epochs", "1", "--quiet")
+    finally:
+        logging.getLogger().removeHandler(root_handler)
+    assert code == 0
+    assert err.count("Run written to") == 1

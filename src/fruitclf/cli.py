@@ -373,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("fruitclf")
     logger.addHandler(handler)
+    logger.propagate = False  # TensorFlow's absl setup adds a root handler: print once
     # clean/restore print their own per-file lines; JSON output must stay the only stdout.
     quiet = getattr(args, "json", False) or args.command in ("clean", "restore")
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
