@@ -159,6 +159,11 @@ def test_a_built_model_and_a_distribution_strategy():
     assert trainer.model.distribute_strategy is strategy
     with pytest.raises(ValueError, match="precision"):
         FruitTrainer(model, precision="mixed_bfloat16")
+    assert FruitTrainer(model, precision="auto", verbose=0).precision == "float32"
+    half = build_cnn(SPEC, precision="mixed_float16")
+    trainer = FruitTrainer(half, verbose=0)
+    assert trainer.precision == "mixed_float16"
+    assert "LossScale" in type(trainer.model.optimizer).__name__
 
 
 def test_mixed_precision_keeps_float32_outputs(noise):

@@ -296,7 +296,8 @@ class Trainer:
     seed : int, optional
         Seeds the model built from a spec (and nothing global).
     precision : {"float32", "mixed_bfloat16", "mixed_float16", "auto"}, default="float32"
-        Dtype policy when building from a spec.
+        Dtype policy when building from a spec (``"auto"``: bfloat16 where the hardware
+        computes it natively). A built model keeps the policy it was built with.
     strategy : tf.distribute.Strategy, optional
         Build and compile under its scope.
     preprocessing : Preprocessing, optional
@@ -378,13 +379,14 @@ class Trainer:
             if isinstance(model, CNNSpec):
                 self.model = build_cnn(model, seed=self.seed, precision=self.precision)
             elif isinstance(model, keras.Model):
-                if self.precision != "float32":
+                if precision not in ("float32", "auto"):
                     raise ValueError(
                         "`precision` applies when building from a spec: pass a CNNSpec, or "
                         "build the model with build_cnn(spec, precision=...). "
                         f"Received: precision={precision!r} with a built model"
                     )
                 self.model = model
+                self.precision = _model_precision(model)
             else:
                 raise TypeError(
                     f"`model` must be a keras.Model or a CNNSpec. Received: {type(model).__name__}"
@@ -533,6 +535,15 @@ class Trainer:
             history.epochs_run = restored.epochs_run
         logger.info("Resuming after epoch %d from %s.", history.epochs_run, path)
         return history.epochs_run
+
+
+def _model_precision(model: Any) -> str:
+    """The mixed policy a built model's layers compute in, or ``"float32"``."""
+    for layer in model.layers:
+        name = str(getattr(getattr(layer, "dtype_policy", None), "name", ""))
+        if name.startswith("mixed_"):
+            return name
+    return "float32"
 
 
 def _estimate_images(dataset: Any) -> int:
