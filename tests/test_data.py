@@ -120,6 +120,7 @@ def test_split_is_stratified_reproducible_and_disjoint(image_folder):
     assert sorted(train.paths + val.paths) == sorted(ds.paths)
     again = ds.split(0.25, seed=5)
     assert again.validation.paths == val.paths
+    assert again.counts() == {"training": train.class_counts, "validation": val.class_counts}
     assert ds.split(0.25, seed=6).validation.paths != val.paths
 
 

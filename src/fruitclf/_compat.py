@@ -65,17 +65,6 @@ def versions() -> dict[str, str]:
     }
 
 
-def keras_version_tuple() -> tuple[int, ...]:
-    """Keras version as ints, e.g. (3, 6, 0)."""
-    import keras
-
-    parts: list[int] = []
-    for piece in keras.__version__.split(".")[:3]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits or 0))
-    return tuple(parts)
-
-
 def layer_output_shape(layer: Any) -> tuple[int, ...]:
     """A layer's output shape without the batch dimension (Keras 3.x spellings differ)."""
     shape = layer.output.shape
