@@ -8,7 +8,12 @@ import keras
 import pytest
 
 from fruitclf import Augmentation, CNNSpec, ConvBlock, DenseLayer, SpecError, build_cnn
-from fruitclf._compat import layer_output_shape
+
+
+def layer_output_shape(layer) -> tuple[int, ...]:  # type: ignore[no-untyped-def]
+    """A layer's output shape without the batch dimension."""
+    return tuple(int(d) for d in layer.output.shape[1:])
+
 
 SPECS = [
     CNNSpec.preset("keras-mnist"),

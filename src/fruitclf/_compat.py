@@ -65,12 +65,6 @@ def versions() -> dict[str, str]:
     }
 
 
-def layer_output_shape(layer: Any) -> tuple[int, ...]:
-    """A layer's output shape without the batch dimension (Keras 3.x spellings differ)."""
-    shape = layer.output.shape
-    return tuple(int(d) for d in shape[1:])
-
-
 def load_custom_objects() -> dict[str, Any]:
     """Objects Keras needs by name to read fruitclf's own models back.
 
