@@ -112,11 +112,17 @@ def test_spec_shows_the_table_and_json(capsys):
 def test_train_writes_the_run_folder(run_dir):
     """Check that train wrote the models, figures, report and metrics."""
     names = {p.name for p in run_dir.iterdir()}
-    assert {"model.h5", "model.keras", "best_model.keras", "history.png", "samples.png",
+    assert {"model.h5", "model.keras", "last_checkpoint.keras", "history.png", "samples.png",
             "confusion_matrix.png", "misclassified.png", "classification_report.txt",
-            "metrics.json", "report.md", "history.json", "history.csv"} <= names
+            "metrics.json", "report.md", "history.json", "history.csv", "split.json"} <= names
+    # The small-data recipe keeps the last epoch: no best-epoch checkpoint, no validation.
+    assert "best_model.keras" not in names
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["epochs_run"] == 2 and 0 <= metrics["test_accuracy"] <= 1
+    assert metrics["epochs_run"] == 2 and metrics["best_epoch"] == 2
+    assert metrics["val_accuracy"] is None and metrics["num_val_images"] == 0
+    assert metrics["num_train_images"] == 36 and 0 <= metrics["test_accuracy"] <= 1
+    report = (run_dir / "report.md").read_text()
+    assert "| schedule | cosine |" in report and "| spec | small-data |" in report
 
 
 def test_evaluate_json(capsys, run_dir, test_folder, tmp_path):

@@ -148,11 +148,18 @@ def test_split_round_trips_through_a_file(image_folder, tmp_path):
     assert loaded.validation.paths == split.validation.paths
 
 
-@pytest.mark.parametrize("fraction", [0, 1, -0.1, 1.5])
+@pytest.mark.parametrize("fraction", [1, -0.1, 1.5])
 def test_split_fraction_must_be_inside_zero_one(image_folder, fraction):
-    """Check that a validation fraction outside (0, 1) is rejected with the value."""
+    """Check that a validation fraction outside [0, 1) is rejected with the value."""
     with pytest.raises(ValueError, match=f"validation_fraction={float(fraction)!r}"):
         ImageFolderDataset(image_folder).split(fraction)
+
+
+def test_split_fraction_zero_keeps_every_image_for_training(image_folder):
+    """Check that a validation fraction of 0 gives an empty validation part."""
+    ds = ImageFolderDataset(image_folder)
+    train, val = ds.split(0.0)
+    assert train.paths == ds.paths and len(val) == 0
 
 
 def test_pipeline_yields_float_batches_in_path_order(image_folder):

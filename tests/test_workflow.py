@@ -45,7 +45,8 @@ def test_worksheet_end_to_end(tmp_path, image_folder, test_folder):
 def test_run_writes_every_file(tmp_path, image_folder, test_folder):
     """Check that fruitclf.run writes the whole run folder with correct metrics."""
     result = fruitclf.run(image_folder, test_dir=test_folder, out=tmp_path / "run",
-                          image_size=24, batch_size=8, epochs=3, patience=2, verbose=0)
+                          spec="worksheet", image_size=24, batch_size=8, epochs=3, patience=2,
+                          verbose=0)
     expected = {"model.h5", "model.keras", "best_model.keras", "last_checkpoint.keras",
                 "history.json", "history.csv", "history.png", "samples.png", "split.json",
                 "classification_report.txt", "confusion_matrix.png", "misclassified.png",

@@ -24,12 +24,14 @@ from .exceptions import ModelFileError as ModelFileError
 from .exceptions import SpecError as SpecError
 from .exceptions import TrainingError as TrainingError
 from .exceptions import VersionCompatibilityError as VersionCompatibilityError
+from .exceptions import WeightsError as WeightsError
 
 if TYPE_CHECKING:
     from ._imagecheck import CheckReport as CheckReport
     from ._imagecheck import CleanReport as CleanReport
     from ._imagecheck import FileProblem as FileProblem
     from ._imagecheck import restore_quarantine as restore_quarantine
+    from .config import Recipe as Recipe
     from .config import RunConfig as RunConfig
     from .data import CachePlan as CachePlan
     from .data import DatasetSplit as DatasetSplit
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from .evaluation import Evaluator as Evaluator
     from .evaluation import Misclassified as Misclassified
     from .evaluation import Predictions as Predictions
+    from .evaluation import tta_views as tta_views
     from .io import LoadedModel as LoadedModel
     from .io import load_model as load_model
     from .io import read_metadata as read_metadata
@@ -83,10 +86,12 @@ _LAZY = {
     "Evaluator": "evaluation",
     "Misclassified": "evaluation",
     "Predictions": "evaluation",
+    "tta_views": "evaluation",
     "LoadedModel": "io",
     "load_model": "io",
     "read_metadata": "io",
     "save_model": "io",
+    "Recipe": "config",
     "RunConfig": "config",
     "RunResult": "job",
     "run": "job",
@@ -131,6 +136,7 @@ __all__ = [
     "ModelFileError",
     "Predictions",
     "Preprocessing",
+    "Recipe",
     "RunConfig",
     "RunResult",
     "SpecDescription",
@@ -139,6 +145,7 @@ __all__ = [
     "TrainingError",
     "TrainingHistory",
     "VersionCompatibilityError",
+    "WeightsError",
     "__version__",
     "build_augmentation",
     "build_cnn",
@@ -152,6 +159,7 @@ __all__ = [
     "restore_quarantine",
     "run",
     "save_model",
+    "tta_views",
     "write_demo_dataset",
 ]
 

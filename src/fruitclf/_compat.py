@@ -68,12 +68,20 @@ def versions() -> dict[str, str]:
 def load_custom_objects() -> dict[str, Any]:
     """Objects Keras needs by name to read fruitclf's own models back.
 
+    The smoothed loss is fruitclf's own: checkpoints compiled with it name it.
+
     Keras 3.8 and older record the input casts of a mixed-precision functional model as
     ``Cast`` operation nodes; their ``.h5`` loader does not know the name, their ``.keras``
     loader does. Naming it makes both formats load on every supported Keras.
     """
+    from ._losses import SmoothedSparseCategoricalCrossentropy
+
+    objects: dict[str, Any] = {
+        "fruitclf>SmoothedSparseCategoricalCrossentropy": SmoothedSparseCategoricalCrossentropy,
+    }
     try:
         from keras.src.ops.core import Cast
     except ImportError:  # pragma: no cover - a Keras without the class has no such nodes
-        return {}
-    return {"Cast": Cast}
+        return objects
+    objects["Cast"] = Cast
+    return objects

@@ -22,19 +22,26 @@ EXAMPLES = {
               "data/quarantine\n  fruitclf clean data/train --delete"),
     "restore": "fruitclf restore data/train-quarantine",
     "samples": "fruitclf samples data/train --out samples.png --rows 2 --seed 0",
-    "spec": ("fruitclf spec --preset worksheet --image-size 128 --classes 6\n"
+    "spec": ("fruitclf spec --preset small-data --classes 6\n"
+             "  fruitclf spec --preset worksheet --image-size 128 --classes 6\n"
              "  fruitclf spec --preset keras-mnist --json > my_spec.json"),
     "train": ("fruitclf train data/train --test data/test --out runs/fruits\n"
-              "  fruitclf train data/train --out runs/small --image-size 64 --epochs 50 "
-              "--no-augment"),
-    "evaluate": "fruitclf evaluate runs/fruits/model.h5 data/test --out runs/fruits/test",
-    "predict": "fruitclf predict runs/fruits/model.keras photo1.jpg photos/ --top-k 3",
+              "  fruitclf train data/train --out runs/ws --preset worksheet\n"
+              "  fruitclf train data/train --out runs/mnv3 --preset mobilenetv3small "
+              "--weights imagenet"),
+    "evaluate": ("fruitclf evaluate runs/fruits/model.h5 data/test --out runs/fruits/test\n"
+                 "  fruitclf evaluate runs/fruits/model.keras data/test --tta 4"),
+    "predict": "fruitclf predict runs/fruits/model.keras photo1.jpg photos/ --top-k 3 --tta 2",
     "demo": "fruitclf demo --out fruitclf-demo",
 }
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        # An option whose default is None says in its help where the value comes from.
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _add(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
@@ -45,36 +52,55 @@ def _add(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _add_train_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
-    from .config import RunConfig
+def _weights(value: str) -> str | None:
+    return None if value.lower() == "none" else value
 
-    defaults = RunConfig()
+
+def _add_train_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
+    from .spec import CNNSpec
+
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--preset", default=None, choices=("worksheet", "keras-mnist"),
-                       help="model preset (default: worksheet)")
-    group.add_argument("--spec", default=None, metavar="FILE.json", help="model spec JSON file")
-    p.add_argument("--image-size", type=int, default=32 if demo else defaults.image_size[0],
-                   help="input height and width in pixels (presets)")
-    p.add_argument("--batch-size", type=int, default=32 if demo else defaults.batch_size)
-    p.add_argument("--epochs", type=int, default=40 if demo else defaults.epochs,
-                   help="epoch limit")
-    p.add_argument("--patience", type=int, default=8 if demo else defaults.patience,
-                   help="early stopping patience in epochs (0: off)")
-    p.add_argument("--val-split", type=float, default=defaults.validation_split,
-                   help="share of each class kept for validation, in (0, 1)")
-    p.add_argument("--seed", type=int, default=defaults.seed,
+    group.add_argument("--preset", default=None, choices=CNNSpec.PRESETS,
+                       help="model preset, trained with its own recipe (default: small-data)")
+    group.add_argument("--spec", default=None, metavar="FILE.json",
+                       help="model spec JSON file (trained with the small-data recipe)")
+    p.add_argument("--image-size", type=int, default=32 if demo else None,
+                   help="input height and width in pixels"
+                   + ("" if demo else " (default: the recipe's: 96 small-data, 128 worksheet, "
+                      "224 backbones)"))
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="images per batch (default: the recipe's: 32; worksheet 16)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs to train (default: the recipe's: small-data from the data size, "
+                   "about 36,000 images shown, 40-300 epochs; worksheet 250; backbones 30)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="early stopping patience in epochs, 0: off (default: the recipe's: 0; "
+                   "worksheet 20)")
+    p.add_argument("--val-split", type=float, default=None,
+                   help="share of each class held out for validation, 0: train on every image "
+                   "(default: the recipe's: 0; worksheet 0.2)")
+    p.add_argument("--seed", type=int, default=123,
                    help="seed of the split, shuffling, weights and augmentation")
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=defaults.augment,
-                   help="random flips/rotation/zoom/contrast in training"
-                   + (" (digits: no flips)" if demo else ""))
-    p.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    p.add_argument("--precision", default="float32" if demo else defaults.precision,
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+                   help="random changes to training images"
+                   + (" (digits: small turns, zooms and shifts, no flips)" if demo else
+                      " (the preset's: flips, rotation, zoom, shifts, contrast)"))
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help="peak learning rate (default: the recipe's: 0.002 AdamW with cosine "
+                   "decay; worksheet 0.001 Adam)")
+    p.add_argument("--weights", type=_weights, default="imagenet", metavar="imagenet|PATH|none",
+                   help="backbone presets: ImageNet weights (downloaded by Keras), a weights "
+                   "file, or none to train from scratch")
+    p.add_argument("--tta", type=int, default=1, metavar="N",
+                   help="test-time augmentation: views averaged per test image (1: off)")
+    p.add_argument("--precision", default="float32" if demo else None,
                    choices=("float32", "mixed_bfloat16", "mixed_float16", "auto"),
                    help="dtype policy; auto = bfloat16 where the hardware has it natively"
-                   + (" (32x32 digits are too small for bfloat16 to pay off)" if demo else ""))
-    p.add_argument("--interpolation", default=defaults.interpolation,
+                   + (" (32x32 digits are too small for bfloat16 to pay off)" if demo else
+                      " (default: auto)"))
+    p.add_argument("--interpolation", default="bilinear",
                    help="resize method (antialiased), e.g. bilinear, nearest, area")
-    p.add_argument("--cache", default=defaults.cache,
+    p.add_argument("--cache", default="auto",
                    help="decoded-image cache: auto, memory, none, or a file cache path")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -118,10 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=2)
     p.add_argument("--seed", type=int, default=None)
 
+    from .spec import CNNSpec
+
     p = _add(sub, "spec", "Show a model spec's layers, output shapes and parameter counts, "
              "with the arithmetic behind them.")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--preset", default="worksheet", choices=("worksheet", "keras-mnist"))
+    group.add_argument("--preset", default="small-data", choices=CNNSpec.PRESETS)
     group.add_argument("--spec", default=None, metavar="FILE.json")
     p.add_argument("--image-size", type=int, default=None, help="input height and width")
     p.add_argument("--channels", type=int, default=None, choices=(1, 3))
@@ -144,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, metavar="DIR",
                    help="also write the report, confusion matrix and misclassified images")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--tta", type=int, default=1, metavar="N",
+                   help="test-time augmentation: views averaged per image (1: off)")
 
     p = _add(sub, "predict", "Predict the class of images (files or folders).")
     p.add_argument("model", help="a .keras or .h5 file written by fruitclf")
@@ -151,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=1, help="classes to show per image")
     p.add_argument("--json", action="store_true", help="print one JSON array")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--tta", type=int, default=1, metavar="N",
+                   help="test-time augmentation: views averaged per image (1: off)")
 
     p = _add(sub, "demo", "Write the built-in demo dataset (scikit-learn's handwritten digits "
              "as PNG folders, no download) and run the train job on it.")
@@ -246,11 +278,11 @@ def _cmd_spec(args: argparse.Namespace) -> int:
 
 def _train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {
-        "spec": args.spec or args.preset or "worksheet",
+        "spec": args.spec or args.preset or "small-data",
         "image_size": args.image_size, "batch_size": args.batch_size, "epochs": args.epochs,
-        "patience": args.patience or None, "validation_split": args.val_split,
+        "patience": args.patience, "validation_split": args.val_split,
         "seed": args.seed, "learning_rate": args.learning_rate, "precision": args.precision,
-        "interpolation": args.interpolation,
+        "weights": args.weights, "tta": args.tta, "interpolation": args.interpolation,
         "cache": None if args.cache == "none" else args.cache,
         "resume": args.resume, "verbose": 0 if args.quiet else "auto",
     }
@@ -287,7 +319,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     test = ImageFolderDataset(args.test_dir, class_names=loaded.class_names)
     result = Evaluator(loaded.model, loaded.class_names,
                        preprocessing=loaded.preprocessing).evaluate(test,
-                                                                   batch_size=args.batch_size)
+                                                                   batch_size=args.batch_size,
+                                                                   tta=args.tta)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -314,7 +347,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise ValueError(f"`--top-k` must be a positive int. Received: --top-k {args.top_k}")
     loaded = load_model(args.model)
-    predictions = loaded.predict(args.paths, top_k=args.top_k, batch_size=args.batch_size)
+    predictions = loaded.predict(args.paths, top_k=args.top_k, batch_size=args.batch_size,
+                                 tta=args.tta)
     records = predictions.to_records()
     if args.json:
         _print_json(records)

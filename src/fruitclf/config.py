@@ -1,5 +1,9 @@
-"""Settings of a whole run (:func:`fruitclf.run`, ``fruitclf train``), without TensorFlow.
+"""Training recipes and the settings of a whole run, without TensorFlow.
 
+A :class:`Recipe` is how a preset is trained: input size, batch, epochs, optimizer and
+schedule, label smoothing, validation and stopping. :func:`fruitclf.run` and ``fruitclf
+train`` take their defaults from the recipe of the chosen preset; every value can be
+overridden. :class:`RunConfig` records the settings a run actually used (``report.md``).
 Kept apart so that the command line can show every default in ``--help`` without starting
 TensorFlow.
 """
@@ -7,35 +11,159 @@ TensorFlow.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import math
+from typing import Any, ClassVar
 
-__all__ = ["RunConfig"]
+from ._validation import check_choice, check_float, check_int
+
+__all__ = ["Recipe", "RunConfig"]
+
+SCHEDULES = ("constant", "cosine")
+KEEP = ("best", "last")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How to train a preset: the defaults of :func:`fruitclf.run` for it.
+
+    ``Recipe.preset(name)`` gives the recipe of a :meth:`fruitclf.CNNSpec.preset`; change a
+    field with :func:`dataclasses.replace` or pass it to :func:`fruitclf.run` directly.
+
+    Examples
+    --------
+    >>> Recipe.preset("small-data").schedule
+    'cosine'
+    >>> Recipe.preset("small-data").epochs_for(180)
+    200
+    >>> Recipe.preset("worksheet").epochs_for(180)
+    250
+    """
+
+    name: str  # the recipe's name (that of its preset)
+    image_size: int = 96  # input height and width
+    batch_size: int = 32  # images per batch
+    epochs: int | None = None  # epoch limit; None: from the data size (epochs_for)
+    images_seen: int = 36_000  # with epochs=None: images shown in training in total ...
+    min_epochs: int = 40  # ... but at least this many epochs
+    max_epochs: int = 300  # ... and at most this many
+    patience: int = 0  # early stopping patience in epochs; 0: train every epoch
+    validation_split: float = 0.0  # share of each class held out for validation (0: none)
+    optimizer: str = "adamw"  # Keras optimizer name
+    learning_rate: float = 2e-3  # peak learning rate
+    weight_decay: float = 0.05  # decoupled weight decay (adamw only)
+    schedule: str = "cosine"  # "cosine": warm-up then cosine decay to 0; "constant"
+    warmup_epochs: int = 3  # linear warm-up from a tenth of the peak (cosine schedule)
+    label_smoothing: float = 0.1  # share of the target spread over the other classes
+    keep: str = "last"  # weights kept at the end: "last" epoch, or "best" monitored epoch
+    freeze_epochs: int = 0  # backbones: epochs with the backbone frozen before fine-tuning
+    fine_tune_learning_rate: float = 1e-4  # backbones: peak learning rate of fine-tuning
+    precision: str = "auto"  # dtype policy (auto: bfloat16 where the hardware has it)
+
+    NAMES: ClassVar[tuple[str, ...]] = ("small-data", "worksheet", "backbone")
+
+    def __post_init__(self) -> None:
+        check_int(self.image_size, "image_size", min_value=1)
+        check_int(self.batch_size, "batch_size", min_value=1)
+        if self.epochs is not None:
+            check_int(self.epochs, "epochs", min_value=1)
+        check_int(self.images_seen, "images_seen", min_value=1)
+        check_int(self.min_epochs, "min_epochs", min_value=1)
+        check_int(self.max_epochs, "max_epochs", min_value=self.min_epochs)
+        check_int(self.patience, "patience", min_value=0)
+        check_float(self.validation_split, "validation_split", min_value=0.0, max_value=0.9)
+        check_float(self.learning_rate, "learning_rate", min_value=1e-12, max_value=10.0)
+        check_float(self.weight_decay, "weight_decay", min_value=0.0, max_value=1.0)
+        check_choice(self.schedule, "schedule", SCHEDULES)
+        check_int(self.warmup_epochs, "warmup_epochs", min_value=0)
+        check_float(self.label_smoothing, "label_smoothing", min_value=0.0, max_value=0.5)
+        check_choice(self.keep, "keep", KEEP)
+        check_int(self.freeze_epochs, "freeze_epochs", min_value=0)
+        check_float(self.fine_tune_learning_rate, "fine_tune_learning_rate", min_value=1e-12,
+                    max_value=10.0)
+
+    @classmethod
+    def preset(cls, name: str) -> Recipe:
+        """Return the recipe of a spec preset.
+
+        ``"small-data"`` (the default of ``fruitclf train``): every training image is used
+        (no validation split: with a handful of images per class it is too noisy to choose an
+        epoch, and costs a fifth of the data), 96x96 input, batch 32, AdamW (weight decay
+        0.05) with 3 warm-up epochs and cosine decay from 0.002 to 0, label smoothing 0.1, a
+        fixed budget of about 36,000 images shown (200 epochs for 180 images, 50 for 720,
+        between 40 and 300), the last epoch kept.
+
+        ``"worksheet"`` (also ``"keras-mnist"``): the worksheet's way — 128x128, batch 16,
+        Adam at 0.001, a 20% validation split, up to 250 epochs with early stopping (patience
+        20) on validation loss and the best epoch kept.
+
+        Backbone presets (``"mobilenetv3small"``, ...): 224x224, batch 32, the small-data
+        schedule over 30 epochs, of which the first 10 train the head with the backbone
+        frozen (AdamW at 0.001); then its top layers are fine-tuned at 0.0001.
+
+        Raises
+        ------
+        ValueError
+            For an unknown name, listing the known ones.
+        """
+        from .backbones import BACKBONES
+
+        if name == "small-data":
+            return cls(name="small-data")
+        if name in ("worksheet", "keras-mnist"):
+            return cls(name=name, image_size=128, batch_size=16, epochs=250, patience=20,
+                       validation_split=0.2, optimizer="adam", learning_rate=1e-3,
+                       weight_decay=0.0, schedule="constant", warmup_epochs=0,
+                       label_smoothing=0.0, keep="best")
+        if name in BACKBONES:
+            return cls(name=name, image_size=224, batch_size=32, epochs=30, learning_rate=1e-3,
+                       warmup_epochs=1, freeze_epochs=10)
+        known = ("small-data", "worksheet", "keras-mnist", *BACKBONES)
+        raise ValueError(f"Unknown recipe {name!r}. Available recipes: {', '.join(known)}")
+
+    def epochs_for(self, num_train_images: int) -> int:
+        """Epochs to train on ``num_train_images`` images: :attr:`epochs` when set, else
+        ``images_seen / num_train_images`` within ``[min_epochs, max_epochs]``."""
+        if self.epochs is not None:
+            return self.epochs
+        n = max(check_int(num_train_images, "num_train_images", min_value=0), 1)
+        return int(min(max(math.ceil(self.images_seen / n), self.min_epochs), self.max_epochs))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types."""
+        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """Every setting of :func:`run`, with the defaults that suit small photo folders.
-
-    Attributes mirror :func:`run`'s parameters; ``to_dict()`` is written to ``report.md``.
+    """Every setting a :func:`fruitclf.run` used, defaults resolved; written to ``report.md``.
 
     Examples
     --------
-    >>> RunConfig().epochs
-    250
+    >>> RunConfig(spec="small-data", image_size=(96, 96), epochs=200).epochs
+    200
     """
 
-    spec: str = "worksheet"  # preset name or spec JSON path
-    image_size: tuple[int, int] = (128, 128)  # input height, width (presets only)
-    batch_size: int = 16  # images per batch
-    epochs: int = 250  # epoch limit
-    patience: int | None = 20  # early stopping patience (None: train all epochs)
-    validation_split: float = 0.2  # share of the training folder for validation
+    spec: str = "small-data"  # preset name or spec JSON path
+    image_size: tuple[int, int] = (96, 96)  # input height, width
+    batch_size: int = 32  # images per batch
+    epochs: int = 200  # epochs trained at most
+    patience: int | None = None  # early stopping patience (None: train all epochs)
+    validation_split: float = 0.0  # share of the training folder for validation
     seed: int = 123  # split, shuffling, initial weights and augmentation
-    augment: bool = True  # random flips/rotations/zoom/contrast in training
-    learning_rate: float = 1e-3  # Adam learning rate
-    precision: str = "auto"  # auto (bfloat16 where native), float32, mixed_bfloat16, mixed_float16
+    augment: bool = True  # random changes to training images inside the model
+    optimizer: str = "adamw"  # Keras optimizer
+    learning_rate: float = 2e-3  # peak learning rate
+    weight_decay: float = 0.05  # decoupled weight decay
+    schedule: str = "cosine"  # learning-rate schedule
+    warmup_epochs: int = 3  # warm-up epochs of the cosine schedule
+    label_smoothing: float = 0.1  # label smoothing of the loss
+    keep: str = "last"  # weights kept: the last epoch's or the best monitored one's
+    freeze_epochs: int = 0  # backbone frozen for this many epochs
+    weights: str | None = None  # backbone weights
+    precision: str = "auto"  # dtype policy actually used
     interpolation: str = "bilinear"  # resize method (the worksheet used "nearest")
     cache: str = "auto"  # keep decoded images in memory when they fit
+    tta: int = 1  # views averaged per test image
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types."""

@@ -709,7 +709,8 @@ class ImageFolderDataset:
         Parameters
         ----------
         validation_fraction : float, default=0.2
-            Share of images for validation, strictly between 0 and 1.
+            Share of images for validation, at least 0 and below 1; 0 gives an empty
+            validation part.
         seed : int, default=123
             Seed of the hash.
         stratify : bool, default=True
@@ -732,9 +733,16 @@ class ImageFolderDataset:
         (72, 18)
         """
         fraction = check_float(validation_fraction, "validation_fraction", min_value=0.0,
-                               max_value=1.0, exclusive=True)
+                               max_value=1.0)
+        if fraction == 1.0:
+            raise ValueError(
+                "`validation_fraction` must be at least 0 and below 1 (0 keeps every image for "
+                "training). Received: validation_fraction=1.0"
+            )
         seed = check_int(seed, "seed")
         self.require_trainable()
+        if fraction == 0.0:
+            return self._make_split(set(), fraction, seed, stratify)
 
         def rank(entry: _Entry) -> int:
             digest = hashlib.blake2b(f"{seed}\0{entry.relpath}".encode(), digest_size=8)

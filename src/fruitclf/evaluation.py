@@ -8,8 +8,9 @@ scikit-learn classification report, the confusion matrix, and which files were m
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     import keras
     from matplotlib.figure import Figure
 
-__all__ = ["EvaluationResult", "Evaluator", "Misclassified", "Predictions"]
+__all__ = ["EvaluationResult", "Evaluator", "Misclassified", "Predictions", "tta_views"]
 
 _EPSILON = 1e-7  # Keras clips probabilities the same way in its cross-entropy
 
@@ -285,12 +286,29 @@ class Evaluator:
                 "class_names=<the model's class names>)."
             )
 
-    def _probabilities(self, inputs: Any, batch_size: int) -> np.ndarray:
-        probs = self.model.predict(inputs, batch_size=None if _is_tf_dataset(inputs) else
-                                   batch_size, verbose=0)
-        return np.asarray(probs, dtype=np.float64)
+    def _probabilities(self, inputs: Any, batch_size: int, tta: int = 1) -> np.ndarray:
+        if tta == 1:
+            probs = self.model.predict(inputs, batch_size=None if _is_tf_dataset(inputs) else
+                                       batch_size, verbose=0)
+            return np.asarray(probs, dtype=np.float64)
+        import tensorflow as tf
 
-    def evaluate(self, dataset: Any, *, batch_size: int = 32) -> EvaluationResult:
+        if not _is_tf_dataset(inputs):
+            inputs = tf.data.Dataset.from_tensor_slices(inputs).batch(batch_size)
+        total: np.ndarray | None = None
+        for view in tta_views(tta, flip=self.flips):
+            views = inputs.map(lambda x, *rest, view=view: (view(x), *rest))
+            probs = np.asarray(self.model.predict(views, verbose=0), dtype=np.float64)
+            total = probs if total is None else total + probs
+        assert total is not None  # tta >= 1 views
+        return total / tta
+
+    @property
+    def flips(self) -> bool:
+        """True when the model was trained with horizontal flips, so TTA may flip too."""
+        return _has_horizontal_flip(self.model)
+
+    def evaluate(self, dataset: Any, *, batch_size: int = 32, tta: int = 1) -> EvaluationResult:
         """Predict every image of a labelled dataset once and return the result.
 
         Parameters
@@ -299,17 +317,26 @@ class Evaluator:
             An image folder (with the model's classes), or batches of ``(images, labels)``.
         batch_size : int, default=32
             Images per batch for an image folder.
+        tta : int, default=1
+            Test-time augmentation: average the probabilities of this many views of each
+            image (see :func:`tta_views`); 1 predicts the image as it is.
 
         Returns
         -------
         EvaluationResult
+
+        Examples
+        --------
+        >>> evaluator.evaluate(test_ds, tta=4).accuracy  # doctest: +SKIP
+        0.93
         """
         batch_size = check_int(batch_size, "batch_size", min_value=1)
+        tta = self._check_tta(tta)
         if isinstance(dataset, ImageFolderDataset):
             self._check_dataset(dataset)
             pipeline = dataset.to_tf_dataset(preprocessing=self.preprocessing,
                                              batch_size=batch_size, cache=False)
-            probs = self._probabilities(pipeline, batch_size)
+            probs = self._probabilities(pipeline, batch_size, tta)
             return EvaluationResult(dataset.labels.astype(np.int64), probs.argmax(axis=1),
                                     probs, self.class_names, dataset.paths)
         if not _is_tf_dataset(dataset):
@@ -319,14 +346,23 @@ class Evaluator:
             )
         labels: list[np.ndarray] = []
         chunks: list[np.ndarray] = []
+        views = tta_views(tta, flip=self.flips)
         for images, batch_labels in dataset:
-            chunks.append(np.asarray(self.model(images, training=False), dtype=np.float64))
+            chunks.append(np.mean([np.asarray(self.model(view(images), training=False),
+                                               dtype=np.float64) for view in views], axis=0))
             labels.append(np.asarray(batch_labels))
         probs = np.concatenate(chunks) if chunks else np.zeros((0, len(self.class_names)))
         y_true = np.concatenate(labels).astype(np.int64) if labels else np.zeros(0, np.int64)
         return EvaluationResult(y_true, probs.argmax(axis=1), probs, self.class_names)
 
-    def predict(self, inputs: Any, *, top_k: int = 1, batch_size: int = 32) -> Predictions:
+    def _check_tta(self, tta: int) -> int:
+        most = len(tta_views(None, flip=self.flips))
+        return check_int(tta, "tta", min_value=1, max_value=most,
+                         hint=f"This model has {most} views" + (
+                             "" if self.flips else " (no flips: it was not trained with them)"))
+
+    def predict(self, inputs: Any, *, top_k: int = 1, batch_size: int = 32,
+                tta: int = 1) -> Predictions:
         """Predict class names for files, folders, arrays or datasets.
 
         Parameters
@@ -339,6 +375,8 @@ class Evaluator:
             Classes kept per image by :meth:`Predictions.top`.
         batch_size : int, default=32
             Images per batch.
+        tta : int, default=1
+            Views averaged per image (see :meth:`evaluate`).
 
         Returns
         -------
@@ -351,19 +389,21 @@ class Evaluator:
         """
         top_k = check_int(top_k, "top_k", min_value=1)
         batch_size = check_int(batch_size, "batch_size", min_value=1)
+        tta = self._check_tta(tta)
         if isinstance(inputs, ImageFolderDataset):
             self._check_dataset(inputs)
             pipeline = inputs.to_tf_dataset(preprocessing=self.preprocessing,
                                              batch_size=batch_size, cache=False)
-            return self._wrap(self._probabilities(pipeline, batch_size), inputs.paths, {}, top_k)
+            return self._wrap(self._probabilities(pipeline, batch_size, tta), inputs.paths, {},
+                              top_k)
         if _is_tf_dataset(inputs):
             pipeline = inputs.map(lambda x, *_: x)
-            return self._wrap(self._probabilities(pipeline, batch_size), None, {}, top_k)
+            return self._wrap(self._probabilities(pipeline, batch_size, tta), None, {}, top_k)
         if isinstance(inputs, (str, os.PathLike)) or (
             isinstance(inputs, Sequence) and inputs and
             all(isinstance(i, (str, os.PathLike)) for i in inputs)
         ):
-            return self._predict_files(inputs, top_k, batch_size)
+            return self._predict_files(inputs, top_k, batch_size, tta)
         array = np.asarray(inputs)
         if array.ndim == 3:
             array = array[np.newaxis]
@@ -373,10 +413,11 @@ class Evaluator:
                 f"`inputs` arrays must have shape (n, {', '.join(map(str, expected))}) with "
                 f"0–255 pixels. Received: shape {array.shape}"
             )
-        probs = self._probabilities(array.astype(np.float32), batch_size)
+        probs = self._probabilities(array.astype(np.float32), batch_size, tta)
         return self._wrap(probs, None, {}, top_k)
 
-    def _predict_files(self, inputs: Any, top_k: int, batch_size: int) -> Predictions:
+    def _predict_files(self, inputs: Any, top_k: int, batch_size: int, tta: int
+                       ) -> Predictions:
         paths = _expand_paths([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)
         report = _imagecheck.check_files([(p, p) for p in paths], root="", progress=False)
         errors = {p.path: p.message for p in report.problems}
@@ -388,7 +429,7 @@ class Evaluator:
                                       self.preprocessing, batch_size=batch_size, cache=False)
             pipeline = pipeline.map(lambda x, y: x)
             index = {p: i for i, p in enumerate(paths)}
-            probs[[index[p] for p in good]] = self._probabilities(pipeline, batch_size)
+            probs[[index[p] for p in good]] = self._probabilities(pipeline, batch_size, tta)
         return self._wrap(probs, paths, errors, top_k)
 
     def _wrap(self, probs: np.ndarray, paths: list[str] | None, errors: dict[str, str],
@@ -398,6 +439,71 @@ class Evaluator:
                            if len(probs) else 0).astype(np.int64)
         labels = [self.class_names[i] if i >= 0 else "" for i in indices]
         return Predictions(indices, labels, probs, self.class_names, paths, errors, top_k)
+
+
+#: Share of the image kept by the cropped TTA views (then resized back to the input size).
+TTA_CROP = 0.875
+
+
+def tta_views(n: int | None, *, flip: bool = True) -> list[Callable[[Any], Any]]:
+    """The first ``n`` test-time augmentation views, as functions of a batch of images.
+
+    In order: the image itself; its mirror image (with ``flip``); a central crop of 87.5%
+    of each side resized back; its mirror image (with ``flip``); the four corner crops of
+    87.5%. So ``n=2`` averages an image and its mirror, ``n=4`` adds the zoomed-in pair.
+    ``n=None`` returns every view (8, or 6 without flips).
+
+    Examples
+    --------
+    >>> len(tta_views(None)), len(tta_views(None, flip=False))
+    (8, 6)
+    """
+    views: list[Callable[[Any], Any]] = [_identity]
+    if flip:
+        views.append(_mirror)
+    views.append(functools.partial(_crop, where="center"))
+    if flip:
+        views.append(lambda x: _mirror(_crop(x, "center")))
+    views += [functools.partial(_crop, where=where)
+              for where in ("top_left", "top_right", "bottom_left", "bottom_right")]
+    return views if n is None else views[:n]
+
+
+def _identity(images: Any) -> Any:
+    return images
+
+
+def _mirror(images: Any) -> Any:
+    import tensorflow as tf
+
+    return tf.reverse(images, axis=[-2])
+
+
+def _crop(images: Any, where: str) -> Any:
+    import tensorflow as tf
+
+    shape = tf.shape(images)
+    height, width = shape[-3], shape[-2]
+    crop_h = tf.cast(tf.round(tf.cast(height, tf.float32) * TTA_CROP), tf.int32)
+    crop_w = tf.cast(tf.round(tf.cast(width, tf.float32) * TTA_CROP), tf.int32)
+    top = {"center": (height - crop_h) // 2, "top_left": 0, "top_right": 0,
+           "bottom_left": height - crop_h, "bottom_right": height - crop_h}[where]
+    left = {"center": (width - crop_w) // 2, "top_left": 0, "bottom_left": 0,
+            "top_right": width - crop_w, "bottom_right": width - crop_w}[where]
+    cropped = images[..., top:top + crop_h, left:left + crop_w, :]
+    resized = tf.image.resize(cropped, tf.stack([height, width]), method="bilinear")
+    return tf.cast(resized, images.dtype)
+
+
+def _has_horizontal_flip(model: Any) -> bool:
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.RandomFlip) and "horizontal" in layer.mode:
+            return True
+        if hasattr(layer, "layers") and _has_horizontal_flip(layer):
+            return True
+    return False
 
 
 def _is_tf_dataset(value: Any) -> bool:

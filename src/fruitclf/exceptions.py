@@ -10,6 +10,7 @@ built-in :class:`TypeError` / :class:`ValueError` (the data and spec errors belo
     │   └── CorruptedImagesError
     ├── SpecError (also ValueError)
     ├── TrainingError
+    ├── WeightsError (also OSError)
     └── ModelFileError (also OSError)
         └── VersionCompatibilityError
 """
@@ -26,6 +27,7 @@ __all__ = [
     "SpecError",
     "TrainingError",
     "VersionCompatibilityError",
+    "WeightsError",
 ]
 
 
@@ -67,3 +69,7 @@ class ModelFileError(FruitclfError, OSError):
 
 class VersionCompatibilityError(ModelFileError):
     """A model file was written by a TensorFlow/Keras version that cannot be read here."""
+
+
+class WeightsError(FruitclfError, OSError):
+    """Pretrained backbone weights cannot be downloaded or read."""

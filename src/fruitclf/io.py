@@ -45,6 +45,15 @@ def _format_of(path: str | os.PathLike[str], name: str = "path") -> str:
     return suffix
 
 
+def model_precision(model: Any) -> str:
+    """The mixed policy a built model's layers compute in, or ``"float32"``."""
+    for layer in model.layers:
+        name = str(getattr(getattr(layer, "dtype_policy", None), "name", ""))
+        if name.startswith("mixed_"):
+            return name
+    return "float32"
+
+
 def build_metadata(
     *,
     class_names: Sequence[str],
@@ -116,6 +125,7 @@ def save_model(
     fmt = _format_of(path)
     metadata = build_metadata(class_names=class_names, preprocessing=preprocessing, spec=spec,
                               training=training, extra=extra)
+    metadata["precision"] = model_precision(model)
     if model.output_shape[-1] != len(metadata["class_names"]):
         raise ValueError(
             f"`class_names` has {len(metadata['class_names'])} names but the model has "
@@ -183,6 +193,66 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ModelFileError(f"Cannot read model file {os.fspath(path)!r}: {exc}") from None
 
 
+def _load_error(path: str | os.PathLike[str], metadata: Mapping[str, Any],
+                exc: Exception) -> ModelFileError:
+    written = metadata.get("versions", {})
+    here = versions()
+    reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    if written and (written.get("keras"), written.get("tensorflow")) != (
+        here["keras"], here["tensorflow"]
+    ):
+        return VersionCompatibilityError(
+            f"Cannot load {os.fspath(path)!r}: written by Keras {written.get('keras')} / "
+            f"TensorFlow {written.get('tensorflow')}, read by Keras {here['keras']} / "
+            f"TensorFlow {here['tensorflow']} ({type(exc).__name__}: {reason}). Load it with "
+            "the versions that wrote it and save it again in the other format."
+        )
+    return ModelFileError(f"Cannot load model {os.fspath(path)!r}: {type(exc).__name__}: {reason}")
+
+
+def _rebuild_from_spec(path: str | os.PathLike[str], metadata: Mapping[str, Any]) -> Any:
+    """Build a backbone model from its stored spec and load the file's weights, or None.
+
+    Keras's legacy ``.h5`` loader cannot rebuild some ``keras.applications`` graphs
+    (MobileNetV3's hard-swish passes plain floats between operations); the weights in the
+    file are intact, and the spec says how to build the model that holds them.
+    """
+    from .model import build_cnn
+    from .spec import CNNSpec
+
+    stored = metadata.get("spec")
+    if _check_model_file(path) != ".h5" or not isinstance(stored, dict) or not stored.get(
+            "backbone"):
+        return None
+    try:
+        spec = CNNSpec.from_dict(stored).replace(weights=None)  # the file holds the weights
+        model = build_cnn(spec, precision=str(metadata.get("precision", "float32")))
+        _match_trainable(model, path)  # the legacy format orders weights by trainability
+        model.load_weights(os.fspath(path))
+    except Exception:  # the original loading error is the one to report
+        return None
+    return model
+
+
+def _match_trainable(model: Any, path: str | os.PathLike[str]) -> None:
+    """Give ``model``'s layers the trainable flags recorded in an ``.h5`` file's config."""
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        config = json.loads(h5.attrs["model_config"])
+
+    def apply(layer: Any, layer_config: Mapping[str, Any]) -> None:
+        inner = layer_config.get("config", {})
+        if "trainable" in inner:
+            layer.trainable = bool(inner["trainable"])
+        children = {c.get("config", {}).get("name"): c for c in inner.get("layers", [])}
+        for child in getattr(layer, "layers", []):
+            if child.name in children:
+                apply(child, children[child.name])
+
+    apply(model, config)
+
+
 def _check_model_file(path: str | os.PathLike[str]) -> str:
     if not os.path.exists(path):
         raise ModelFileError(
@@ -246,6 +316,7 @@ class LoadedModel:
         *,
         top_k: int = 1,
         batch_size: int = 32,
+        tta: int = 1,
     ) -> Predictions:
         """Predict class names for image files, a folder, or an array of images.
 
@@ -258,6 +329,9 @@ class LoadedModel:
             How many best classes to keep per image.
         batch_size : int, default=32
             Images per batch.
+        tta : int, default=1
+            Test-time augmentation: views averaged per image (see
+            :meth:`fruitclf.Evaluator.evaluate`).
 
         Returns
         -------
@@ -266,13 +340,13 @@ class LoadedModel:
         Examples
         --------
         >>> loaded = fruitclf.load_model("run/model.h5")  # doctest: +SKIP
-        >>> loaded.predict(["photo.jpg"]).labels  # doctest: +SKIP
+        >>> loaded.predict(["photo.jpg"], tta=2).labels  # doctest: +SKIP
         ['acai']
         """
         from .evaluation import Evaluator
 
         evaluator = Evaluator(self.model, self.class_names, preprocessing=self.preprocessing)
-        return evaluator.predict(inputs, top_k=top_k, batch_size=batch_size)
+        return evaluator.predict(inputs, top_k=top_k, batch_size=batch_size, tta=tta)
 
 
 def load_model(
@@ -314,21 +388,9 @@ def load_model(
         model = keras.saving.load_model(os.fspath(path), compile=compile, safe_mode=safe_mode,
                                         custom_objects=load_custom_objects())
     except Exception as exc:  # Keras raises many types for damaged or foreign files
-        written = metadata.get("versions", {})
-        here = versions()
-        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        if written and (written.get("keras"), written.get("tensorflow")) != (
-            here["keras"], here["tensorflow"]
-        ):
-            raise VersionCompatibilityError(
-                f"Cannot load {os.fspath(path)!r}: written by Keras {written.get('keras')} / "
-                f"TensorFlow {written.get('tensorflow')}, read by Keras {here['keras']} / "
-                f"TensorFlow {here['tensorflow']} ({type(exc).__name__}: {reason}). Load it with "
-                "the versions that wrote it and save it again in the other format."
-            ) from exc
-        raise ModelFileError(
-            f"Cannot load model {os.fspath(path)!r}: {type(exc).__name__}: {reason}"
-        ) from exc
+        model = None if compile else _rebuild_from_spec(path, metadata)
+        if model is None:
+            raise _load_error(path, metadata, exc) from exc
     names = metadata.get("class_names")
     if not isinstance(names, list) or len(names) != model.output_shape[-1]:
         raise ModelFileError(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._compat import resolve_precision, versions
 from ._validation import check_float, check_image_size, check_int
-from .config import RunConfig
+from .config import Recipe, RunConfig
 from .data import ImageFolderDataset, Preprocessing
 from .evaluation import EvaluationResult, Evaluator
 from .exceptions import CorruptedImagesError, SpecError
@@ -31,11 +31,11 @@ if TYPE_CHECKING:
     import keras
     from matplotlib.figure import Figure
 
-__all__ = ["RunConfig", "RunResult", "run"]
+__all__ = ["Recipe", "RunConfig", "RunResult", "run"]
 
 logger = logging.getLogger("fruitclf")
 
-#: Augmentation used by ``run(augment=True)``: suits photos of objects (fruit, leaves...).
+#: Augmentation ``run(augment=True)`` adds to a preset without its own (``worksheet``).
 PHOTO_AUGMENTATION = Augmentation()
 
 
@@ -104,14 +104,16 @@ def _png_base64(fig: Figure) -> str:
 
 
 def _resolve_spec(spec: str | CNNSpec | os.PathLike[str], num_classes: int,
-                  image_size: tuple[int, int], augmentation: Augmentation | None) -> CNNSpec:
+                  image_size: tuple[int, int], augment: bool | Augmentation,
+                  weights: str | os.PathLike[str] | None) -> CNNSpec:
     if isinstance(spec, CNNSpec):
         resolved = spec
     elif isinstance(spec, str) and spec in CNNSpec.PRESETS:
-        preset = CNNSpec.preset(spec)
-        return CNNSpec.preset(spec, num_classes=num_classes,
-                              input_shape=(*image_size, preset.input_shape[2]),
-                              augmentation=augmentation)
+        preset = CNNSpec.preset(spec, weights=weights)
+        resolved = preset.replace(num_classes=num_classes,
+                                  input_shape=(*image_size, preset.input_shape[2]))
+        if augment is True and resolved.augmentation is None:
+            resolved = resolved.replace(augmentation=PHOTO_AUGMENTATION)
     elif isinstance(spec, (str, os.PathLike)) and (
         os.fspath(spec).endswith(".json") or os.path.exists(spec)
     ):
@@ -126,9 +128,24 @@ def _resolve_spec(spec: str | CNNSpec | os.PathLike[str], num_classes: int,
             f"The spec has num_classes={resolved.num_classes} but the training folder has "
             f"{num_classes} classes. Set \"num_classes\": {num_classes} in the spec."
         )
-    if augmentation is not None and resolved.augmentation is None:
-        resolved = resolved.replace(augmentation=augmentation)
+    if isinstance(augment, Augmentation):
+        resolved = resolved.replace(augmentation=augment)
+    elif not augment:
+        resolved = resolved.replace(augmentation=None)
     return resolved
+
+
+def _resolve_recipe(recipe: str | Recipe | None, spec: str | CNNSpec | os.PathLike[str]
+                    ) -> Recipe:
+    if isinstance(recipe, Recipe):
+        return recipe
+    if recipe is not None:
+        return Recipe.preset(recipe)
+    if isinstance(spec, str) and spec in CNNSpec.PRESETS:
+        return Recipe.preset(spec)
+    if isinstance(spec, CNNSpec) and spec.backbone is not None:
+        return Recipe.preset(spec.backbone)
+    return Recipe.preset("small-data")
 
 
 def _require_clean(dataset: ImageFolderDataset, role: str) -> None:
@@ -148,28 +165,32 @@ def run(
     *,
     out: str | os.PathLike[str],
     test_dir: str | os.PathLike[str] | None = None,
-    spec: str | CNNSpec | os.PathLike[str] = "worksheet",
-    image_size: int | tuple[int, int] = 128,
-    batch_size: int = 16,
-    epochs: int = 250,
-    patience: int | None = 20,
-    validation_split: float = 0.2,
+    spec: str | CNNSpec | os.PathLike[str] = "small-data",
+    recipe: str | Recipe | None = None,
+    image_size: int | tuple[int, int] | None = None,
+    batch_size: int | None = None,
+    epochs: int | None = None,
+    patience: int | None = None,
+    validation_split: float | None = None,
     seed: int = 123,
     augment: bool | Augmentation = True,
-    learning_rate: float = 1e-3,
-    precision: str = "auto",
+    learning_rate: float | None = None,
+    weights: str | os.PathLike[str] | None = "imagenet",
+    tta: int = 1,
+    precision: str | None = None,
     interpolation: str = "bilinear",
-    cache: str = "auto",
+    cache: str | None = "auto",
     resume: bool = False,
     verbose: str | int = "auto",
 ) -> RunResult:
     """Train, evaluate and report on an image folder, writing everything into ``out``.
 
     Checks every image first and stops before training if a file would crash it. Then
-    splits the training folder (stratified, reproducible), builds the spec, trains with
-    best-model checkpointing and early stopping, saves ``model.h5`` and ``model.keras`` with
-    their class names, plots the curves and a sample grid, evaluates on ``test_dir`` and
-    writes ``metrics.json`` and a one-page ``report.md``.
+    trains the spec with its :class:`Recipe` (by default the ``small-data`` preset: a
+    batch-normalised CNN trained on every image with AdamW, a cosine schedule and label
+    smoothing), saves ``model.h5`` and ``model.keras`` with their class names, plots the
+    curves and a sample grid, evaluates on ``test_dir`` and writes ``metrics.json`` and a
+    one-page ``report.md``. Settings left as None come from the recipe.
 
     Parameters
     ----------
@@ -179,31 +200,41 @@ def run(
         Run folder (created; files in it with the names below are replaced).
     test_dir : path-like, optional
         Test folder with the same classes (a subset is fine).
-    spec : str, CNNSpec or path-like, default="worksheet"
-        A preset name, a spec JSON file, or a spec.
-    image_size : int or (height, width), default=128
-        Input size for presets (a spec file's ``input_shape`` wins).
-    batch_size : int, default=16
-        Images per batch.
-    epochs : int, default=250
-        Epoch limit.
-    patience : int or None, default=20
-        Early stopping patience on validation loss; None trains every epoch.
-    validation_split : float, default=0.2
-        Share of each class kept for validation.
+    spec : str, CNNSpec or path-like, default="small-data"
+        A preset name (:attr:`CNNSpec.PRESETS`), a spec JSON file, or a spec.
+    recipe : str or Recipe, optional
+        How to train; by default the preset's own recipe (:meth:`Recipe.preset`), and the
+        ``small-data`` recipe for a spec file or a ``CNNSpec`` without backbone.
+    image_size : int or (height, width), optional
+        Input size for presets (a spec file's ``input_shape`` wins); recipe: 96 for
+        ``small-data``, 128 for ``worksheet``, 224 for backbones.
+    batch_size : int, optional
+        Images per batch (recipe: 32; worksheet 16).
+    epochs : int, optional
+        Epochs to train (recipe: ``small-data`` from the data size, see
+        :meth:`Recipe.epochs_for`; worksheet 250 with early stopping).
+    patience : int, optional
+        Early stopping patience in epochs; 0 trains every epoch (recipe: 0; worksheet 20).
+    validation_split : float, optional
+        Share of each class held out for validation, in [0, 1); 0 trains on every image
+        (recipe: 0; worksheet 0.2).
     seed : int, default=123
         One seed for the split, shuffling, initial weights and augmentation.
     augment : bool or Augmentation, default=True
-        Random flips, rotations, zoom and contrast inside the model during training.
-    learning_rate : float, default=0.001
-        Adam learning rate.
-    precision : {"auto", "float32", "mixed_bfloat16", "mixed_float16"}, default="auto"
-        Dtype policy of the model. ``"auto"`` trains in bfloat16 where the hardware computes
-        it natively (CPUs with AVX512_BF16 or AMX, recent GPUs) and in float32 elsewhere: in
-        ``benchmarks/`` bfloat16 trained 1.9x faster on such a CPU with the same accuracy.
+        The preset's augmentation (photo augmentation for ``worksheet``), none, or your own.
+    learning_rate : float, optional
+        Peak learning rate (recipe: 0.002 AdamW; worksheet 0.001 Adam).
+    weights : {"imagenet"}, path-like or None, default="imagenet"
+        Backbone presets: ImageNet weights (downloaded by Keras), a local weights file, or
+        None to train from scratch.
+    tta : int, default=1
+        Views averaged per test image (see :meth:`Evaluator.evaluate`).
+    precision : {"auto", "float32", "mixed_bfloat16", "mixed_float16"}, optional
+        Dtype policy (recipe: ``"auto"``: bfloat16 where the hardware computes it natively,
+        CPUs with AVX512_BF16 or AMX and recent GPUs, float32 elsewhere).
     interpolation : str, default="bilinear"
         Resize method (antialiased).
-    cache : str, default="auto"
+    cache : str or None, default="auto"
         Decoded-image cache; see :func:`fruitclf.plan_cache`.
     resume : bool, default=False
         Continue an interrupted run in ``out`` from its last checkpoint.
@@ -221,23 +252,33 @@ def run(
         to the training folder.
     CorruptedImagesError
         If files would crash training (run ``fruitclf clean`` first).
+    WeightsError
+        If pretrained backbone weights cannot be downloaded or read.
 
     Examples
     --------
     >>> result = fruitclf.run("fruits/train", test_dir="fruits/test",
     ...                       out="runs/fruits")  # doctest: +SKIP
     >>> result.metrics["test_accuracy"]  # doctest: +SKIP
-    0.83
+    0.93
     """
-    size = check_image_size(image_size)
-    epochs = check_int(epochs, "epochs", min_value=1, hint="Train for at least one epoch")
-    batch_size = check_int(batch_size, "batch_size", min_value=1)
-    if patience is not None:
-        patience = check_int(patience, "patience", min_value=1)
-    validation_split = check_float(validation_split, "validation_split", min_value=0.0,
-                                   max_value=1.0, exclusive=True)
+    plan = _resolve_recipe(recipe, spec)
+    size = check_image_size(plan.image_size if image_size is None else image_size)
+    batch_size = check_int(plan.batch_size if batch_size is None else batch_size,
+                           "batch_size", min_value=1)
+    if epochs is not None:
+        epochs = check_int(epochs, "epochs", min_value=1, hint="Train for at least one epoch")
+    patience = check_int(plan.patience if patience is None else patience, "patience",
+                         min_value=0, hint="Use 0 to train every epoch")
+    validation_split = check_float(
+        plan.validation_split if validation_split is None else validation_split,
+        "validation_split", min_value=0.0, max_value=0.9,
+        hint="Use 0 to train on every image, or a share such as 0.2")
+    learning_rate = check_float(plan.learning_rate if learning_rate is None else learning_rate,
+                                "learning_rate", min_value=1e-12, max_value=10.0)
     seed = check_int(seed, "seed", min_value=0)
-    policy = resolve_precision(precision)
+    tta = check_int(tta, "tta", min_value=1)
+    policy = resolve_precision(plan.precision if precision is None else precision)
     out_dir = Path(out)
 
     dataset = ImageFolderDataset(train_dir)
@@ -247,37 +288,49 @@ def run(
     if test is not None:
         _require_clean(test, "test")
 
-    augmentation = (augment if isinstance(augment, Augmentation)
-                    else PHOTO_AUGMENTATION if augment else None)
-    model_spec = _resolve_spec(spec, dataset.num_classes, size, augmentation)
+    model_spec = _resolve_spec(spec, dataset.num_classes, size, augment, weights)
     height, width, channels = model_spec.input_shape
     preprocessing = Preprocessing(image_size=(height, width), interpolation=interpolation,
                                   color_mode="grayscale" if channels == 1 else "rgb")
-    config = RunConfig(spec=os.fspath(spec) if not isinstance(spec, CNNSpec) else model_spec.name,
-                       image_size=(height, width), batch_size=batch_size, epochs=epochs,
-                       patience=patience, validation_split=validation_split, seed=seed,
-                       augment=augmentation is not None, learning_rate=learning_rate,
-                       precision=policy, interpolation=interpolation, cache=cache)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
     split = dataset.split(validation_split, seed=seed)
     files["split"] = out_dir / "split.json"
     split.save(files["split"])
-    train_tf = split.training.to_tf_dataset(preprocessing=preprocessing, batch_size=batch_size,
-                                            shuffle=True, seed=seed, cache=cache)
-    val_tf = split.validation.to_tf_dataset(preprocessing=preprocessing,
-                                            batch_size=batch_size, cache=cache)
-    files["checkpoint"] = out_dir / "best_model.keras"
+    epochs = plan.epochs_for(len(split.training)) if epochs is None else epochs
+    config = RunConfig(
+        spec=os.fspath(spec) if not isinstance(spec, CNNSpec) else model_spec.name,
+        image_size=(height, width), batch_size=batch_size, epochs=epochs,
+        patience=patience or None, validation_split=validation_split, seed=seed,
+        augment=model_spec.augmentation is not None, optimizer=plan.optimizer,
+        learning_rate=learning_rate, weight_decay=plan.weight_decay, schedule=plan.schedule,
+        warmup_epochs=plan.warmup_epochs, label_smoothing=plan.label_smoothing,
+        keep=plan.keep, freeze_epochs=plan.freeze_epochs, weights=model_spec.weights,
+        precision=policy, interpolation=interpolation, cache=str(cache), tta=tta,
+    )
+    if plan.keep == "best":
+        files["checkpoint"] = out_dir / "best_model.keras"
     files["last_checkpoint"] = out_dir / "last_checkpoint.keras"
     files["history_json"] = out_dir / "history.json"
     files["history_csv"] = out_dir / "history.csv"
     trainer = Trainer(
-        model_spec, class_names=dataset.class_names, learning_rate=learning_rate,
-        patience=patience, checkpoint_path=files["checkpoint"],
-        last_checkpoint_path=files["last_checkpoint"], history_path=files["history_json"],
-        seed=seed, precision=policy, preprocessing=preprocessing, verbose=verbose,
+        model_spec, class_names=dataset.class_names, optimizer=plan.optimizer,
+        learning_rate=learning_rate, weight_decay=plan.weight_decay, schedule=plan.schedule,
+        warmup_epochs=plan.warmup_epochs, label_smoothing=plan.label_smoothing,
+        freeze_epochs=plan.freeze_epochs, fine_tune_learning_rate=plan.fine_tune_learning_rate,
+        patience=patience or None, restore_best=plan.keep == "best",
+        checkpoint_path=files.get("checkpoint"), last_checkpoint_path=files["last_checkpoint"],
+        history_path=files["history_json"], seed=seed, precision=policy,
+        preprocessing=preprocessing, verbose=verbose,
     )
+    logger.info("Training %s on %d images for %d epochs (%s, %s precision).", model_spec.name,
+                len(split.training), epochs, plan.name + " recipe", policy)
+    train_tf = split.training.to_tf_dataset(preprocessing=preprocessing, batch_size=batch_size,
+                                            shuffle=True, seed=seed, cache=cache)
+    val_tf = (split.validation.to_tf_dataset(preprocessing=preprocessing,
+                                             batch_size=batch_size, cache=cache)
+              if len(split.validation) else None)
     history = trainer.fit(train_tf, val_tf, epochs=epochs, resume=resume,
                           num_train_images=len(split.training))
     history.save(files["history_json"])
@@ -286,7 +339,8 @@ def run(
     evaluation = None
     if test is not None:
         evaluation = Evaluator(trainer.model, dataset.class_names,
-                               preprocessing=preprocessing).evaluate(test, batch_size=batch_size)
+                               preprocessing=preprocessing).evaluate(test, batch_size=batch_size,
+                                                                     tta=tta)
 
     metrics = _metrics(history, evaluation, split_sizes=(len(split.training),
                                                          len(split.validation)))

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._compat import resolve_precision
 from ._validation import check_int
+from .backbones import BACKBONES, build_backbone
 from .spec import Augmentation, CNNSpec
 
 if TYPE_CHECKING:
@@ -121,7 +122,10 @@ def build_cnn(
     x = inputs
     if spec.augmentation is not None and spec.augmentation.active:
         x = build_augmentation(spec.augmentation, seed=seed, dtype=policy)(x)
-    x = layers.Rescaling(spec.rescale, name="rescaling", dtype=policy)(x)
+    if spec.backbone is not None:
+        x = _apply_backbone(spec, x, policy)
+    else:
+        x = layers.Rescaling(spec.rescale, name="rescaling", dtype=policy)(x)
     for i, block in enumerate(spec.conv_blocks, start=1):
         x = layers.Conv2D(
             block.filters, block.kernel_size, strides=block.strides, padding=block.padding,
@@ -131,7 +135,8 @@ def build_cnn(
             name=f"conv{i}", dtype=policy,
         )(x)
         if block.batch_norm:
-            x = layers.BatchNormalization(name=f"bn{i}", dtype=policy)(x)
+            x = layers.BatchNormalization(momentum=block.batch_norm_momentum, name=f"bn{i}",
+                                          dtype=policy)(x)
             x = layers.Activation(block.activation, name=f"act{i}", dtype=policy)(x)
         if block.pool is not None:
             pool_cls = layers.MaxPooling2D if block.pool == "max" else layers.AveragePooling2D
@@ -146,6 +151,9 @@ def build_cnn(
         x = layers.GlobalAveragePooling2D(name="global_pool", dtype=policy)(x)
     else:
         x = layers.GlobalMaxPooling2D(name="global_pool", dtype=policy)(x)
+    if spec.head_dropout:
+        x = layers.Dropout(spec.head_dropout, seed=_seed(seed, 150), name="head_dropout",
+                           dtype=policy)(x)
     for j, dense in enumerate(spec.dense_layers, start=1):
         x = layers.Dense(
             dense.units, activation=dense.activation,
@@ -162,3 +170,46 @@ def build_cnn(
         name="predictions", dtype="float32",
     )(x)
     return keras.Model(inputs, outputs, name=spec.name)
+
+
+def _apply_backbone(spec: CNNSpec, x: Any, policy: str) -> Any:
+    """Rescale as the backbone expects (unless it does so itself) and apply it frozen."""
+    import keras
+
+    assert spec.backbone is not None  # only called for backbone specs
+    info = BACKBONES[spec.backbone]
+    if info.rescale is not None:
+        scale, offset = info.rescale
+        x = keras.layers.Rescaling(scale, offset=offset, name="rescaling", dtype=policy)(x)
+    backbone = build_backbone(spec.backbone, spec.input_shape, spec.weights)
+    backbone.name = "backbone"
+    backbone.trainable = False
+    # training=False keeps batch normalisation in inference mode even once layers are
+    # unfrozen for fine-tuning, as Keras's transfer-learning guide prescribes.
+    return backbone(x, training=False)
+
+
+def backbone_of(model: Any) -> Any:
+    """The ``backbone`` sub-model of a model built from a backbone spec, or None."""
+    for layer in model.layers:
+        if layer.name == "backbone":
+            return layer
+    return None
+
+
+def set_fine_tuning(model: Any, layers: int) -> int:
+    """Unfreeze the top ``layers`` layers of the backbone (batch norm stays frozen).
+
+    Returns the number of layers made trainable.
+    """
+    import keras
+
+    backbone = backbone_of(model)
+    if backbone is None or layers <= 0:
+        return 0
+    backbone.trainable = True
+    candidates = backbone.layers[-layers:]
+    for layer in backbone.layers:
+        layer.trainable = (layer in candidates
+                           and not isinstance(layer, keras.layers.BatchNormalization))
+    return sum(1 for layer in candidates if layer.trainable)

@@ -25,8 +25,8 @@ from ._compat import resolve_precision
 from ._validation import check_choice, check_float, check_int
 from .data import Preprocessing
 from .exceptions import TrainingError
-from .io import load_model, read_metadata, save_model
-from .model import build_cnn
+from .io import load_model, model_precision, read_metadata, save_model
+from .model import build_cnn, set_fine_tuning
 from .spec import CNNSpec
 
 if TYPE_CHECKING:
@@ -236,10 +236,14 @@ def _make_monitor_callback(trainer: Trainer, history: TrainingHistory, epochs: i
                 history.save(trainer.history_path)
                 history.save(Path(trainer.history_path).with_suffix(".csv"))
 
-        def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        def finish(self) -> None:
+            """End of the last phase: the best epoch's weights, or the last epoch's."""
             if trainer.restore_best and self.best_weights is not None:
-                self.model.set_weights(self.best_weights)
+                trainer.model.set_weights(self.best_weights)
                 logger.info("Restored the weights of the best epoch (%s).", history.best_epoch)
+            elif not trainer.restore_best and history.epochs_run:
+                history.best_epoch = history.epochs_run
+                history.best_value = history.metrics[trainer.monitor][-1]
 
     return _RunMonitor()
 
@@ -268,7 +272,24 @@ class Trainer:
     optimizer : str or keras.optimizers.Optimizer, default="adam"
         Optimizer name or instance.
     learning_rate : float, default=0.001
-        Learning rate, when ``optimizer`` is a name.
+        Learning rate (the peak of the schedule), when ``optimizer`` is a name.
+    weight_decay : float, default=0.0
+        Decoupled weight decay, when ``optimizer`` is a name (e.g. ``"adamw"``).
+    schedule : {"constant", "cosine"}, default="constant"
+        ``"cosine"``: linear warm-up from a tenth of ``learning_rate`` over
+        ``warmup_epochs``, then cosine decay to 0 at the last epoch of :meth:`fit`. Needs
+        ``optimizer`` as a name.
+    warmup_epochs : int, default=0
+        Warm-up epochs of the cosine schedule.
+    label_smoothing : float, default=0.0
+        Label smoothing of the default loss (integer labels are kept in the pipeline).
+    freeze_epochs : int, default=0
+        Models with a pretrained backbone (:attr:`CNNSpec.backbone`): train only the head for
+        this many epochs, then unfreeze the backbone's top ``spec.fine_tune_layers`` layers
+        (batch normalisation stays frozen) and continue at ``fine_tune_learning_rate`` —
+        both phases in one :meth:`fit`, checkpointed and resumable alike.
+    fine_tune_learning_rate : float, default=0.0001
+        Peak learning rate of the fine-tuning phase.
     loss : str or keras loss, default="sparse_categorical_crossentropy"
         Loss for integer labels.
     metrics : sequence, default=("accuracy",)
@@ -282,7 +303,9 @@ class Trainer:
     min_delta : float, default=0.0
         Smallest change that counts as improvement.
     restore_best : bool, default=True
-        End with the best epoch's weights in the model.
+        End with the best epoch's weights in the model. False keeps the last epoch's weights
+        (right for a schedule that decays to 0), and the history's ``best_epoch`` then names
+        the last epoch.
     reduce_lr_patience : int, optional
         Halve the learning rate after this many epochs without improvement.
     checkpoint_path : path-like, optional
@@ -322,6 +345,12 @@ class Trainer:
         class_names: Sequence[str] | None = None,
         optimizer: Any = "adam",
         learning_rate: float = 1e-3,
+        weight_decay: float = 0.0,
+        schedule: str = "constant",
+        warmup_epochs: int = 0,
+        label_smoothing: float = 0.0,
+        freeze_epochs: int = 0,
+        fine_tune_learning_rate: float = 1e-4,
         loss: Any = "sparse_categorical_crossentropy",
         metrics: Sequence[Any] = ("accuracy",),
         monitor: str | None = None,
@@ -347,6 +376,28 @@ class Trainer:
         if self.learning_rate <= 0:
             raise ValueError(
                 f"`learning_rate` must be > 0. Received: learning_rate={learning_rate}"
+            )
+        self.weight_decay = check_float(weight_decay, "weight_decay", min_value=0.0,
+                                        max_value=1.0)
+        self.schedule = check_choice(schedule, "schedule", ("constant", "cosine"))
+        self.warmup_epochs = check_int(warmup_epochs, "warmup_epochs", min_value=0)
+        self.label_smoothing = check_float(label_smoothing, "label_smoothing", min_value=0.0,
+                                           max_value=0.5)
+        self.freeze_epochs = check_int(freeze_epochs, "freeze_epochs", min_value=0)
+        self.fine_tune_learning_rate = check_float(
+            fine_tune_learning_rate, "fine_tune_learning_rate", min_value=1e-12,
+            max_value=10.0)
+        if not isinstance(optimizer, str) and (self.schedule != "constant" or weight_decay):
+            raise ValueError(
+                "`schedule` and `weight_decay` apply when `optimizer` is a name such as "
+                f"'adamw'; configure your optimizer instance instead. Received: "
+                f"optimizer={type(optimizer).__name__}, schedule={schedule!r}, "
+                f"weight_decay={weight_decay}"
+            )
+        if label_smoothing and loss != "sparse_categorical_crossentropy":
+            raise ValueError(
+                "`label_smoothing` applies to the default loss; pass a loss with its own "
+                f"smoothing instead. Received: loss={loss!r}, label_smoothing={label_smoothing}"
             )
         self.monitor_arg = monitor
         self.mode_arg = check_choice(mode, "mode", ("auto", "min", "max"))
@@ -374,6 +425,10 @@ class Trainer:
         self.spec: CNNSpec | None = model if isinstance(model, CNNSpec) else None
         self._optimizer = optimizer
         self._loss = loss
+        if self.label_smoothing:
+            from ._losses import SmoothedSparseCategoricalCrossentropy
+
+            self._loss = SmoothedSparseCategoricalCrossentropy(self.label_smoothing)
         self._metrics = list(metrics)
         with self._scope():
             if isinstance(model, CNNSpec):
@@ -386,13 +441,12 @@ class Trainer:
                         f"Received: precision={precision!r} with a built model"
                     )
                 self.model = model
-                self.precision = _model_precision(model)
+                self.precision = model_precision(model)
             else:
                 raise TypeError(
                     f"`model` must be a keras.Model or a CNNSpec. Received: {type(model).__name__}"
                 )
-            self.model.compile(optimizer=self._make_optimizer(), loss=loss,
-                               metrics=self._metrics)
+            self._compile(self._make_optimizer())
         if self.class_names is not None and len(self.class_names) != self.model.output_shape[-1]:
             raise ValueError(
                 f"`class_names` has {len(self.class_names)} names but the model has "
@@ -414,15 +468,29 @@ class Trainer:
 
         return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
-    def _make_optimizer(self) -> Any:
+    def _compile(self, optimizer: Any) -> None:
+        with self._scope():
+            self.model.compile(optimizer=optimizer, loss=self._loss, metrics=self._metrics)
+
+    def _make_optimizer(
+        self, learning_rate: float | None = None, steps: int = 0, warmup_steps: int = 0
+    ) -> Any:
+        """The optimizer; with ``steps``, on the cosine schedule over that many steps."""
         import keras
 
         optimizer = self._optimizer
         if isinstance(optimizer, str):
+            rate: Any = self.learning_rate if learning_rate is None else learning_rate
+            if self.schedule == "cosine" and steps > 0:
+                warmup_steps = min(warmup_steps, steps - 1)
+                rate = keras.optimizers.schedules.CosineDecay(
+                    rate / 10 if warmup_steps else rate, steps - warmup_steps,
+                    warmup_target=rate if warmup_steps else None, warmup_steps=warmup_steps)
+            config: dict[str, Any] = {"learning_rate": rate}
+            if self.weight_decay:
+                config["weight_decay"] = self.weight_decay
             try:
-                optimizer = keras.optimizers.get(
-                    {"class_name": optimizer, "config": {"learning_rate": self.learning_rate}}
-                )
+                optimizer = keras.optimizers.get({"class_name": optimizer, "config": config})
             except ValueError:
                 raise ValueError(
                     f"Unknown optimizer {self._optimizer!r}. Use a Keras optimizer name such as "
@@ -512,9 +580,40 @@ class Trainer:
                 monitor=self._monitor, mode=mode, factor=0.5, patience=self.reduce_lr_patience,
                 verbose=0))
         callbacks += self.user_callbacks
-        self.model.fit(train, validation_data=validation, epochs=epochs,
-                       initial_epoch=initial_epoch, callbacks=callbacks, verbose=self.verbose)
+        steps = _steps_per_epoch(train) if self.schedule == "cosine" else 0
+        for start, end, fine_tune in self._phases(epochs):
+            if end <= initial_epoch:
+                continue
+            if initial_epoch <= start:  # a phase that starts now (a resumed one keeps its state)
+                self._start_phase(fine_tune, (end - start) * steps,
+                                  0 if fine_tune else self.warmup_epochs * steps)
+            self.model.fit(train, validation_data=validation, epochs=end,
+                           initial_epoch=max(start, initial_epoch), callbacks=callbacks,
+                           verbose=self.verbose)
+            if history.stopped_early:
+                break
+        monitor_cb.finish()
         return history
+
+    def _phases(self, epochs: int) -> list[tuple[int, int, bool]]:
+        """``(first epoch, end epoch, fine-tuning)`` of each training phase."""
+        backbone = self.spec.backbone if self.spec is not None else None
+        layers = self.spec.fine_tune_layers if self.spec is not None else 0
+        if backbone is None or layers == 0 or self.freeze_epochs >= epochs:
+            return [(0, epochs, False)]
+        if self.freeze_epochs == 0:
+            return [(0, epochs, True)]
+        return [(0, self.freeze_epochs, False), (self.freeze_epochs, epochs, True)]
+
+    def _start_phase(self, fine_tune: bool, steps: int, warmup_steps: int) -> None:
+        if fine_tune:
+            assert self.spec is not None  # _phases fine-tunes only models built from a spec
+            unfrozen = set_fine_tuning(self.model, self.spec.fine_tune_layers)
+            logger.info("Fine-tuning the top %d backbone layers at learning rate %g.",
+                        unfrozen, self.fine_tune_learning_rate)
+            self._compile(self._make_optimizer(self.fine_tune_learning_rate, steps))
+        elif steps:
+            self._compile(self._make_optimizer(self.learning_rate, steps, warmup_steps))
 
     def _resume(self, history: TrainingHistory) -> int:
         path = self.last_checkpoint_path
@@ -537,13 +636,15 @@ class Trainer:
         return history.epochs_run
 
 
-def _model_precision(model: Any) -> str:
-    """The mixed policy a built model's layers compute in, or ``"float32"``."""
-    for layer in model.layers:
-        name = str(getattr(getattr(layer, "dtype_policy", None), "name", ""))
-        if name.startswith("mixed_"):
-            return name
-    return "float32"
+def _steps_per_epoch(dataset: Any) -> int:
+    steps = int(dataset.cardinality())
+    if steps <= 0:
+        raise TrainingError(
+            "schedule='cosine' needs a training dataset of known length (the schedule spans "
+            f"every step of training). Received a dataset of cardinality {steps}; use "
+            "ImageFolderDataset.to_tf_dataset, or schedule='constant'."
+        )
+    return steps
 
 
 def _estimate_images(dataset: Any) -> int:

@@ -1,0 +1,247 @@
+"""Test accuracy of the default recipe against the worksheet, with an ablation per ingredient.
+
+Every row trains from scratch through ``fruitclf.run`` (the same code as ``fruitclf train``)
+on several seeds and reports the median test accuracy, its range and the wall time per run.
+Folders:
+
+- ``flowers12``: ``../shared/datasets/flowers12`` (12 classes, 60 train / 20 test photos
+  each), skipped with a message when absent; also its first 15 training files of each class
+  (sorted by name, the same test folder). Test images with a near-identical twin in the
+  training folder are counted apart: "w/o twins" is the accuracy on the others.
+- ``digits``: scikit-learn's handwritten digits as written by ``fruitclf demo``.
+- ``shapes``: a generated folder of five shapes in random colours, sizes and places.
+
+Run ``python benchmarks/bench_accuracy.py`` (about 45 minutes on 2 cores), or
+``--quick`` for one seed of the main rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parents[1]
+FLOWERS = ROOT.parent / "shared" / "datasets" / "flowers12"
+TWIN_CORRELATION = 0.95  # 16x16 greyscale thumbnails this correlated are the same photo
+
+
+def _subset(train: Path, per_class: int, where: Path) -> Path:
+    """Links to the first ``per_class`` files of each class (sorted by name)."""
+    out = where / f"{train.parent.name}-{per_class}"
+    for class_dir in sorted(p for p in train.iterdir() if p.is_dir()):
+        (out / class_dir.name).mkdir(parents=True, exist_ok=True)
+        for file in sorted(class_dir.iterdir())[:per_class]:
+            (out / class_dir.name / file.name).symlink_to(file)
+    return out
+
+
+def _shapes(where: Path, seed: int = 0, per_class: int = 20, size: int = 64) -> Path:
+    """Five shape classes in random colours, sizes and positions on noisy backgrounds."""
+    rng = np.random.default_rng(seed)
+    for part, count in (("train", per_class), ("test", per_class)):
+        for shape in ("circle", "square", "triangle", "cross", "ring"):
+            folder = where / "shapes" / part / shape
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                noise = rng.integers(0, 90, (size, size, 3), dtype=np.uint8)
+                image = Image.fromarray(noise)
+                draw = ImageDraw.Draw(image)
+                r = int(rng.integers(size // 8, size // 3))
+                cx, cy = (int(v) for v in rng.integers(r, size - r, 2))
+                colour = tuple(int(v) for v in rng.integers(100, 256, 3))
+                box = (cx - r, cy - r, cx + r, cy + r)
+                if shape == "circle":
+                    draw.ellipse(box, fill=colour)
+                elif shape == "square":
+                    draw.rectangle(box, fill=colour)
+                elif shape == "triangle":
+                    draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=colour)
+                elif shape == "cross":
+                    w = max(r // 3, 2)
+                    draw.rectangle((cx - r, cy - w, cx + r, cy + w), fill=colour)
+                    draw.rectangle((cx - w, cy - r, cx + w, cy + r), fill=colour)
+                else:
+                    draw.ellipse(box, outline=colour, width=max(r // 3, 2))
+                image.save(folder / f"{i:03d}.png")
+    return where / "shapes"
+
+
+def _thumbnails(paths: list[str]) -> np.ndarray:
+    rows = []
+    for path in paths:
+        with Image.open(path) as image:
+            small = np.asarray(image.convert("L").resize((16, 16)), dtype=np.float64).ravel()
+        small -= small.mean()
+        rows.append(small / (np.linalg.norm(small) or 1.0))
+    return np.array(rows)
+
+
+def twins(train_dir: Path, test_dir: Path) -> set[str]:
+    """Test files whose 16x16 greyscale thumbnail correlates >= 0.95 with a training file."""
+    import fruitclf
+
+    train = fruitclf.ImageFolderDataset(train_dir)
+    test = fruitclf.ImageFolderDataset(test_dir, class_names=train.class_names)
+    corr = _thumbnails(test.paths) @ _thumbnails(train.paths).T
+    return {p for p, best in zip(test.paths, corr.max(axis=1)) if best >= TWIN_CORRELATION}
+
+
+@dataclasses.dataclass
+class Row:
+    name: str
+    kwargs: dict
+    tta: int = 0  # also evaluate the same models with this many TTA views
+
+
+def rows_for(dataset: str, ablations: bool) -> list[Row]:
+    """The worksheet, the default, and (with ``ablations``) one row per ingredient."""
+    from fruitclf import Recipe
+    from fruitclf.demo import DEMO_AUGMENTATION
+
+    small = Recipe.preset("small-data")
+    extra: dict = {}
+    if dataset == "digits":  # as `fruitclf demo`: 32x32, no flips, float32
+        extra = {"image_size": 32, "augment": DEMO_AUGMENTATION, "precision": "float32"}
+    elif dataset == "shapes":
+        extra = {"image_size": 64}
+    worksheet_size = {"image_size": extra.get("image_size", 128)}
+    out = [Row("worksheet preset (worksheet recipe)", {"spec": "worksheet", **extra,
+                                                       **worksheet_size}),
+           Row("default (small-data)", dict(extra), tta=4)]
+    if ablations:
+        out += [
+            Row("- batch norm CNN (worksheet CNN, small-data recipe)",
+                {"spec": "worksheet", "recipe": small, **extra}),
+            Row("- augmentation", {**extra, "augment": False}),
+            Row("- AdamW + cosine (Adam 0.001, constant)",
+                {**extra, "recipe": dataclasses.replace(small, optimizer="adam",
+                                                        learning_rate=1e-3, weight_decay=0.0,
+                                                        schedule="constant")}),
+            Row("- label smoothing", {**extra, "recipe": dataclasses.replace(
+                small, label_smoothing=0.0)}),
+            Row("- all images (20% validation, early stopping 20, best epoch)",
+                {**extra, "recipe": dataclasses.replace(
+                    small, validation_split=0.2, patience=20, keep="best")}),
+            Row("default at 96x96", {**extra, "image_size": 96}),
+        ]
+    return out
+
+
+def measure(row: Row, train: Path, test: Path, seed: int, twin_set: set[str]) -> dict:
+    import keras
+
+    import fruitclf
+
+    keras.backend.clear_session()
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        result = fruitclf.run(train, test_dir=test, out=Path(out) / "run", seed=seed,
+                              verbose=0, **row.kwargs)
+        seconds = time.perf_counter() - start
+        scores = _scores(result.evaluation, twin_set)
+        scores.update(seconds=seconds, epochs=result.history.epochs_run)
+        if row.tta:  # the saved model, with its preprocessing, on the same test folder
+            loaded = fruitclf.load_model(result.files["model.keras"])
+            test_ds = fruitclf.ImageFolderDataset(test, class_names=loaded.class_names)
+            evaluator = fruitclf.Evaluator(loaded.model, loaded.class_names,
+                                           preprocessing=loaded.preprocessing)
+            scores["tta"] = _scores(evaluator.evaluate(test_ds, tta=row.tta), twin_set)
+    return scores
+
+
+def _scores(ev, twin_set: set[str]) -> dict:  # type: ignore[no-untyped-def]
+    keep = np.array([p not in twin_set for p in ev.paths])
+    correct = ev.y_true == ev.y_pred
+    return {"accuracy": float(correct.mean()),
+            "accuracy_no_twins": float(correct[keep].mean()) if keep.any() else None}
+
+
+def _print_row(name: str, scores: list[dict], results: list[dict], with_twins: bool) -> None:
+    no_twins = [s["accuracy_no_twins"] for s in scores if s["accuracy_no_twins"] is not None]
+    print(f"| {name} | {_summary([s['accuracy'] for s in scores])} | "
+          f"{_summary(no_twins) if with_twins and no_twins else '–'} | "
+          f"{int(statistics.median(r['epochs'] for r in results))} | "
+          f"{statistics.median(r['seconds'] for r in results):.0f} |", flush=True)
+
+
+def _summary(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} ({min(values):.3f}–{max(values):.3f})"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--datasets", nargs="+",
+                        default=["flowers12-15", "flowers12", "digits", "shapes"])
+    parser.add_argument("--ablations", nargs="+", default=["flowers12-15"],
+                        help="datasets that get the ablation rows")
+    parser.add_argument("--quick", action="store_true", help="one seed, no ablations")
+    parser.add_argument("--json", type=Path, help="also write every run here")
+    args = parser.parse_args()
+    if args.quick:
+        args.seeds, args.ablations = args.seeds[:1], []
+
+    import keras
+    import tensorflow as tf
+
+    import fruitclf
+
+    print(f"Machine: {platform.machine()}, {os.cpu_count()} CPUs; Python "
+          f"{platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}, "
+          f"fruitclf {fruitclf.__version__}; seeds {args.seeds}", flush=True)
+    runs: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        where = Path(tmp)
+        folders: dict[str, tuple[Path, Path]] = {}
+        for name in args.datasets:
+            if name.startswith("flowers12"):
+                if not FLOWERS.exists():
+                    print(f"{name}: skipped, {FLOWERS} is absent", flush=True)
+                    continue
+                train = FLOWERS / "train"
+                if name != "flowers12":
+                    train = _subset(train, int(name.rsplit("-", 1)[1]), where)
+                folders[name] = (train, FLOWERS / "test")
+            elif name == "digits":
+                demo = fruitclf.write_demo_dataset(where / "digits")
+                folders[name] = (demo.train_dir, demo.test_dir)
+            elif name == "shapes":
+                shapes = _shapes(where)
+                folders[name] = (shapes / "train", shapes / "test")
+            else:
+                parser.error(f"unknown dataset {name!r}")
+        for name, (train, test) in folders.items():
+            twin_set = twins(train, test) if name.startswith("flowers12") else set()
+            total = len(fruitclf.ImageFolderDataset(test).paths)
+            print(f"\n### {name}: {len(fruitclf.ImageFolderDataset(train).paths)} training, "
+                  f"{total} test images ({len(twin_set)} with a twin in training)\n", flush=True)
+            print("| configuration | test accuracy, median (range) | w/o twins | "
+                  "epochs | s / run |\n|---|---|---|---:|---:|", flush=True)
+            for row in rows_for(name, name in args.ablations):
+                results = [measure(row, train, test, seed, twin_set) for seed in args.seeds]
+                for seed, r in zip(args.seeds, results):
+                    runs.append({"dataset": name, "row": row.name, "seed": seed, **r})
+                _print_row(row.name, results, results, bool(twin_set))
+                if row.tta:
+                    _print_row(f"{row.name} + TTA {row.tta} (same models)",
+                               [r["tta"] for r in results], results, bool(twin_set))
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
