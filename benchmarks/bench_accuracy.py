@@ -120,7 +120,7 @@ def rows_for(dataset: str, ablations: bool) -> list[Row]:
     worksheet_size = {"image_size": extra.get("image_size", 128)}
     out = [Row("worksheet preset (worksheet recipe)", {"spec": "worksheet", **extra,
                                                        **worksheet_size}),
-           Row("default (small-data)", dict(extra), tta=4)]
+           Row("default, one view (- TTA)", {**extra, "tta": 1}, tta=4)]
     if ablations:
         out += [
             Row("- batch norm CNN (worksheet CNN, small-data recipe)",
@@ -135,7 +135,6 @@ def rows_for(dataset: str, ablations: bool) -> list[Row]:
             Row("- all images (20% validation, early stopping 20, best epoch)",
                 {**extra, "recipe": dataclasses.replace(
                     small, validation_split=0.2, patience=20, keep="best")}),
-            Row("default at 96x96", {**extra, "image_size": 96}),
         ]
     return out
 
@@ -236,7 +235,7 @@ def main() -> int:
                     runs.append({"dataset": name, "row": row.name, "seed": seed, **r})
                 _print_row(row.name, results, results, bool(twin_set))
                 if row.tta:
-                    _print_row(f"{row.name} + TTA {row.tta} (same models)",
+                    _print_row(f"**default (small-data recipe, TTA {row.tta})**, same models",
                                [r["tta"] for r in results], results, bool(twin_set))
     if args.json:
         args.json.write_text(json.dumps(runs, indent=2) + "\n", encoding="utf-8")

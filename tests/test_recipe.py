@@ -26,7 +26,7 @@ def test_small_data_preset_matches_keras_layer_by_layer():
         assert tuple(int(d) for d in layer.output.shape[1:]) == row.output_shape, row.name
         assert layer.count_params() == row.params, row.name
     # 4 conv blocks with batch norm, global average pooling, dropout, no big dense head.
-    assert model.count_params() == spec.describe().total_params == 391_878
+    assert model.count_params() == spec.describe().total_params == 878_118
     assert [r.kind for r in rows[-3:]] == ["GlobalAveragePooling2D", "Dropout", "Dense"]
     assert CNNSpec.from_json(spec.to_json()) == spec
 

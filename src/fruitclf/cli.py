@@ -66,7 +66,7 @@ def _add_train_options(p: argparse.ArgumentParser, *, demo: bool = False) -> Non
                        help="model spec JSON file (trained with the small-data recipe)")
     p.add_argument("--image-size", type=int, default=32 if demo else None,
                    help="input height and width in pixels"
-                   + ("" if demo else " (default: the recipe's: 96 small-data, 128 worksheet, "
+                   + ("" if demo else " (default: the recipe's: 64 small-data, 128 worksheet, "
                       "224 backbones)"))
     p.add_argument("--batch-size", type=int, default=None,
                    help="images per batch (default: the recipe's: 32; worksheet 16)")
@@ -91,8 +91,9 @@ def _add_train_options(p: argparse.ArgumentParser, *, demo: bool = False) -> Non
     p.add_argument("--weights", type=_weights, default="imagenet", metavar="imagenet|PATH|none",
                    help="backbone presets: ImageNet weights (downloaded by Keras), a weights "
                    "file, or none to train from scratch")
-    p.add_argument("--tta", type=int, default=1, metavar="N",
-                   help="test-time augmentation: views averaged per test image (1: off)")
+    p.add_argument("--tta", type=int, default=None, metavar="N",
+                   help="test-time augmentation: views averaged per test image, 1: off "
+                   "(default: the recipe's: 4 small-data; 1 worksheet and backbones)")
     p.add_argument("--precision", default="float32" if demo else None,
                    choices=("float32", "mixed_bfloat16", "mixed_float16", "auto"),
                    help="dtype policy; auto = bfloat16 where the hardware has it natively"

@@ -176,7 +176,7 @@ def run(
     augment: bool | Augmentation = True,
     learning_rate: float | None = None,
     weights: str | os.PathLike[str] | None = "imagenet",
-    tta: int = 1,
+    tta: int | None = None,
     precision: str | None = None,
     interpolation: str = "bilinear",
     cache: str | None = "auto",
@@ -206,7 +206,7 @@ def run(
         How to train; by default the preset's own recipe (:meth:`Recipe.preset`), and the
         ``small-data`` recipe for a spec file or a ``CNNSpec`` without backbone.
     image_size : int or (height, width), optional
-        Input size for presets (a spec file's ``input_shape`` wins); recipe: 96 for
+        Input size for presets (a spec file's ``input_shape`` wins); recipe: 64 for
         ``small-data``, 128 for ``worksheet``, 224 for backbones.
     batch_size : int, optional
         Images per batch (recipe: 32; worksheet 16).
@@ -227,8 +227,9 @@ def run(
     weights : {"imagenet"}, path-like or None, default="imagenet"
         Backbone presets: ImageNet weights (downloaded by Keras), a local weights file, or
         None to train from scratch.
-    tta : int, default=1
-        Views averaged per test image (see :meth:`Evaluator.evaluate`).
+    tta : int, optional
+        Test-time augmentation views averaged per test image (see
+        :meth:`Evaluator.evaluate`; recipe: 4 for ``small-data``, 1 otherwise).
     precision : {"auto", "float32", "mixed_bfloat16", "mixed_float16"}, optional
         Dtype policy (recipe: ``"auto"``: bfloat16 where the hardware computes it natively,
         CPUs with AVX512_BF16 or AMX and recent GPUs, float32 elsewhere).
@@ -277,7 +278,7 @@ def run(
     learning_rate = check_float(plan.learning_rate if learning_rate is None else learning_rate,
                                 "learning_rate", min_value=1e-12, max_value=10.0)
     seed = check_int(seed, "seed", min_value=0)
-    tta = check_int(tta, "tta", min_value=1)
+    tta = check_int(plan.tta if tta is None else tta, "tta", min_value=1)
     policy = resolve_precision(plan.precision if precision is None else precision)
     out_dir = Path(out)
 
