@@ -39,6 +39,17 @@ def run_dir(tmp_path_factory, image_folder, test_folder) -> Path:
     return out
 
 
+def test_train_help_says_where_each_default_comes_from():
+    """Check that train --help names the recipe defaults and never prints "default: None"."""
+    subparsers = next(a for a in build_parser()._actions if a.dest == "command")
+    for name in ("train", "demo"):
+        text = " ".join(subparsers.choices[name].format_help().split())
+        assert "(default: None)" not in text, name
+    text = " ".join(subparsers.choices["train"].format_help().split())
+    assert "64 small-data, 128 worksheet" in text and "4 small-data" in text
+    assert "mobilenetv3small" in text and "--weights" in text
+
+
 def test_help_has_an_example_for_every_command():
     """Check that every subcommand's --help carries an example."""
     parser = build_parser()
@@ -196,6 +207,10 @@ def test_demo_runs_on_a_fresh_folder(capsys, tmp_path):
     assert len(list((tmp_path / "demo" / "data" / "train").rglob("*.png"))) == 1347
     metrics = json.loads((tmp_path / "demo" / "run" / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.5
+    report = (tmp_path / "demo" / "run" / "report.md").read_text()
+    for setting in ("| spec | small-data |", "| tta | 1 |", "| precision | float32 |",
+                    "| image_size | [32, 32] |"):
+        assert setting in report  # the demo's own defaults over the recipe's
     code, out, _ = _run(capsys, "demo", "--out", str(tmp_path / "demo"), "--epochs", "1",
                         "--quiet")
     assert code == 0  # a second demo in the same folder reuses its data

@@ -122,6 +122,7 @@ def test_default_run_learns_generated_classes(tmp_path, image_folder, test_folde
               if line.startswith("| ") and line.count("|") == 3}
     assert config["optimizer"] == "adamw" and config["label_smoothing"] == "0.1"
     assert config["validation_split"] == "0.0" and config["keep"] == "last"
+    assert config["tta"] == "4"  # the test folder is evaluated with 4 views
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["num_val_images"] == 0
 

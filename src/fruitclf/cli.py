@@ -91,9 +91,10 @@ def _add_train_options(p: argparse.ArgumentParser, *, demo: bool = False) -> Non
     p.add_argument("--weights", type=_weights, default="imagenet", metavar="imagenet|PATH|none",
                    help="backbone presets: ImageNet weights (downloaded by Keras), a weights "
                    "file, or none to train from scratch")
-    p.add_argument("--tta", type=int, default=None, metavar="N",
-                   help="test-time augmentation: views averaged per test image, 1: off "
-                   "(default: the recipe's: 4 small-data; 1 worksheet and backbones)")
+    p.add_argument("--tta", type=int, default=1 if demo else None, metavar="N",
+                   help="test-time augmentation: views averaged per test image, 1: off"
+                   + (" (crops do not help on digits)" if demo else
+                      " (default: the recipe's: 4 small-data; 1 worksheet and backbones)"))
     p.add_argument("--precision", default="float32" if demo else None,
                    choices=("float32", "mixed_bfloat16", "mixed_float16", "auto"),
                    help="dtype policy; auto = bfloat16 where the hardware has it natively"

@@ -27,7 +27,7 @@ class Recipe:
     """How to train a preset: the defaults of :func:`fruitclf.run` for it.
 
     ``Recipe.preset(name)`` gives the recipe of a :meth:`fruitclf.CNNSpec.preset`; change a
-    field with :func:`dataclasses.replace` or pass it to :func:`fruitclf.run` directly.
+    field with ``dataclasses.replace`` or pass it to :func:`fruitclf.run` directly.
 
     Examples
     --------
@@ -124,7 +124,7 @@ class Recipe:
         raise ValueError(f"Unknown recipe {name!r}. Available recipes: {', '.join(known)}")
 
     def epochs_for(self, num_train_images: int) -> int:
-        """Epochs to train on ``num_train_images`` images: :attr:`epochs` when set, else
+        """Epochs to train on ``num_train_images`` images: ``epochs`` when set, else
         ``images_seen / num_train_images`` within ``[min_epochs, max_epochs]``."""
         if self.epochs is not None:
             return self.epochs

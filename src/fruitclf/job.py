@@ -201,7 +201,7 @@ def run(
     test_dir : path-like, optional
         Test folder with the same classes (a subset is fine).
     spec : str, CNNSpec or path-like, default="small-data"
-        A preset name (:attr:`CNNSpec.PRESETS`), a spec JSON file, or a spec.
+        A preset name (``CNNSpec.PRESETS``), a spec JSON file, or a spec.
     recipe : str or Recipe, optional
         How to train; by default the preset's own recipe (:meth:`Recipe.preset`), and the
         ``small-data`` recipe for a spec file or a ``CNNSpec`` without backbone.

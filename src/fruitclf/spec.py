@@ -381,7 +381,7 @@ class CNNSpec(_SpecPart):
         Parameters
         ----------
         name : str
-            One of :attr:`PRESETS`:
+            One of ``CNNSpec.PRESETS``:
 
             - ``"small-data"``: made for 50–2,000 photos trained from scratch. Four blocks of
               Conv(3x3, same) + BatchNorm (momentum 0.9) + ReLU + MaxPool(2) with 48, 96, 192

@@ -284,7 +284,7 @@ class Trainer:
     label_smoothing : float, default=0.0
         Label smoothing of the default loss (integer labels are kept in the pipeline).
     freeze_epochs : int, default=0
-        Models with a pretrained backbone (:attr:`CNNSpec.backbone`): train only the head for
+        Models with a pretrained backbone (``CNNSpec.backbone``): train only the head for
         this many epochs, then unfreeze the backbone's top ``spec.fine_tune_layers`` layers
         (batch normalisation stays frozen) and continue at ``fine_tune_learning_rate`` —
         both phases in one :meth:`fit`, checkpointed and resumable alike.
