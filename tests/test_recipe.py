@@ -76,10 +76,12 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
 
 
 def test_schedule_needs_an_optimizer_name():
-    """Check that a schedule with an optimizer instance is refused with the fix."""
+    """Check that a schedule is refused with an optimizer instance or a plateau rule."""
     spec = CNNSpec(input_shape=(8, 8, 3), num_classes=2, conv_blocks=(), dense_layers=())
     with pytest.raises(ValueError, match="optimizer` is a name"):
         Trainer(spec, optimizer=keras.optimizers.SGD(), schedule="cosine")
+    with pytest.raises(ValueError, match="reduce_lr_patience=3, schedule='cosine'"):
+        Trainer(spec, optimizer="adamw", schedule="cosine", reduce_lr_patience=3)
 
 
 def test_label_smoothing_loss_matches_keras_categorical():

@@ -407,6 +407,12 @@ class Trainer:
         self.reduce_lr_patience = (None if reduce_lr_patience is None else
                                    check_int(reduce_lr_patience, "reduce_lr_patience",
                                              min_value=1))
+        if self.reduce_lr_patience is not None and self.schedule != "constant":
+            raise ValueError(
+                "`reduce_lr_patience` changes a constant learning rate; the cosine schedule "
+                "sets it at every step. Use one or the other. Received: "
+                f"reduce_lr_patience={reduce_lr_patience}, schedule={schedule!r}"
+            )
         self.checkpoint_path = self._model_path(checkpoint_path, "checkpoint_path")
         self.last_checkpoint_path = self._model_path(last_checkpoint_path, "last_checkpoint_path")
         self.history_path = None if history_path is None else os.fspath(history_path)
