@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 from ._validation import check_choice, check_float, check_int
 
@@ -59,8 +59,6 @@ class Recipe:
     fine_tune_learning_rate: float = 1e-4  # backbones: peak learning rate of fine-tuning
     precision: str = "auto"  # dtype policy (auto: bfloat16 where the hardware has it)
     tta: int = 4  # test-time augmentation views averaged when evaluating the test folder
-
-    NAMES: ClassVar[tuple[str, ...]] = ("small-data", "worksheet", "backbone")
 
     def __post_init__(self) -> None:
         check_int(self.image_size, "image_size", min_value=1)
@@ -120,8 +118,10 @@ class Recipe:
         if name in BACKBONES:
             return cls(name=name, image_size=224, batch_size=32, epochs=30, learning_rate=1e-3,
                        warmup_epochs=1, freeze_epochs=10, tta=1)
-        known = ("small-data", "worksheet", "keras-mnist", *BACKBONES)
-        raise ValueError(f"Unknown recipe {name!r}. Available recipes: {', '.join(known)}")
+        from .spec import CNNSpec
+
+        raise ValueError(
+            f"Unknown recipe {name!r}. Available recipes: {', '.join(CNNSpec.PRESETS)}")
 
     def epochs_for(self, num_train_images: int) -> int:
         """Epochs to train on ``num_train_images`` images: ``epochs`` when set, else
