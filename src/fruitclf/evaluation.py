@@ -303,7 +303,7 @@ class Evaluator:
         assert total is not None  # tta >= 1 views
         return total / tta
 
-    @property
+    @functools.cached_property
     def flips(self) -> bool:
         """True when the model was trained with horizontal flips, so TTA may flip too."""
         return _has_horizontal_flip(self.model)
@@ -331,7 +331,7 @@ class Evaluator:
         0.93
         """
         batch_size = check_int(batch_size, "batch_size", min_value=1)
-        tta = self._check_tta(tta)
+        tta = self.check_tta(tta)
         if isinstance(dataset, ImageFolderDataset):
             self._check_dataset(dataset)
             pipeline = dataset.to_tf_dataset(preprocessing=self.preprocessing,
@@ -355,7 +355,19 @@ class Evaluator:
         y_true = np.concatenate(labels).astype(np.int64) if labels else np.zeros(0, np.int64)
         return EvaluationResult(y_true, probs.argmax(axis=1), probs, self.class_names)
 
-    def _check_tta(self, tta: int) -> int:
+    def check_tta(self, tta: int) -> int:
+        """Return ``tta`` if this model has that many views; else say how many it has.
+
+        Raises
+        ------
+        ValueError
+            For fewer than 1 or more views than :func:`tta_views` gives this model.
+
+        Examples
+        --------
+        >>> evaluator.check_tta(4)  # doctest: +SKIP
+        4
+        """
         most = len(tta_views(None, flip=self.flips))
         return check_int(tta, "tta", min_value=1, max_value=most,
                          hint=f"This model has {most} views" + (
@@ -389,7 +401,7 @@ class Evaluator:
         """
         top_k = check_int(top_k, "top_k", min_value=1)
         batch_size = check_int(batch_size, "batch_size", min_value=1)
-        tta = self._check_tta(tta)
+        tta = self.check_tta(tta)
         if isinstance(inputs, ImageFolderDataset):
             self._check_dataset(inputs)
             pipeline = inputs.to_tf_dataset(preprocessing=self.preprocessing,

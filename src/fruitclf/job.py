@@ -325,6 +325,8 @@ def run(
         history_path=files["history_json"], seed=seed, precision=policy,
         preprocessing=preprocessing, verbose=verbose,
     )
+    # A test-time view count the model cannot give fails now, not after training.
+    Evaluator(trainer.model, dataset.class_names).check_tta(tta)
     logger.info("Training %s on %d images for %d epochs (%s, %s precision).", model_spec.name,
                 len(split.training), epochs, plan.name + " recipe", policy)
     train_tf = split.training.to_tf_dataset(preprocessing=preprocessing, batch_size=batch_size,
