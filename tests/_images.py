@@ -100,3 +100,16 @@ def write_class_folder(root: Path, classes: int, per_class: int, *, size: int = 
             Image.fromarray(class_pattern(label, rng, size)).save(folder / f"img_{i:03d}{ext}",
                                                                   fmt)
     return root
+
+
+def write_many_frame_gif(path: Path, frames: int, width: int, height: int) -> Path:
+    """A small GIF of ``frames`` 1x1 frames on a ``width`` x ``height`` canvas.
+
+    TensorFlow decodes every frame at the canvas size, so the decoded size is
+    ``frames * width * height`` pixels although the file is a few bytes per frame.
+    """
+    header = b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0)
+    palette = b"\x00\x00\x00\xff\xff\xff"
+    frame = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00"
+    path.write_bytes(header + palette + frame * frames + b"\x3b")
+    return path

@@ -92,7 +92,7 @@ def test_weights_path_loads_and_stays_frozen_in_phase_one(tmp_path):
     assert not all(np.allclose(a, b) for a, b in zip(head_after, head_before))
 
     resumed = Trainer(spec, class_names=NAMES, seed=0, learning_rate=0.01, freeze_epochs=2,
-                      fine_tune_learning_rate=0.01, verbose=0,
+                      fine_tune_learning_rate=0.01, verbose=0, restore_best=False,
                       last_checkpoint_path=tmp_path / "last.keras")
     history = resumed.fit(_data(), epochs=3, resume=True)  # phase two after the resume
     assert history.epochs_run == 3

@@ -94,7 +94,7 @@ def test_history_saves_loads_and_plots(noise, tmp_path):
 def test_resume_continues_from_the_last_checkpoint(noise, tmp_path):
     """Check that resume picks up the epoch count, history and weights of the last epoch."""
     train, val = noise
-    kwargs = {"class_names": ["a", "b", "c"], "seed": 0, "verbose": 0,
+    kwargs = {"class_names": ["a", "b", "c"], "seed": 0, "verbose": 0, "restore_best": False,
               "last_checkpoint_path": tmp_path / "last.keras"}
     first = FruitTrainer(SPEC, **kwargs)
     first.fit(train, val, epochs=2)

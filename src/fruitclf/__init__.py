@@ -21,10 +21,12 @@ from .exceptions import CorruptedImagesError as CorruptedImagesError
 from .exceptions import DatasetError as DatasetError
 from .exceptions import FruitclfError as FruitclfError
 from .exceptions import ModelFileError as ModelFileError
+from .exceptions import RunFolderError as RunFolderError
 from .exceptions import SpecError as SpecError
 from .exceptions import TrainingError as TrainingError
 from .exceptions import VersionCompatibilityError as VersionCompatibilityError
 from .exceptions import WeightsError as WeightsError
+from .exceptions import WriteError as WriteError
 
 if TYPE_CHECKING:
     from ._imagecheck import CheckReport as CheckReport
@@ -138,6 +140,7 @@ __all__ = [
     "Preprocessing",
     "Recipe",
     "RunConfig",
+    "RunFolderError",
     "RunResult",
     "SpecDescription",
     "SpecError",
@@ -146,6 +149,7 @@ __all__ = [
     "TrainingHistory",
     "VersionCompatibilityError",
     "WeightsError",
+    "WriteError",
     "__version__",
     "build_augmentation",
     "build_cnn",

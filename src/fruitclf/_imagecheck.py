@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -23,6 +22,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from . import _files
 from .exceptions import DatasetError
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "check_files",
     "decode_image",
     "decode_image_scaled",
+    "decoded_pixels",
     "jpeg_ratio",
     "read_image_header",
     "read_image_size",
@@ -163,6 +164,84 @@ def _size_from_header(data: bytes, fmt: str | None) -> tuple[int, int] | None:
     return None
 
 
+def gif_frame_count(data: bytes) -> int:
+    """Count the frames of a GIF by walking its blocks (nothing is decompressed).
+
+    A damaged block structure ends the count at the frames found so far (at least 1).
+    """
+    if len(data) < 13:
+        return 1
+    pos = 13
+    flags = data[10]
+    if flags & 0x80:  # global colour table
+        pos += 3 * (2 ** ((flags & 0x07) + 1))
+    frames = 0
+    while pos < len(data):
+        block = data[pos]
+        if block == 0x3B:  # trailer
+            break
+        if block == 0x21:  # extension: label, then data sub-blocks
+            pos += 2
+        elif block == 0x2C:  # image descriptor, optional local colour table, LZW code size
+            if pos + 10 > len(data):
+                break
+            frames += 1
+            local = data[pos + 9]
+            pos += 10
+            if local & 0x80:
+                pos += 3 * (2 ** ((local & 0x07) + 1))
+            pos += 1
+        else:
+            break
+        while pos < len(data) and data[pos]:  # sub-blocks up to the zero-length terminator
+            pos += data[pos] + 1
+        pos += 1
+    return max(frames, 1)
+
+
+def decoded_pixels(data: bytes, fmt: str | None, size: tuple[int, int] | None) -> int | None:
+    """Pixels TensorFlow's decoder allocates for this file: every frame of a GIF counts.
+
+    TensorFlow decodes all frames of an animated GIF (each at the full canvas size) even
+    when only the first is kept, so a GIF is judged on its total decoded pixels, in the file
+    check and in the pipelines alike. None when the header gives no size.
+    """
+    if size is None:
+        return None
+    pixels = size[0] * size[1]
+    if fmt == "GIF":
+        pixels *= gif_frame_count(data)
+    return pixels
+
+
+def pixel_budget_message(data: bytes, fmt: str | None, size: tuple[int, int] | None,
+                         max_pixels: int) -> str | None:
+    """Why decoding this file would exceed ``max_pixels``, or None when it fits."""
+    pixels = decoded_pixels(data, fmt, size)
+    if pixels is None or size is None or pixels <= max_pixels:
+        return None
+    frames = pixels // max(size[0] * size[1], 1)
+    what = (f"{frames} frames of {size[0]}x{size[1]} (all frames are decoded)" if frames > 1
+            else f"{size[0]}x{size[1]}")
+    return (f"too many pixels to decode ({what} = {pixels:,} > max_pixels={max_pixels:,}); "
+            "likely a decompression bomb")
+
+
+def read_pixel_budget(path: str | os.PathLike[str], fmt: str | None,
+                      size: tuple[int, int] | None, max_pixels: int) -> str | None:
+    """:func:`pixel_budget_message` for a file on disk (GIFs are read to count frames)."""
+    if size is None:
+        return None
+    data = b""
+    if fmt == "GIF":
+        try:
+            with _files.open_regular(path) as fh:
+                data = fh.read()
+        except OSError:
+            return None  # the decode will report the unreadable file
+    return pixel_budget_message(data, fmt, size, max_pixels)
+
+
 def read_image_header(path: str | os.PathLike[str]) -> tuple[str | None, tuple[int, int] | None]:
     """Return ``(format, (width, height))`` read from an image file's header, not decoding it.
 
@@ -170,7 +249,7 @@ def read_image_header(path: str | os.PathLike[str]) -> tuple[str | None, tuple[i
     JPEG, PNG, GIF and BMP. Either is None when unknown or unreadable.
     """
     try:
-        with open(path, "rb") as fh:
+        with _files.open_regular(path) as fh:
             data = fh.read(_HEADER_BYTES)
             fmt = sniff_format(data)
             size = _size_from_header(data, fmt)
@@ -290,7 +369,8 @@ class FileProblem:
         The path relative to the dataset root, with ``/`` separators.
     reason : str
         A short code: ``empty_file``, ``truncated``, ``not_an_image``, ``unsupported_format``,
-        ``too_many_pixels``, ``broken_link``, ``unreadable`` or ``corrupt``.
+        ``too_many_pixels``, ``broken_link``, ``not_a_file`` (a FIFO, socket or device,
+        never opened), ``unreadable`` or ``corrupt``.
     message : str
         The reason in words, for people.
     size : int
@@ -346,10 +426,13 @@ def _check_one(path: str, relpath: str, max_pixels: int) -> _Verdict:
         return problem("broken_link", f"broken symbolic link (points to {target!r})", lst)
     except OSError as exc:
         return problem("unreadable", f"cannot read file ({exc.strerror})", lst)
+    special = _files.regular_file_problem(path)
+    if special is not None:
+        return problem("not_a_file", special, st)
     if st.st_size == 0:
         return problem("empty_file", "empty file (0 bytes)", st)
     try:
-        with open(path, "rb") as fh:
+        with _files.open_regular(path) as fh:
             data = fh.read()
     except OSError as exc:
         return problem("unreadable", f"cannot read file ({exc.strerror})", st)
@@ -359,13 +442,9 @@ def _check_one(path: str, relpath: str, max_pixels: int) -> _Verdict:
         kind = "text or HTML" if _looks_like_text(data) else "unknown binary data"
         return problem("not_an_image", f"not an image ({kind}, {len(data)} bytes)", st)
     size = _size_from_header(data, fmt)
-    if size is not None and size[0] * size[1] > max_pixels:
-        return problem(
-            "too_many_pixels",
-            f"too many pixels ({size[0]}x{size[1]} = {size[0] * size[1]:,} > "
-            f"max_pixels={max_pixels:,}); likely a decompression bomb",
-            st,
-        )
+    too_many = pixel_budget_message(data, fmt, size, max_pixels)
+    if too_many is not None:
+        return problem("too_many_pixels", too_many, st)
 
     ratio = jpeg_ratio(size, (1, 1)) if fmt == "JPEG" else 1
     try:
@@ -558,7 +637,7 @@ def _sha256(path: str) -> str | None:
         return None
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as fh:
+        with _files.open_regular(path) as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
     except OSError:
@@ -576,12 +655,6 @@ def _load_manifest(path: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or not isinstance(manifest.get("entries"), list):
         raise DatasetError(f"{str(path)!r} is not a fruitclf quarantine manifest.")
     return manifest
-
-
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def remove_files(
@@ -621,12 +694,8 @@ def remove_files(
         else:
             if qdir is None or manifest is None or manifest_path is None:  # pragma: no cover
                 raise RuntimeError("quarantine folder not set")
-            target = qdir / problem.relpath
-            if os.path.lexists(target):
-                target = target.with_name(f"{target.stem}.{time.time_ns()}{target.suffix}")
-            target.parent.mkdir(parents=True, exist_ok=True)
             digest = _sha256(problem.path)
-            shutil.move(problem.path, target)
+            target = _quarantine_move(problem, qdir)
             manifest["entries"].append(
                 {
                     "original": str(Path(problem.path).absolute()),
@@ -637,7 +706,7 @@ def remove_files(
                 }
             )
             manifest["root"] = str(root_path)
-            _write_json_atomic(manifest_path, manifest)
+            _files.write_json(manifest_path, manifest)
         logger.info("Removed corrupted image: %s", problem.path)
     return CleanReport(
         action="delete" if delete else "quarantine",
@@ -655,10 +724,33 @@ def default_quarantine(root: str | os.PathLike[str]) -> Path:
     return root_path.with_name(f"{root_path.name}-quarantine")
 
 
+def _quarantine_move(problem: FileProblem, qdir: Path) -> Path:
+    """Move a flagged file into the quarantine under a name nothing else has."""
+    target = qdir / problem.relpath
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(100):
+        if attempt:
+            target = (qdir / problem.relpath).with_name(
+                f"{Path(problem.relpath).stem}.{time.time_ns()}{Path(problem.relpath).suffix}")
+        try:
+            _files.move_no_replace(problem.path, target)
+            return target
+        except FileExistsError:
+            continue
+    raise DatasetError(f"Cannot find a free name for {problem.relpath!r} in {str(qdir)!r}.")
+
+
 def restore_quarantine(
     quarantine: str | os.PathLike[str], *, dry_run: bool = False
 ) -> list[str]:
     """Move quarantined files back to where they were found.
+
+    Nothing is ever overwritten: if a file now exists at an original path, or two
+    quarantined files belong at the same path, nothing is moved and the error names both
+    files. Files are moved one at a time and each is struck from the manifest as it lands,
+    so a restore that fails halfway (a permission error, a kill) is finished by running it
+    again; entries already back in place are recognised by their checksum. An entry whose
+    file was taken out of the quarantine by hand is dropped with a warning.
 
     Parameters
     ----------
@@ -675,8 +767,9 @@ def restore_quarantine(
     Raises
     ------
     DatasetError
-        If the folder has no manifest, or a file is missing from it or changed since it was
-        quarantined, or something now exists at an original path (nothing is overwritten).
+        If the folder has no manifest, a quarantined file changed since it was moved, a file
+        exists at an original path, two files belong at one path, or a move fails (the
+        message says how many were restored and how to finish).
 
     Examples
     --------
@@ -691,25 +784,66 @@ def restore_quarantine(
             "Pass the folder that `fruitclf clean` moved files into."
         )
     manifest = _load_manifest(manifest_path)
-    entries = manifest["entries"]
-    for entry in entries:
-        source = qdir / entry["quarantined"]
-        if not os.path.lexists(source):
-            raise DatasetError(f"Quarantined file is missing: {str(source)!r}")
-        if os.path.lexists(entry["original"]):
-            raise DatasetError(
-                f"Cannot restore {str(source)!r}: {entry['original']!r} exists. "
-                "Move that file away first; nothing was changed."
-            )
-        if entry.get("sha256") is not None and _sha256(str(source)) != entry["sha256"]:
-            raise DatasetError(f"Quarantined file changed since it was moved: {str(source)!r}")
-    restored = [str(entry["original"]) for entry in entries]
+    todo, settled, problems = _plan_restore(qdir, manifest["entries"])
+    if problems:
+        raise DatasetError(
+            f"Cannot restore from {str(qdir)!r}: " + "; ".join(problems)
+            + ". Nothing was changed."
+        )
+    restored = [str(entry["original"]) for entry in todo]
     if dry_run:
         return restored
-    for entry in entries:
-        Path(entry["original"]).parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(qdir / entry["quarantined"]), entry["original"])
+    remaining = [e for e in manifest["entries"] if not any(e is s for s in settled)]
+    if len(remaining) != len(manifest["entries"]):
+        manifest["entries"] = remaining
+        _files.write_json(manifest_path, manifest)
+    for done, entry in enumerate(todo):
+        source = qdir / entry["quarantined"]
+        try:
+            Path(entry["original"]).parent.mkdir(parents=True, exist_ok=True)
+            _files.move_no_replace(source, entry["original"])
+        except OSError as exc:
+            raise DatasetError(
+                f"Cannot restore {str(source)!r} to {entry['original']!r}: "
+                f"{exc.strerror or exc}. Restored {done} of {len(todo)}; fix the cause and "
+                "run restore again to finish."
+            ) from None
+        manifest["entries"] = [e for e in manifest["entries"] if e is not entry]
+        _files.write_json(manifest_path, manifest)
         logger.info("Restored: %s", entry["original"])
-    manifest["entries"] = []
-    _write_json_atomic(manifest_path, manifest)
     return restored
+
+
+def _plan_restore(
+    qdir: Path, entries: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """Split manifest entries into files to move, entries already settled, and problems."""
+    todo: list[dict[str, Any]] = []
+    settled: list[dict[str, Any]] = []
+    problems: list[str] = []
+    claimed: dict[str, Path] = {}
+    for entry in entries:
+        if not isinstance(entry, dict) or not {"original", "quarantined"} <= entry.keys():
+            problems.append(f"damaged manifest entry {entry!r}")
+            continue
+        source, original = qdir / str(entry["quarantined"]), str(entry["original"])
+        digest = entry.get("sha256")
+        if not os.path.lexists(source):
+            settled.append(entry)
+            if os.path.lexists(original) and (digest is None or _sha256(original) == digest):
+                logger.info("Already restored: %s", original)
+            else:
+                logger.warning("No longer in the quarantine, dropped from its manifest: %s",
+                               source)
+            continue
+        if digest is not None and _sha256(str(source)) != digest:
+            problems.append(f"{str(source)!r} changed since it was quarantined")
+        if os.path.lexists(original):
+            problems.append(f"{original!r} exists, so {str(source)!r} cannot go back there "
+                            "(move one of them away)")
+        if original in claimed:
+            problems.append(f"both {str(claimed[original])!r} and {str(source)!r} belong at "
+                            f"{original!r} (move one of them out of the quarantine)")
+        claimed[original] = source
+        todo.append(entry)
+    return todo, settled, problems

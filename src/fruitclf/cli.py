@@ -104,7 +104,12 @@ def _add_train_options(p: argparse.ArgumentParser, *, demo: bool = False) -> Non
                    help="resize method (antialiased), e.g. bilinear, nearest, area")
     p.add_argument("--cache", default="auto",
                    help="decoded-image cache: auto, memory, none, or a file cache path")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    run_group = p.add_mutually_exclusive_group()
+    run_group.add_argument("--resume", action="store_true",
+                           help="continue the run in --out where it stopped (same settings; "
+                           "a finished run is left as it is)")
+    run_group.add_argument("--overwrite", action="store_true",
+                           help="replace the run in --out (removes that run's files first)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -176,8 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--tta", type=int, default=1, metavar="N",
                    help="test-time augmentation: views averaged per image (1: off)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave out files that cannot be decoded (default: refuse, naming them)")
 
-    p = _add(sub, "predict", "Predict the class of images (files or folders).")
+    p = _add(sub, "predict", "Predict the class of images (files or folders). A file that "
+             "cannot be read is reported on its line; the exit status is then 1.")
     p.add_argument("model", help="a .keras or .h5 file written by fruitclf")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     p.add_argument("--top-k", type=int, default=1, help="classes to show per image")
@@ -252,11 +260,11 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 
 
 def _cmd_samples(args: argparse.Namespace) -> int:
+    from ._files import save_figure
     from .data import ImageFolderDataset
 
     fig = ImageFolderDataset(args.dir).plot_samples(rows=args.rows, seed=args.seed)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=100)
+    save_figure(fig, args.out)
     print(f"Wrote {args.out}")
     return 0
 
@@ -286,7 +294,8 @@ def _train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed, "learning_rate": args.learning_rate, "precision": args.precision,
         "weights": args.weights, "tta": args.tta, "interpolation": args.interpolation,
         "cache": None if args.cache == "none" else args.cache,
-        "resume": args.resume, "verbose": 0 if args.quiet else "auto",
+        "resume": args.resume, "overwrite": args.overwrite,
+        "verbose": 0 if args.quiet else "auto",
     }
 
 
@@ -320,22 +329,23 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     loaded = load_model(args.model)
     test = ImageFolderDataset(args.test_dir, class_names=loaded.class_names)
     result = Evaluator(loaded.model, loaded.class_names,
-                       preprocessing=loaded.preprocessing).evaluate(test,
-                                                                   batch_size=args.batch_size,
-                                                                   tta=args.tta)
+                       preprocessing=loaded.preprocessing).evaluate(
+        test, batch_size=args.batch_size, tta=args.tta, skip_bad=args.skip_bad)
     if args.out:
+        from . import _files
+
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "classification_report.txt").write_text(result.classification_report() + "\n",
-                                                       encoding="utf-8")
-        (out / "evaluation.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n",
-                                             encoding="utf-8")
-        result.plot_confusion_matrix().savefig(out / "confusion_matrix.png", dpi=100)
-        result.plot_misclassified().savefig(out / "misclassified.png", dpi=100)
+        _files.write_text(out / "classification_report.txt",
+                          result.classification_report() + "\n")
+        _files.write_json(out / "evaluation.json", result.to_dict())
+        _files.save_figure(result.plot_confusion_matrix(), out / "confusion_matrix.png")
+        _files.save_figure(result.plot_misclassified(), out / "misclassified.png")
     if args.json:
         _print_json({"accuracy": result.accuracy, "loss": result.loss,
                      "report": result.classification_report(output_dict=True)})
         return 0
+    for problem in result.skipped:
+        print(f"skipped: {problem.path}: {problem.message}")
     print(f"accuracy: {result.accuracy:.4f}\nloss:     {result.loss:.4f}\n")
     print(result.classification_report())
     if args.out:
@@ -352,9 +362,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     predictions = loaded.predict(args.paths, top_k=args.top_k, batch_size=args.batch_size,
                                  tta=args.tta)
     records = predictions.to_records()
+    status = 1 if any("error" in record for record in records) else 0
     if args.json:
         _print_json(records)
-        return 0
+        return status
     for record in records:
         if "error" in record:
             print(f"{record['path']}: error: {record['error']}")
@@ -362,7 +373,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         others = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in record["top_k"][1:])
         print(f"{record['path']}: {record['label']} ({record['probability']:.3f})"
               + (f"  [{others}]" if others else ""))
-    return 0
+    return status
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -372,13 +383,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     data_dir = out / "data"
     marker = data_dir / ".fruitclf-demo"
-    demo = write_demo_dataset(data_dir, image_size=args.image_size,
-                              overwrite=marker.exists())
+    demo_folder = marker.exists()
+    demo = write_demo_dataset(data_dir, image_size=args.image_size, overwrite=demo_folder)
     marker.write_text("Written by `fruitclf demo`.\n", encoding="utf-8")
     print(f"Demo data: {demo.num_train} training and {demo.num_test} test images in "
           f"{data_dir} (scikit-learn digits)")
+    kwargs = _train_kwargs(args)
+    # The demo folder is fruitclf's own: a new demo replaces the last one's run.
+    kwargs["overwrite"] = kwargs["overwrite"] or (demo_folder and not args.resume)
     result = run(demo.train_dir, out=out / "run", test_dir=demo.test_dir,
-                 augment=DEMO_AUGMENTATION if args.augment else False, **_train_kwargs(args))
+                 augment=DEMO_AUGMENTATION if args.augment else False, **kwargs)
     _print_run(result)
     return 0
 
@@ -418,8 +432,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     matplotlib.use("Agg")
     try:
         return COMMANDS[args.command](args)
-    except (FruitclfError, ValueError, TypeError, FileExistsError) as exc:
+    except (FruitclfError, ValueError, TypeError) as exc:
         print(f"fruitclf: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # disk full, permissions: one line that names the path
+        where = f" {exc.filename!r}" if exc.filename else ""
+        print(f"fruitclf: error:{where} {exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("fruitclf: interrupted", file=sys.stderr)

@@ -18,13 +18,13 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from . import _imagecheck
+from . import _files, _imagecheck
 from ._imagecheck import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
@@ -32,7 +32,7 @@ from ._imagecheck import (
     CleanReport,
 )
 from ._validation import check_choice, check_float, check_image_size, check_int
-from .exceptions import DatasetError
+from .exceptions import CorruptedImagesError, DatasetError
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -180,6 +180,10 @@ class Preprocessing:
         object.__setattr__(self, "image_size", check_image_size(self.image_size))
         check_choice(self.interpolation, "interpolation", INTERPOLATIONS)
         check_choice(self.color_mode, "color_mode", tuple(COLOR_MODES))
+        for name in ("antialias", "fast_decode"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"`{name}` must be a bool. Received: {name}="
+                                f"{getattr(self, name)!r}")
 
     @property
     def channels(self) -> int:
@@ -195,9 +199,12 @@ class Preprocessing:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Preprocessing:
         """Rebuild from :meth:`to_dict` output (missing keys take defaults)."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"`preprocessing` must be a mapping such as "
+                            f"{{'image_size': [128, 128]}}. Received: {data!r}")
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
-        if "image_size" in kwargs:
+        if isinstance(kwargs.get("image_size"), list):
             kwargs["image_size"] = tuple(kwargs["image_size"])
         return cls(**kwargs)
 
@@ -671,6 +678,16 @@ class ImageFolderDataset:
             self._entries = [e for e in self._entries if e.path not in gone]
         return result
 
+    def exclude(self, paths: Iterable[str | os.PathLike[str]]) -> ImageFolderDataset:
+        """A view of this dataset without the given files (nothing on disk changes).
+
+        Examples
+        --------
+        >>> readable = ds.exclude(ds.check().paths)  # doctest: +SKIP
+        """
+        gone = {os.fspath(p) for p in paths}
+        return self._from_entries(self, [e for e in self._entries if e.path not in gone])
+
     # ---------------------------------------------------------------- splitting
 
     def require_trainable(self) -> None:
@@ -919,13 +936,28 @@ def build_pipeline(
     cache_budget: int | None = None,
     augment: Callable[[tf.Tensor], tf.Tensor] | None = None,
     drop_remainder: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tf.data.Dataset:
     """The pipeline behind :meth:`ImageFolderDataset.to_tf_dataset`, for any list of files.
 
     ``headers`` holds ``(format, (width, height))`` per file, as
-    :func:`fruitclf._imagecheck.read_image_header` returns, to choose the JPEG scale.
+    :func:`fruitclf._imagecheck.read_image_header` returns, to choose the JPEG scale. Files
+    whose decoding would exceed ``max_pixels`` (all frames of a GIF count, as in
+    :meth:`ImageFolderDataset.check`) and anything but regular files (a FIFO would block) are
+    refused before anything is read.
     """
     import tensorflow as tf
+
+    over = [(path, message) for path, (fmt, stored) in zip(paths, headers)
+            if (message := _files.regular_file_problem(path)
+                or _imagecheck.read_pixel_budget(path, fmt, stored, max_pixels))]
+    if over:
+        raise CorruptedImagesError(
+            f"{len(over)} files cannot be decoded safely: "
+            + "; ".join(f"{path}: {message}" for path, message in over[:5])
+            + ". Run `fruitclf clean` on the folder to quarantine them.",
+            [path for path, _ in over],
+        )
 
     batch_size = check_int(batch_size, "batch_size", min_value=1)
     if seed is not None:
@@ -954,34 +986,71 @@ def build_pipeline(
             resized = tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
         return tf.ensure_shape(resized, (*size, channels)), label
 
-    ds = tf.data.Dataset.from_tensor_slices((
+    items = tf.data.Dataset.from_tensor_slices((
         np.asarray(list(paths), dtype=object).astype(str),
         np.asarray(labels, dtype=np.int32),
         np.asarray(scale, dtype=np.int32),
     ))
     count = max(len(paths), 1)
-    if shuffle and plan.kind != "memory":
-        # Streaming or file cache: shuffle the (cheap) file list, not a buffer of images.
-        ds = ds.shuffle(count, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if plan.kind == "memory":
-        ds = ds.cache()
-        if shuffle:
-            ds = ds.shuffle(count, seed=seed, reshuffle_each_iteration=True)
-    elif plan.kind == "file" and plan.path is not None:
-        Path(plan.path).parent.mkdir(parents=True, exist_ok=True)
-        ds = ds.cache(plan.path)
-        if shuffle:  # the cache fixes the order: mix it in a buffer within the budget
+    epoch = None
+    if not shuffle:
+        ds = items.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if plan.kind == "memory":
+            ds = ds.cache()
+        elif plan.kind == "file" and plan.path is not None:
+            Path(plan.path).parent.mkdir(parents=True, exist_ok=True)
+            ds = ds.cache(plan.path)
+    else:
+        if plan.kind == "memory":
+            base, buffer = items.map(load, num_parallel_calls=tf.data.AUTOTUNE,
+                                     deterministic=True).cache(), count
+        elif plan.kind == "file" and plan.path is not None:
+            # The cache fixes the order: mix it in a buffer within the budget.
+            Path(plan.path).parent.mkdir(parents=True, exist_ok=True)
+            base = items.map(load, num_parallel_calls=tf.data.AUTOTUNE,
+                             deterministic=True).cache(plan.path)
             per_image = max(size[0] * size[1] * channels, 1)
             buffer = int(min(count, max(256, plan.budget // per_image)))
-            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        else:  # streaming: shuffle the (cheap) file list, not a buffer of images
+            base, buffer = items, count
+        base_seed = int(np.random.SeedSequence(seed).generate_state(1)[0])
+        # The order of each pass is a function of (seed, epoch): the epoch counter is read
+        # and advanced when a pass starts, and the Trainer sets it at every epoch start, so
+        # a resumed run sees the same order as an uninterrupted one.
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="fruitclf_epoch")
+
+        def one_pass(_: tf.Tensor) -> tf.data.Dataset:
+            current = epoch.assign_add(1) - 1
+            return base.shuffle(buffer, seed=base_seed + current * 1_000_003,
+                                reshuffle_each_iteration=False)
+
+        ds = tf.data.Dataset.from_tensors(0).flat_map(one_pass).apply(
+            tf.data.experimental.assert_cardinality(len(paths)))
+        if base is items:
+            ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if augment is not None:
         ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE,
                     deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    if epoch is not None:
+        ds._fruitclf_epoch = epoch  # read by set_pipeline_epoch
+    return ds
+
+
+def set_pipeline_epoch(dataset: Any, epoch: int) -> bool:
+    """Make the next pass over a shuffled fruitclf pipeline use the order of ``epoch``.
+
+    Returns False for datasets without an epoch counter (not built by fruitclf, or
+    transformed since), whose order is then their own.
+    """
+    counter = getattr(dataset, "_fruitclf_epoch", None)
+    if counter is None:
+        return False
+    counter.assign(int(epoch))
+    return True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1039,7 +1108,7 @@ class DatasetSplit:
         >>> ds.split(0.2, seed=1).save("run/split.json")  # doctest: +SKIP
         >>> train, val = ds.load_split("run/split.json")  # doctest: +SKIP
         """
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        _files.write_json(path, self.to_dict())
 
     def counts(self) -> Mapping[str, dict[str, int]]:
         """Images per class in each part."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,15 +18,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import _imagecheck
+from ._imagecheck import FileProblem
 from ._validation import check_int
 from .data import ImageFolderDataset, Preprocessing, build_pipeline
-from .exceptions import DatasetError
+from .exceptions import CorruptedImagesError, DatasetError
 
 if TYPE_CHECKING:
     import keras
     from matplotlib.figure import Figure
 
 __all__ = ["EvaluationResult", "Evaluator", "Misclassified", "Predictions", "tta_views"]
+
+logger = logging.getLogger("fruitclf")
 
 _EPSILON = 1e-7  # Keras clips probabilities the same way in its cross-entropy
 
@@ -134,6 +138,8 @@ class EvaluationResult:
         Class names in label order.
     paths : list of str or None
         The image files, when evaluated on an :class:`~fruitclf.ImageFolderDataset`.
+    skipped : list of FileProblem
+        Unreadable files left out with ``evaluate(..., skip_bad=True)``.
 
     Examples
     --------
@@ -147,6 +153,7 @@ class EvaluationResult:
     probabilities: np.ndarray
     class_names: list[str]
     paths: list[str] | None = None
+    skipped: list[FileProblem] = dataclasses.field(default_factory=list)
 
     @property
     def accuracy(self) -> float:
@@ -308,8 +315,12 @@ class Evaluator:
         """True when the model was trained with horizontal flips, so TTA may flip too."""
         return _has_horizontal_flip(self.model)
 
-    def evaluate(self, dataset: Any, *, batch_size: int = 32, tta: int = 1) -> EvaluationResult:
+    def evaluate(self, dataset: Any, *, batch_size: int = 32, tta: int = 1,
+                 skip_bad: bool = False) -> EvaluationResult:
         """Predict every image of a labelled dataset once and return the result.
+
+        An image folder is checked first (as training does): files that cannot be decoded
+        stop the evaluation before any prediction, naming them, unless ``skip_bad``.
 
         Parameters
         ----------
@@ -320,10 +331,18 @@ class Evaluator:
         tta : int, default=1
             Test-time augmentation: average the probabilities of this many views of each
             image (see :func:`tta_views`); 1 predicts the image as it is.
+        skip_bad : bool, default=False
+            Leave out files that cannot be decoded (listed in ``result.skipped`` and logged)
+            instead of refusing.
 
         Returns
         -------
         EvaluationResult
+
+        Raises
+        ------
+        CorruptedImagesError
+            If files of an image folder cannot be decoded and ``skip_bad`` is False.
 
         Examples
         --------
@@ -334,11 +353,25 @@ class Evaluator:
         tta = self.check_tta(tta)
         if isinstance(dataset, ImageFolderDataset):
             self._check_dataset(dataset)
+            problems = dataset.check(progress=False).problems
+            if problems and not skip_bad:
+                listing = "; ".join(f"{p.relpath}: {p.message}" for p in problems[:10])
+                more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+                raise CorruptedImagesError(
+                    f"{len(problems)} files in {dataset.root!r} cannot be read: {listing}"
+                    f"{more}. Quarantine them with `fruitclf clean {dataset.root}`, or leave "
+                    "them out with skip_bad=True (--skip-bad).",
+                    [p.path for p in problems],
+                )
+            for problem in problems:
+                logger.warning("Skipped unreadable file: %s (%s)", problem.path, problem.message)
+            dataset = dataset.exclude([p.path for p in problems])
             pipeline = dataset.to_tf_dataset(preprocessing=self.preprocessing,
                                              batch_size=batch_size, cache=False)
-            probs = self._probabilities(pipeline, batch_size, tta)
+            probs = (self._probabilities(pipeline, batch_size, tta) if len(dataset)
+                     else np.zeros((0, len(self.class_names))))
             return EvaluationResult(dataset.labels.astype(np.int64), probs.argmax(axis=1),
-                                    probs, self.class_names, dataset.paths)
+                                    probs, self.class_names, dataset.paths, list(problems))
         if not _is_tf_dataset(dataset):
             raise TypeError(
                 "`dataset` must be an ImageFolderDataset or a tf.data.Dataset of (images, "
@@ -430,18 +463,23 @@ class Evaluator:
 
     def _predict_files(self, inputs: Any, top_k: int, batch_size: int, tta: int
                        ) -> Predictions:
-        paths = _expand_paths([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)
-        report = _imagecheck.check_files([(p, p) for p in paths], root="", progress=False)
-        errors = {p.path: p.message for p in report.problems}
-        good = [p for p in paths if p not in errors]
+        expanded = _expand_paths([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)
+        paths = [path for path, _ in expanded]
+        errors = {path: error for path, error in expanded if error is not None}
+        candidates = sorted({path for path, error in expanded if error is None})
+        report = _imagecheck.check_files([(p, p) for p in candidates], root="", progress=False)
+        errors.update({p.path: p.message for p in report.problems})
+        good = [p for p in candidates if p not in errors]
         probs = np.full((len(paths), len(self.class_names)), np.nan)
         if good:
             headers = [_imagecheck.read_image_header(p) for p in good]
             pipeline = build_pipeline(good, np.zeros(len(good), np.int32), headers,
                                       self.preprocessing, batch_size=batch_size, cache=False)
             pipeline = pipeline.map(lambda x, y: x)
-            index = {p: i for i, p in enumerate(paths)}
-            probs[[index[p] for p in good]] = self._probabilities(pipeline, batch_size, tta)
+            found = dict(zip(good, self._probabilities(pipeline, batch_size, tta)))
+            for row, path in enumerate(paths):  # a path given twice gets its row twice
+                if path in found:
+                    probs[row] = found[path]
         return self._wrap(probs, paths, errors, top_k)
 
     def _wrap(self, probs: np.ndarray, paths: list[str] | None, errors: dict[str, str],
@@ -524,9 +562,11 @@ def _is_tf_dataset(value: Any) -> bool:
     return isinstance(value, tf.data.Dataset)
 
 
-def _expand_paths(items: Sequence[str | os.PathLike[str]]) -> list[str]:
-    """Files as given, folders expanded to their image files (recursively, sorted)."""
-    out: list[str] = []
+def _expand_paths(items: Sequence[str | os.PathLike[str]]) -> list[tuple[str, str | None]]:
+    """``(path, error)`` per input: files as given, folders expanded to their image files
+    (recursively, sorted); a missing path or a folder without images is one entry with an
+    error, so that the other inputs are still predicted."""
+    out: list[tuple[str, str | None]] = []
     for item in items:
         path = os.fspath(item)
         if os.path.isdir(path):
@@ -534,16 +574,14 @@ def _expand_paths(items: Sequence[str | os.PathLike[str]]) -> list[str]:
                 str(p) for p in Path(path).rglob("*")
                 if p.suffix.lower() in _imagecheck.IMAGE_EXTENSIONS
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                and (p.is_file() or p.is_symlink())
+                and not p.is_dir()
             )
             if not found:
-                raise DatasetError(
-                    f"No images found in {path!r}. Allowed extensions: "
-                    + " ".join(_imagecheck.IMAGE_EXTENSIONS)
-                )
-            out.extend(found)
+                out.append((path, "no images in this folder (allowed extensions: "
+                                  + " ".join(_imagecheck.IMAGE_EXTENSIONS) + ")"))
+            out.extend((p, None) for p in found)
         elif os.path.lexists(path):
-            out.append(path)
+            out.append((path, None))
         else:
-            raise DatasetError(f"Image not found: {path!r}")
+            out.append((path, "file not found"))
     return out

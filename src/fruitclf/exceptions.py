@@ -10,7 +10,9 @@ built-in :class:`TypeError` / :class:`ValueError` (the data and spec errors belo
     │   └── CorruptedImagesError
     ├── SpecError (also ValueError)
     ├── TrainingError
+    ├── RunFolderError
     ├── WeightsError (also OSError)
+    ├── WriteError (also OSError)
     └── ModelFileError (also OSError)
         └── VersionCompatibilityError
 """
@@ -24,10 +26,12 @@ __all__ = [
     "DatasetError",
     "FruitclfError",
     "ModelFileError",
+    "RunFolderError",
     "SpecError",
     "TrainingError",
     "VersionCompatibilityError",
     "WeightsError",
+    "WriteError",
 ]
 
 
@@ -63,6 +67,13 @@ class TrainingError(FruitclfError):
     """Training cannot start or continue (e.g. a monitored metric does not exist)."""
 
 
+class RunFolderError(FruitclfError):
+    """A run folder holds another run, is in use by another process, or does not match.
+
+    Raised before anything in the folder is changed.
+    """
+
+
 class ModelFileError(FruitclfError, OSError):
     """A model file is missing, is not a model, or is damaged."""
 
@@ -73,3 +84,19 @@ class VersionCompatibilityError(ModelFileError):
 
 class WeightsError(FruitclfError, OSError):
     """Pretrained backbone weights cannot be downloaded or read."""
+
+
+class WriteError(FruitclfError, OSError):
+    """A file could not be written (disk full, no permission, read-only file system).
+
+    The message names the file; ``errno`` and ``filename`` are set as for ``OSError``. The
+    file that was there before, if any, is unchanged.
+    """
+
+    def __init__(self, message: str, errno: int | None = None, filename: str | None = None
+                 ) -> None:
+        super().__init__(errno, message, filename)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message

@@ -11,12 +11,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import _files
 from ._compat import load_custom_objects, versions
 from .data import Preprocessing
 from .exceptions import ModelFileError, VersionCompatibilityError
@@ -103,7 +103,8 @@ def save_model(
     class_names : sequence of str
         Class names in label order.
     preprocessing : Preprocessing, optional
-        How images are prepared for the model (default: 128x128 bilinear, antialiased).
+        How images are prepared for the model (default: the model's input size, bilinear,
+        antialiased).
     spec : CNNSpec, optional
         The spec the model was built from.
     training : mapping, optional
@@ -123,6 +124,11 @@ def save_model(
     >>> save_model(model, "run/model.h5", class_names=["acai", "cupuacu"])  # doctest: +SKIP
     """
     fmt = _format_of(path)
+    if preprocessing is None:
+        height, width, channels = (*model.input_shape[1:4], None, None, None)[:3]
+        if height and width:
+            preprocessing = Preprocessing(image_size=(int(height), int(width)),
+                                          color_mode="grayscale" if channels == 1 else "rgb")
     metadata = build_metadata(class_names=class_names, preprocessing=preprocessing, spec=spec,
                               training=training, extra=extra)
     metadata["precision"] = model_precision(model)
@@ -132,11 +138,9 @@ def save_model(
             f"{model.output_shape[-1]} outputs. Received: class_names={list(class_names)!r}"
         )
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=fmt, dir=target.parent)
-    os.close(fd)
-    os.unlink(tmp_name)  # Keras refuses some existing targets; it creates the file itself
+    tmp_name = os.fspath(_files.temporary_name(target))
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         model.save(tmp_name, include_optimizer=include_optimizer)
         payload = json.dumps(metadata)
         if fmt == ".keras":
@@ -148,6 +152,8 @@ def save_model(
             with h5py.File(tmp_name, "a") as h5:
                 h5.attrs[METADATA_KEY] = payload
         os.replace(tmp_name, target)
+    except OSError as exc:
+        raise _files.write_error(target, exc) from None
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
@@ -176,7 +182,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
                         f"{os.fspath(path)!r} is a Keras model without fruitclf metadata "
                         "(class names). Save it with fruitclf.save_model."
                     )
-                return json.loads(archive.read(KERAS_ENTRY))  # type: ignore[no-any-return]
+                return _check_metadata(path, json.loads(archive.read(KERAS_ENTRY)))
         import h5py
 
         with h5py.File(path, "r") as h5:
@@ -186,11 +192,56 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
                     "(class names). Save it with fruitclf.save_model."
                 )
             raw = h5.attrs[METADATA_KEY]
-            return json.loads(raw.decode() if isinstance(raw, bytes) else raw)  # type: ignore[no-any-return]
+            return _check_metadata(path, json.loads(raw.decode() if isinstance(raw, bytes)
+                                                    else raw))
     except ModelFileError:
         raise
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise ModelFileError(f"Cannot read model file {os.fspath(path)!r}: {exc}") from None
+
+
+#: The largest input side a stored preprocessing may ask for (a guard against tampered files).
+MAX_IMAGE_SIDE = 8192
+
+
+def _check_metadata(path: str | os.PathLike[str], metadata: Any) -> dict[str, Any]:
+    """Return ``metadata`` if it has the stored shape, else raise a one-line ModelFileError."""
+
+    def damaged(what: str) -> ModelFileError:
+        return ModelFileError(f"{os.fspath(path)!r} has damaged fruitclf metadata: {what}. "
+                              "Save the model again with fruitclf.save_model.")
+
+    if not isinstance(metadata, dict):
+        raise damaged(f"expected an object, found {type(metadata).__name__}")
+    if metadata.get("format", "fruitclf-model") != "fruitclf-model":
+        raise damaged(f"format is {metadata.get('format')!r}, not 'fruitclf-model'")
+    version = metadata.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise damaged(f"version must be an int, found {version!r}")
+    if version > 1:
+        raise ModelFileError(
+            f"{os.fspath(path)!r} was written by a newer fruitclf (metadata version {version}); "
+            "upgrade fruitclf to read it."
+        )
+    names = metadata.get("class_names")
+    if (not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names)
+            or len(set(names)) != len(names)):
+        raise damaged(f"class_names must be a non-empty list of distinct str, found "
+                      f"{str(names)[:80]}")
+    for key, kinds in (("preprocessing", (dict,)), ("spec", (dict, type(None))),
+                       ("training", (dict,)), ("history", (dict,)), ("resume", (dict,)),
+                       ("versions", (dict,)), ("precision", (str,))):
+        if key in metadata and not isinstance(metadata[key], kinds):
+            raise damaged(f"{key} must be {' or '.join(k.__name__ for k in kinds)}, found "
+                          f"{type(metadata[key]).__name__}")
+    try:
+        preprocessing = Preprocessing.from_dict(metadata.get("preprocessing") or {})
+    except (TypeError, ValueError) as exc:
+        raise damaged(f"preprocessing: {exc}") from None
+    if max(preprocessing.image_size) > MAX_IMAGE_SIDE:
+        raise damaged(f"preprocessing image_size {preprocessing.image_size} is above "
+                      f"{MAX_IMAGE_SIDE} pixels a side")
+    return metadata
 
 
 def _load_error(path: str | os.PathLike[str], metadata: Mapping[str, Any],
@@ -391,11 +442,19 @@ def load_model(
         model = None if compile else _rebuild_from_spec(path, metadata)
         if model is None:
             raise _load_error(path, metadata, exc) from exc
-    names = metadata.get("class_names")
-    if not isinstance(names, list) or len(names) != model.output_shape[-1]:
+    names = metadata["class_names"]
+    if len(names) != model.output_shape[-1]:
         raise ModelFileError(
             f"{os.fspath(path)!r} stores class names {names!r} that do not match the model's "
             f"{model.output_shape[-1]} outputs."
+        )
+    size = tuple(Preprocessing.from_dict(metadata.get("preprocessing") or {}).image_size)
+    expected = tuple(model.input_shape[1:3])
+    if "preprocessing" in metadata and None not in expected and size != expected:
+        raise ModelFileError(
+            f"{os.fspath(path)!r} stores preprocessing image_size {list(size)} but the model "
+            f"takes {list(expected)} inputs; the metadata was changed. Save the model again "
+            "with fruitclf.save_model."
         )
     return LoadedModel(model=model, class_names=list(names), metadata=metadata,
                        path=os.fspath(path))

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._compat import resolve_precision, versions
+from ._runfolder import RunFolder
 from ._validation import check_float, check_image_size, check_int
 from .config import Recipe, RunConfig
 from .data import ImageFolderDataset, Preprocessing
 from .evaluation import EvaluationResult, Evaluator
-from .exceptions import CorruptedImagesError, SpecError
+from .exceptions import CorruptedImagesError, RunFolderError, SpecError, TrainingError
 from .io import save_model
 from .spec import Augmentation, CNNSpec
 from .training import Trainer, TrainingHistory
@@ -181,6 +182,7 @@ def run(
     interpolation: str = "bilinear",
     cache: str | None = "auto",
     resume: bool = False,
+    overwrite: bool = False,
     verbose: str | int = "auto",
 ) -> RunResult:
     """Train, evaluate and report on an image folder, writing everything into ``out``.
@@ -197,7 +199,10 @@ def run(
     train_dir : path-like
         Folder with one sub-folder per class.
     out : path-like
-        Run folder (created; files in it with the names below are replaced).
+        Run folder, created if missing. A folder that holds another run is refused unless
+        ``overwrite`` or ``resume``; a second process using the folder is refused while the
+        first runs. The final files (models, figures, metrics, report) are written under
+        temporary names and moved into place together at the end.
     test_dir : path-like, optional
         Test folder with the same classes (a subset is fine).
     spec : str, CNNSpec or path-like, default="small-data"
@@ -238,7 +243,11 @@ def run(
     cache : str or None, default="auto"
         Decoded-image cache; see :func:`fruitclf.plan_cache`.
     resume : bool, default=False
-        Continue an interrupted run in ``out`` from its last checkpoint.
+        Continue the run in ``out`` from its last checkpoint, exactly where it stopped (see
+        :meth:`Trainer.fit`). Settings must match the first run's (only ``epochs``, ``tta``
+        and ``cache`` may change); a finished run is returned as it is, changing no file.
+    overwrite : bool, default=False
+        Replace the run in ``out``: its files (and only those) are removed first.
     verbose : {"auto", 0, 1, 2}, default="auto"
         Keras progress bars.
 
@@ -253,6 +262,11 @@ def run(
         to the training folder.
     CorruptedImagesError
         If files would crash training (run ``fruitclf clean`` first).
+    RunFolderError
+        If ``out`` holds another run, is used by another process, or holds a run with other
+        settings than a ``resume`` asks for.
+    WriteError
+        If a file cannot be written (disk full, permissions); the message names it.
     WeightsError
         If pretrained backbone weights cannot be downloaded or read.
 
@@ -294,11 +308,7 @@ def run(
     preprocessing = Preprocessing(image_size=(height, width), interpolation=interpolation,
                                   color_mode="grayscale" if channels == 1 else "rgb")
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
     split = dataset.split(validation_split, seed=seed)
-    files["split"] = out_dir / "split.json"
-    split.save(files["split"])
     epochs = plan.epochs_for(len(split.training)) if epochs is None else epochs
     config = RunConfig(
         spec=os.fspath(spec) if not isinstance(spec, CNNSpec) else model_spec.name,
@@ -310,6 +320,7 @@ def run(
         keep=plan.keep, freeze_epochs=plan.freeze_epochs, weights=model_spec.weights,
         precision=policy, interpolation=interpolation, cache=str(cache), tta=tta,
     )
+    files: dict[str, Path] = {"split": out_dir / "split.json"}
     if plan.keep == "best":
         files["checkpoint"] = out_dir / "best_model.keras"
     files["last_checkpoint"] = out_dir / "last_checkpoint.keras"
@@ -327,54 +338,107 @@ def run(
     )
     # A test-time view count the model cannot give fails now, not after training.
     Evaluator(trainer.model, dataset.class_names).check_tta(tta)
-    logger.info("Training %s on %d images for %d epochs (%s, %s precision).", model_spec.name,
-                len(split.training), epochs, plan.name + " recipe", policy)
-    train_tf = split.training.to_tf_dataset(preprocessing=preprocessing, batch_size=batch_size,
-                                            shuffle=True, seed=seed, cache=cache)
-    val_tf = (split.validation.to_tf_dataset(preprocessing=preprocessing,
-                                             batch_size=batch_size, cache=cache)
-              if len(split.validation) else None)
-    history = trainer.fit(train_tf, val_tf, epochs=epochs, resume=resume,
-                          num_train_images=len(split.training))
-    history.save(files["history_json"])
-    history.save(files["history_csv"])
 
-    evaluation = None
-    if test is not None:
-        evaluation = Evaluator(trainer.model, dataset.class_names,
-                               preprocessing=preprocessing).evaluate(test, batch_size=batch_size,
-                                                                     tta=tta)
+    identity = {"config": config.to_dict(), "class_names": dataset.class_names,
+                "spec": model_spec.to_dict()}
+    with RunFolder(out_dir, identity, overwrite=overwrite, resume=resume) as folder:
+        if folder.complete_for(epochs):
+            logger.info("Nothing to resume: the run in %s is complete.", out_dir)
+            return _finished_run(out_dir, folder, dataset.class_names, model_spec)
+        folder.mark("training")
+        if folder.previous is not None and files["split"].exists():
+            split = dataset.load_split(files["split"])
+        else:
+            split.save(files["split"])
+        logger.info("Training %s on %d images for %d epochs (%s, %s precision).",
+                    model_spec.name, len(split.training), epochs, plan.name + " recipe", policy)
+        train_tf = split.training.to_tf_dataset(preprocessing=preprocessing,
+                                                batch_size=batch_size, shuffle=True, seed=seed,
+                                                cache=cache)
+        val_tf = (split.validation.to_tf_dataset(preprocessing=preprocessing,
+                                                 batch_size=batch_size, cache=cache)
+                  if len(split.validation) else None)
+        history = trainer.fit(train_tf, val_tf, epochs=epochs,
+                              resume=folder.previous is not None,
+                              num_train_images=len(split.training))
+        if not history.epochs_run:
+            raise TrainingError("Training ran no epoch; nothing to save.")
 
-    metrics = _metrics(history, evaluation, split_sizes=(len(split.training),
-                                                         len(split.validation)))
+        evaluation = None
+        if test is not None:
+            evaluation = Evaluator(trainer.model, dataset.class_names,
+                                   preprocessing=preprocessing).evaluate(
+                test, batch_size=batch_size, tta=tta)
+
+        metrics = _metrics(history, evaluation, split_sizes=(len(split.training),
+                                                             len(split.validation)))
+        figures = _write_final_files(folder, files, trainer.model, dataset, test, config,
+                                     model_spec, preprocessing, history, metrics, evaluation,
+                                     seed)
+        folder.mark("complete", files, stopped_early=history.stopped_early)
+    logger.info("Run written to %s", out_dir)
+    return RunResult(out_dir, metrics, history, evaluation, trainer.model,
+                     dataset.class_names, model_spec, figures, files)
+
+
+def _write_final_files(
+    folder: RunFolder, files: dict[str, Path], model: keras.Model,
+    dataset: ImageFolderDataset, test: ImageFolderDataset | None, config: RunConfig,
+    model_spec: CNNSpec, preprocessing: Preprocessing, history: TrainingHistory,
+    metrics: dict[str, Any], evaluation: EvaluationResult | None, seed: int,
+) -> dict[str, Figure]:
+    """Write the models, figures, metrics and report under temporary names, then commit."""
+    out_dir = folder.path
     summary = {**history.summary(), **{k: v for k, v in metrics.items() if k.startswith("test_")}}
     for name in ("model.h5", "model.keras"):
-        files[name] = save_model(trainer.model, out_dir / name, class_names=dataset.class_names,
-                                 preprocessing=preprocessing, spec=model_spec, training=summary)
+        with folder.stage(name) as tmp:
+            save_model(model, tmp, class_names=dataset.class_names,
+                       preprocessing=preprocessing, spec=model_spec, training=summary)
+        files[name] = out_dir / name
 
     figures: dict[str, Figure] = {
         "history": history.plot(),
         "samples": dataset.plot_samples(rows=2, seed=seed),
     }
+    texts: dict[str, str] = {}
     if evaluation is not None:
         figures["confusion_matrix"] = evaluation.plot_confusion_matrix()
         figures["misclassified"] = evaluation.plot_misclassified()
-        files["classification_report"] = out_dir / "classification_report.txt"
-        files["classification_report"].write_text(evaluation.classification_report() + "\n",
-                                                  encoding="utf-8")
+        texts["classification_report"] = evaluation.classification_report() + "\n"
     for name, fig in figures.items():
+        with folder.stage(f"{name}.png") as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
         files[name] = out_dir / f"{name}.png"
-        fig.savefig(files[name], dpi=100)
+    texts["metrics"] = json.dumps(metrics, indent=2) + "\n"
+    files["classification_report"] = out_dir / "classification_report.txt"
     files["metrics"] = out_dir / "metrics.json"
-    files["metrics"].write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     files["report"] = out_dir / "report.md"
-    files["report"].write_text(
-        _report_markdown(dataset, test, config, model_spec, metrics, evaluation, files),
-        encoding="utf-8",
-    )
-    logger.info("Run written to %s", out_dir)
-    return RunResult(out_dir, metrics, history, evaluation, trainer.model,
-                     dataset.class_names, model_spec, figures, files)
+    if evaluation is None:
+        del files["classification_report"]
+    texts["report"] = _report_markdown(dataset, test, config, model_spec, metrics, evaluation,
+                                       files)
+    for role, text in texts.items():
+        with folder.stage(files[role].name) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    folder.commit()
+    return figures
+
+
+def _finished_run(out_dir: Path, folder: RunFolder, class_names: list[str],
+                  model_spec: CNNSpec) -> RunResult:
+    """The result of a complete run, read back without changing any file."""
+    from .io import load_model
+
+    assert folder.previous is not None  # a complete run was found
+    files = {role: out_dir / name for role, name in folder.previous.get("files", {}).items()}
+    try:
+        metrics = json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunFolderError(f"The finished run in {str(out_dir)!r} has no readable "
+                             f"metrics.json ({exc}). Pass --overwrite to train again.") from None
+    history = TrainingHistory.load(out_dir / "history.json")
+    model = load_model(out_dir / "model.keras").model
+    return RunResult(out_dir, metrics, history, None, model, class_names, model_spec, {}, files)
 
 
 def _metrics(history: TrainingHistory, evaluation: EvaluationResult | None,
@@ -430,7 +494,7 @@ def _report_markdown(
                   "![Confusion matrix](confusion_matrix.png)", "",
                   "![Misclassified images](misclassified.png)", ""]
     lines += ["## Files", ""]
-    lines += [f"- `{path.name}`: {role}" for role, path in files.items() if path.exists()]
+    lines += [f"- `{path.name}`: {role}" for role, path in files.items()]
     lines += ["", "## Versions", ""]
     lines += _table(versions(), ("package", "version"))
     return "\n".join(lines) + "\n"

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from . import _files
 from ._validation import check_float, check_image_size, check_int
 from .backbones import BACKBONES
 from .exceptions import SpecError
@@ -499,7 +500,7 @@ class CNNSpec(_SpecPart):
         """Return the spec as JSON text, and write it to ``path`` if given."""
         text = json.dumps(self.to_dict(), indent=2) + "\n"
         if path is not None:
-            Path(path).write_text(text, encoding="utf-8")
+            _files.write_text(path, text)
         return text
 
     @classmethod

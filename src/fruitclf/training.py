@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import logging
 import math
@@ -21,9 +22,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import _files
 from ._compat import resolve_precision
 from ._validation import check_choice, check_float, check_int
-from .data import Preprocessing
+from .data import Preprocessing, set_pipeline_epoch
 from .exceptions import TrainingError
 from .io import load_model, model_precision, read_metadata, save_model
 from .model import build_cnn, set_fine_tuning
@@ -139,20 +141,18 @@ class TrainingHistory:
         >>> history.save("run/history.csv")  # doctest: +SKIP
         """
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
         if target.suffix.lower() == ".csv":
             names = list(self.metrics)
-            with open(target, "w", newline="", encoding="utf-8") as fh:
-                writer = csv.writer(fh)
-                writer.writerow(["epoch", *names])
-                for epoch in range(len(self.epoch_seconds) or self.epochs_run):
-                    writer.writerow([epoch + 1, *(
-                        self.metrics[n][epoch] if epoch < len(self.metrics[n]) else ""
-                        for n in names)])
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, lineterminator="\n")
+            writer.writerow(["epoch", *names])
+            for epoch in range(len(self.epoch_seconds) or self.epochs_run):
+                writer.writerow([epoch + 1, *(
+                    self.metrics[n][epoch] if epoch < len(self.metrics[n]) else ""
+                    for n in names)])
+            _files.write_text(target, buffer.getvalue())
         else:
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-            os.replace(tmp, target)
+            _files.write_json(target, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> TrainingHistory:
@@ -181,7 +181,16 @@ def _is_better(value: float, best: float | None, mode: str, min_delta: float) ->
     return value < best - min_delta if mode == "min" else value > best + min_delta
 
 
-def _make_monitor_callback(trainer: Trainer, history: TrainingHistory, epochs: int) -> Any:
+def _rng_variables(model: Any) -> list[Any]:
+    """The states of the model's random layers (augmentation, dropout), in a stable order.
+
+    Keras keeps them out of saved weights, so a checkpoint stores them itself.
+    """
+    return [v for v in model.variables if "seed_generator_state" in v.name]
+
+
+def _make_monitor_callback(trainer: Trainer, history: TrainingHistory, epochs: int,
+                           train: Any) -> Any:
     import keras
 
     class _RunMonitor(keras.callbacks.Callback):  # type: ignore[misc]
@@ -194,6 +203,8 @@ def _make_monitor_callback(trainer: Trainer, history: TrainingHistory, epochs: i
             self.epoch_start = 0.0
 
         def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+            # The data order of an epoch depends on (seed, epoch) only, also after a resume.
+            set_pipeline_epoch(train, epoch)
             self.epoch_start = time.perf_counter()
 
         def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
@@ -219,22 +230,36 @@ def _make_monitor_callback(trainer: Trainer, history: TrainingHistory, epochs: i
                 raise TrainingError(
                     f"{trainer.monitor} became NaN at epoch {epoch + 1}; lower the learning rate."
                 )
-            if _is_better(value, history.best_value, history.mode, trainer.min_delta):
+            improved = _is_better(value, history.best_value, history.mode, trainer.min_delta)
+            if improved:
                 history.best_value, history.best_epoch = value, epoch + 1
                 self.best_weights = [w.copy() for w in self.model.get_weights()]
                 self.wait = 0
-                if trainer.checkpoint_path is not None:
-                    trainer._save(trainer.checkpoint_path, history, include_optimizer=False)
             else:
                 self.wait += 1
                 if trainer.patience is not None and self.wait >= trainer.patience:
                     history.stopped_early = epoch + 1 < epochs
                     self.model.stop_training = True
+            # Best checkpoint first, then the resume state that refers to it, then the
+            # history files: a kill between two writes resumes from the last complete state.
+            if improved and trainer.checkpoint_path is not None:
+                trainer._save(trainer.checkpoint_path, history, include_optimizer=False)
             if trainer.last_checkpoint_path is not None:
-                trainer._save(trainer.last_checkpoint_path, history, include_optimizer=True)
+                trainer._save(trainer.last_checkpoint_path, history, include_optimizer=True,
+                              state=self.state())
             if trainer.history_path is not None:
                 history.save(trainer.history_path)
                 history.save(Path(trainer.history_path).with_suffix(".csv"))
+
+        def state(self) -> dict[str, Any]:
+            """What the next epoch depends on besides weights, optimizer and history."""
+            callbacks = {}
+            for cb in trainer.user_callbacks + trainer._own_callbacks:
+                if isinstance(cb, keras.callbacks.ReduceLROnPlateau):
+                    callbacks["reduce_lr"] = {"wait": cb.wait, "best": float(cb.best),
+                                              "cooldown_counter": cb.cooldown_counter}
+            return {"wait": self.wait, "epochs": epochs, "callbacks": callbacks,
+                    "rng": [v.numpy().tolist() for v in _rng_variables(self.model)]}
 
         def finish(self) -> None:
             """End of the last phase: the best epoch's weights, or the last epoch's."""
@@ -423,6 +448,7 @@ class Trainer:
                 "that checkpoints can predict class names. Pass class_names=dataset.class_names"
             )
         self.user_callbacks = list(callbacks)
+        self._own_callbacks: list[Any] = []
         self.seed = None if seed is None else check_int(seed, "seed", min_value=0)
         self.precision = resolve_precision(precision)
         self.strategy = strategy
@@ -513,12 +539,17 @@ class Trainer:
         """The metric that picks the best epoch."""
         return self._monitor
 
-    def _save(self, path: str, history: TrainingHistory, *, include_optimizer: bool) -> None:
+    def _save(self, path: str, history: TrainingHistory, *, include_optimizer: bool,
+              state: Mapping[str, Any] | None = None) -> None:
         assert self.class_names is not None  # checked in __init__ when a path is set
+        extra: dict[str, Any] | None = None
+        if include_optimizer:
+            extra = {"history": history.to_dict()}
+            if state is not None:
+                extra["resume"] = dict(state)
         save_model(
             self.model, path, class_names=self.class_names, preprocessing=self.preprocessing,
-            spec=self.spec, training=history.summary(),
-            extra={"history": history.to_dict()} if include_optimizer else None,
+            spec=self.spec, training=history.summary(), extra=extra,
             include_optimizer=include_optimizer,
         )
 
@@ -542,8 +573,11 @@ class Trainer:
         epochs : int, default=10
             Total epochs (a resumed run continues up to this number).
         resume : bool, default=False
-            Continue from ``last_checkpoint_path`` (weights, optimizer state and history) when
-            it exists.
+            Continue from ``last_checkpoint_path`` when it exists: weights, optimizer state,
+            history, early-stopping counter, the random state of augmentation and dropout, and
+            the data order of the next epoch (for pipelines from
+            :meth:`ImageFolderDataset.to_tf_dataset`), so the result equals an uninterrupted
+            run's. A finished or early-stopped run trains no further and writes nothing.
         num_train_images : int, optional
             Images per epoch, for throughput; by default batches x batch size.
 
@@ -570,23 +604,24 @@ class Trainer:
             mode = "max" if any(k in self._monitor for k in ("acc", "auc", "precision",
                                                               "recall", "f1")) else "min"
         history = TrainingHistory(metrics={}, monitor=self._monitor, mode=mode)
-        initial_epoch = 0
-        if resume:
-            initial_epoch = self._resume(history)
-            if initial_epoch >= epochs:
-                logger.info("Nothing to resume: %d of %d epochs done.", initial_epoch, epochs)
-                return history
-        history.images_per_epoch = num_train_images or _estimate_images(train)
-        monitor_cb = _make_monitor_callback(self, history, epochs)
-        if resume and self.checkpoint_path and os.path.exists(self.checkpoint_path):
-            monitor_cb.best_weights = load_model(self.checkpoint_path).model.get_weights()
-        callbacks: list[Any] = [monitor_cb]
+        self._own_callbacks = []
         if self.reduce_lr_patience is not None:
-            callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            self._own_callbacks.append(keras.callbacks.ReduceLROnPlateau(
                 monitor=self._monitor, mode=mode, factor=0.5, patience=self.reduce_lr_patience,
                 verbose=0))
-        callbacks += self.user_callbacks
         steps = _steps_per_epoch(train) if self.schedule == "cosine" else 0
+        monitor_cb = _make_monitor_callback(self, history, epochs, train)
+        initial_epoch = 0
+        saved = self._read_resume_state(epochs) if resume else None
+        if saved is not None:
+            initial_epoch = self._restore(saved, history, monitor_cb, epochs, steps)
+            if history.stopped_early or initial_epoch >= epochs:
+                logger.info("Nothing to resume: %d of %d epochs done%s.", history.epochs_run,
+                            epochs, " (stopped early)" if history.stopped_early else "")
+                monitor_cb.finish()
+                return history
+        history.images_per_epoch = num_train_images or _estimate_images(train)
+        callbacks: list[Any] = [monitor_cb, *self._own_callbacks, *self.user_callbacks]
         for start, end, fine_tune in self._phases(epochs):
             if end <= initial_epoch:
                 continue
@@ -621,25 +656,104 @@ class Trainer:
         elif steps:
             self._compile(self._make_optimizer(self.learning_rate, steps, warmup_steps))
 
-    def _resume(self, history: TrainingHistory) -> int:
+    def _read_resume_state(self, epochs: int) -> dict[str, Any] | None:
+        """The last checkpoint's metadata, checked against this Trainer; None to start anew."""
         path = self.last_checkpoint_path
         if path is None:
             raise ValueError("`resume=True` needs `last_checkpoint_path` set on the Trainer.")
         if not os.path.exists(path):
             logger.info("No checkpoint at %s: starting from epoch 1.", path)
-            return 0
-        saved = read_metadata(path).get("history")
+            return None
+        saved = read_metadata(path)
+        if saved.get("class_names") != self.class_names:
+            raise TrainingError(
+                f"Cannot resume from {path!r}: it was trained on classes "
+                f"{saved.get('class_names')!r}, not {self.class_names!r}. Train into a new "
+                "folder instead."
+            )
+        if self.spec is not None and saved.get("spec") not in (None, self.spec.to_dict()):
+            raise TrainingError(
+                f"Cannot resume from {path!r}: it was trained from another spec. Resume with "
+                "the same spec, or train into a new folder."
+            )
+        return saved
+
+    def _restore(self, saved: Mapping[str, Any], history: TrainingHistory, monitor_cb: Any,
+                 epochs: int, steps: int) -> int:
+        """Put the checkpoint's weights, optimizer, random and callback state in place."""
+        assert self.last_checkpoint_path is not None  # _read_resume_state checked it
+        restored = TrainingHistory.from_dict(saved.get("history") or {
+            "metrics": {}, "monitor": history.monitor, "mode": history.mode})
+        if restored.monitor != history.monitor:
+            raise TrainingError(
+                f"Cannot resume from {self.last_checkpoint_path!r}: it monitored "
+                f"{restored.monitor!r}, this run monitors {history.monitor!r}."
+            )
+        for field in ("metrics", "best_epoch", "best_value", "epochs_run", "stopped_early",
+                      "seconds", "epoch_seconds", "images_per_epoch"):
+            setattr(history, field, getattr(restored, field))
+        state = dict(saved.get("resume") or {})
+        initial_epoch = history.epochs_run
         with self._scope():
-            self.model = load_model(path, compile=True).model
-        if saved:
-            restored = TrainingHistory.from_dict(saved)
-            history.metrics = restored.metrics
-            history.best_epoch, history.best_value = restored.best_epoch, restored.best_value
-            history.epoch_seconds = restored.epoch_seconds
-            history.seconds = restored.seconds
-            history.epochs_run = restored.epochs_run
-        logger.info("Resuming after epoch %d from %s.", history.epochs_run, path)
-        return history.epochs_run
+            checkpoint = load_model(self.last_checkpoint_path, compile=True).model
+        # Rebuild the optimizer of the phase in progress exactly as the first run did, then
+        # load the saved state into this Trainer's own model (never use the loaded object,
+        # whose config Keras cannot always save again).
+        for start, end, fine_tune in self._phases(epochs):
+            if start < initial_epoch < end:
+                self._start_phase(fine_tune, (end - start) * steps,
+                                  0 if fine_tune else self.warmup_epochs * steps)
+                break
+        _copy_variables(checkpoint.weights, self.model.weights, "weights",
+                        self.last_checkpoint_path)
+        if not (history.stopped_early or initial_epoch >= epochs) and any(
+                start < initial_epoch < end for start, end, _ in self._phases(epochs)):
+            optimizer = self.model.optimizer
+            with self._scope():
+                optimizer.build(self.model.trainable_variables)
+            _copy_variables(checkpoint.optimizer.variables, optimizer.variables,
+                            "optimizer state", self.last_checkpoint_path)
+        rng = state.get("rng")
+        if rng is not None:
+            targets = _rng_variables(self.model)
+            if len(targets) == len(rng):
+                for variable, value in zip(targets, rng):
+                    variable.assign(value)
+        monitor_cb.wait = int(state.get("wait", 0))
+        for cb in self._own_callbacks + self.user_callbacks:
+            saved_cb = state.get("callbacks", {}).get("reduce_lr")
+            if saved_cb and type(cb).__name__ == "ReduceLROnPlateau":
+                cb.wait, cb.best = saved_cb["wait"], saved_cb["best"]
+                cb.cooldown_counter = saved_cb["cooldown_counter"]
+        if self.restore_best:
+            best = self.checkpoint_path
+            if best is not None and os.path.exists(best):
+                monitor_cb.best_weights = load_model(best).model.get_weights()
+            elif history.best_epoch == history.epochs_run:
+                monitor_cb.best_weights = self.model.get_weights()
+            elif history.best_epoch is not None:
+                raise TrainingError(
+                    f"Cannot resume from {self.last_checkpoint_path!r}: the best epoch "
+                    f"({history.best_epoch}) came before the last ({history.epochs_run}) and "
+                    "its weights were not kept. Set `checkpoint_path` to keep them, or pass "
+                    "restore_best=False."
+                )
+        else:
+            monitor_cb.best_weights = None
+        logger.info("Resuming after epoch %d from %s.", initial_epoch, self.last_checkpoint_path)
+        return initial_epoch
+
+
+def _copy_variables(source: Sequence[Any], target: Sequence[Any], what: str, path: str) -> None:
+    shapes = [tuple(v.shape) for v in source], [tuple(v.shape) for v in target]
+    if shapes[0] != shapes[1]:
+        raise TrainingError(
+            f"Cannot resume from {path!r}: its {what} ({len(shapes[0])} arrays) do not fit this "
+            f"model ({len(shapes[1])} arrays). Resume with the same spec and settings, or "
+            "train into a new folder."
+        )
+    for src, dst in zip(source, target):
+        dst.assign(src)
 
 
 def _steps_per_epoch(dataset: Any) -> int:

@@ -1,0 +1,189 @@
+"""Safe file operations: atomic writes, moves that never replace, regular files only.
+
+Every file fruitclf writes goes through :func:`atomic_path`: it is written beside its target
+under a temporary name that carries :data:`TMP_MARK` and renamed into place only when
+complete, so a killed process leaves either the old file or the new one, never half of one.
+A kill can still leave the temporary file; :func:`remove_leftovers` deletes those the next
+time the folder is used. Write failures (a full disk, a read-only folder) become one
+:class:`~fruitclf.exceptions.WriteError` that names the target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from .exceptions import WriteError
+
+#: Part of every temporary name, so leftovers of killed writes can be told from user files.
+TMP_MARK = ".fruitclf-tmp"
+
+
+def temporary_name(target: Path) -> Path:
+    """A fresh hidden name beside ``target`` that keeps its suffix (Keras checks suffixes)."""
+    return target.with_name(f".{target.name}.{secrets.token_hex(4)}{TMP_MARK}{target.suffix}")
+
+
+def is_leftover(name: str) -> bool:
+    """True for the name of a temporary file written by :func:`atomic_path`."""
+    return name.startswith(".") and TMP_MARK in name
+
+
+def remove_leftovers(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that killed writes left directly in ``folder``."""
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(folder):
+            if is_leftover(entry.name) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
+
+
+def write_error(target: str | os.PathLike[str], exc: OSError) -> WriteError:
+    """The one-line error for a failed write of ``target``."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    hint = {errno.ENOSPC: " Free some disk space and run again.",
+            errno.EDQUOT: " Free some disk space and run again.",
+            errno.EACCES: " Check the folder's permissions.",
+            errno.EROFS: " The file system is read-only; choose another folder."}.get(
+        exc.errno or 0, "")
+    return WriteError(f"Cannot write {os.fspath(target)!r}: {reason}.{hint}",
+                      exc.errno, os.fspath(target))
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces ``target`` in one rename.
+
+    On any failure the temporary file is removed and ``target`` is left as it was; an
+    ``OSError`` becomes a :class:`WriteError` naming ``target``.
+
+    Examples
+    --------
+    >>> with atomic_path("run/metrics.json") as tmp:  # doctest: +SKIP
+    ...     tmp.write_text("{}")
+    """
+    final = Path(target)
+    tmp = temporary_name(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        _fsync(tmp)
+        os.replace(tmp, final)
+    except OSError as exc:
+        raise write_error(final, exc) from None
+    finally:
+        with contextlib.suppress(OSError):
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_open(target: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temporary file for writing; it replaces ``target`` when the block succeeds."""
+    kwargs: dict[str, Any] = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
+    with atomic_path(target) as tmp, open(tmp, mode, **kwargs) as fh:
+        yield fh
+
+
+def write_text(target: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``target`` atomically."""
+    with atomic_open(target) as fh:
+        fh.write(text)
+    return Path(target)
+
+
+def write_json(target: str | os.PathLike[str], payload: Any) -> Path:
+    """Write ``payload`` as indented JSON to ``target`` atomically."""
+    return write_text(target, json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def save_figure(figure: Any, target: str | os.PathLike[str], *, dpi: int = 100) -> Path:
+    """Save a Matplotlib figure to ``target`` atomically (format from the suffix)."""
+    fmt = Path(target).suffix.lstrip(".") or "png"
+    with atomic_path(target) as tmp:
+        figure.savefig(tmp, dpi=dpi, format=fmt)
+    return Path(target)
+
+
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # Keras may write a folder or nothing we can reopen; the rename still orders
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def move_no_replace(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Move ``source`` to ``target``, failing with ``FileExistsError`` if ``target`` exists.
+
+    A hard link makes the check and the move one step, so a file that appears at ``target``
+    meanwhile is never replaced; file systems without hard links (and moves across file
+    systems) fall back to a check followed by a copy.
+    """
+    source, target = os.fspath(source), os.fspath(target)
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, "File exists", target) from None
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
+            raise
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "File exists", target) from None
+        import shutil
+
+        shutil.move(source, target)
+        return
+    os.unlink(source)
+
+
+def regular_file_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` must not be opened (a FIFO, socket or device would block or stream), or None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # missing or unreadable: the caller's open() reports it
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISDIR, "a folder"))
+    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
+    return f"{kind}, not a regular file; it was not read"
+
+
+def open_regular(path: str | os.PathLike[str]) -> IO[bytes]:
+    """Open ``path`` for reading only if it is a regular file, without blocking on a FIFO.
+
+    Raises
+    ------
+    OSError
+        ``EINVAL`` with a message naming the kind of file, for anything but a regular file.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            reason = regular_file_problem(path) or "not a regular file"
+            raise OSError(errno.EINVAL, reason, os.fspath(path))
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise

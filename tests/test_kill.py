@@ -1,0 +1,120 @@
+"""A real training run killed with SIGKILL at random moments, then resumed, equals an
+uninterrupted one: same history, each epoch once, models that load, no stray files."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fruitclf import load_model
+from fruitclf._files import TMP_MARK
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 12
+ARGS = ["--epochs", str(EPOCHS), "--image-size", "24", "--batch-size", "8", "--tta", "1",
+        "--precision", "float32", "--quiet"]
+#: Where each round kills: in an epoch, while a checkpoint is written, during the final save.
+ROUNDS = ("epoch", "checkpoint", "epoch", "checkpoint", "final")
+
+
+def _command(train: Path, test: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-c", "import sys; from fruitclf.cli import main; sys.exit(main())",
+            "train", str(train), "--test", str(test), "--out", str(out), *ARGS, *extra]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+
+
+def _epochs_done(out: Path) -> int:
+    try:
+        return len(json.loads((out / "history.json").read_text())["epoch_seconds"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _moment_reached(kind: str, out: Path, start_epochs: int, delay_until: float) -> bool:
+    names = os.listdir(out) if out.exists() else []
+    temporaries = [n for n in names if TMP_MARK in n]
+    if kind == "checkpoint":
+        return any("checkpoint" in n or "best_model" in n for n in temporaries)
+    if kind == "final":
+        return any(n.startswith((".model.", ".metrics.", ".report.")) for n in temporaries)
+    return _epochs_done(out) > start_epochs and time.monotonic() >= delay_until
+
+
+def _kill_round(command: list[str], kind: str, out: Path, rng: random.Random) -> str:
+    """Start the run, SIGKILL it at the chosen moment; say what happened."""
+    start_epochs = _epochs_done(out)
+    process = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    delay_until = float("inf")
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+        if kind == "epoch" and delay_until == float("inf") and _epochs_done(out) > start_epochs:
+            delay_until = time.monotonic() + rng.uniform(0.0, 0.3)
+        if _moment_reached(kind, out, start_epochs, delay_until):
+            process.send_signal(signal.SIGKILL)
+            process.communicate()
+            return f"killed ({kind}) after epoch {_epochs_done(out)}"
+        time.sleep(0.002)
+    if process.poll() is None:
+        process.kill()
+        pytest.fail(f"training did not finish: {process.communicate()[1].decode()[-2000:]}")
+    _, err = process.communicate()
+    assert process.returncode == 0, err.decode()[-2000:]
+    return f"finished before the {kind} kill"
+
+
+def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(
+        image_folder, test_folder, tmp_path):
+    """Check 5 rounds of SIGKILL + resume against an uninterrupted run of the same seed."""
+    reference = tmp_path / "reference"
+    done = subprocess.run(_command(image_folder, test_folder, reference), env=_env(),
+                          capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+
+    seed = random.SystemRandom().randrange(2**32)
+    rng = random.Random(seed)
+    out = tmp_path / "killed"
+    log = []
+    for number, kind in enumerate(ROUNDS):
+        extra = ("--resume",) if number else ()
+        log.append(_kill_round(_command(image_folder, test_folder, out, *extra), kind, out, rng))
+    finish = subprocess.run(_command(image_folder, test_folder, out, "--resume"), env=_env(),
+                            capture_output=True, timeout=600)
+    context = f"rng seed {seed}: {log}"
+    assert finish.returncode == 0, f"{context}\n{finish.stderr.decode()[-2000:]}"
+    assert sum(entry.startswith("killed") for entry in log) >= 3, context
+    print(context)
+
+    want = json.loads((reference / "history.json").read_text())
+    got = json.loads((out / "history.json").read_text())
+    assert got["epochs_run"] == want["epochs_run"] == EPOCHS, context
+    assert len(got["epoch_seconds"]) == EPOCHS, context  # each epoch once
+    assert set(got["metrics"]) == set(want["metrics"]), context
+    for name, values in want["metrics"].items():
+        assert len(got["metrics"][name]) == EPOCHS, (name, context)
+        np.testing.assert_allclose(got["metrics"][name], values, rtol=1e-6, atol=1e-7,
+                                   err_msg=f"{name}; {context}")
+    metrics = json.loads((out / "metrics.json").read_text())
+    reference_metrics = json.loads((reference / "metrics.json").read_text())
+    for key in ("best_epoch", "epochs_run", "test_accuracy"):
+        assert metrics[key] == reference_metrics[key], (key, context)
+    for name in ("model.h5", "model.keras"):
+        loaded, expected = load_model(out / name), load_model(reference / name)
+        for a, b in zip(loaded.model.get_weights(), expected.model.get_weights()):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=f"{name}; {context}")
+    strays = [p.name for p in out.rglob("*") if TMP_MARK in p.name]
+    assert not strays, f"{strays}; {context}"
+    assert (out / "report.md").exists() and (out / "classification_report.txt").exists()
