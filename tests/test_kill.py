@@ -103,6 +103,9 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(
     assert got["epochs_run"] == want["epochs_run"] == EPOCHS, context
     assert len(got["epoch_seconds"]) == EPOCHS, context  # each epoch once
     assert set(got["metrics"]) == set(want["metrics"]), context
+    worst = max(abs(a - b) for name, values in want["metrics"].items()
+                for a, b in zip(got["metrics"][name], values))
+    print(f"largest history difference: {worst:.3g}")
     for name, values in want["metrics"].items():
         assert len(got["metrics"][name]) == EPOCHS, (name, context)
         np.testing.assert_allclose(got["metrics"][name], values, rtol=1e-6, atol=1e-7,
@@ -118,3 +121,26 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(
     strays = [p.name for p in out.rglob("*") if TMP_MARK in p.name]
     assert not strays, f"{strays}; {context}"
     assert (out / "report.md").exists() and (out / "classification_report.txt").exists()
+
+
+def test_a_second_process_on_the_same_run_folder_stops_at_once(image_folder, test_folder,
+                                                               tmp_path, capsys):
+    """Check that a run folder in use refuses a second `fruitclf train`, naming the first."""
+    from fruitclf.cli import main
+
+    out = tmp_path / "run"
+    first = subprocess.Popen(_command(image_folder, test_folder, out), env=_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while _epochs_done(out) == 0 and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert first.poll() is None, "the first run ended before the second started"
+        started = time.monotonic()
+        code = main(["train", str(image_folder), "--out", str(out), *ARGS, "--resume"])
+        err = capsys.readouterr().err
+        assert code == 1 and time.monotonic() - started < 30
+        assert f"is in use by another fruitclf process (pid {first.pid} on" in err
+    finally:
+        first.kill()
+        first.communicate()

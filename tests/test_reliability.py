@@ -334,6 +334,29 @@ def test_disk_full_is_one_line_naming_the_file(image_folder, tmp_path, monkeypat
     assert not [p for p in (tmp_path / "r").iterdir() if TMP_MARK in p.name]
 
 
+def test_a_failed_final_save_writes_none_of_the_final_files(image_folder, tmp_path,
+                                                            monkeypatch):
+    """Check that the final files land together: one failing leaves none of them."""
+    real_save = keras.Model.save
+
+    def full_at_the_end(self, filepath, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if ".model.keras" in os.fspath(filepath):
+            raise OSError(errno.ENOSPC, "No space left on device", os.fspath(filepath))
+        return real_save(self, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save", full_at_the_end)
+    out = tmp_path / "run"
+    with pytest.raises(WriteError, match=r"^Cannot write '.*run/model.keras': No space left"):
+        run(image_folder, out=out, epochs=1, **QUICK)
+    names = {p.name for p in out.iterdir()}
+    assert not names & {"model.h5", "model.keras", "metrics.json", "report.md", "history.png"}
+    assert not [n for n in names if TMP_MARK in n]
+    assert json.loads((out / "fruitclf-run.json").read_text())["state"] == "training"
+    monkeypatch.setattr(keras.Model, "save", real_save)
+    result = run(image_folder, out=out, epochs=1, resume=True, **QUICK)  # finishes the run
+    assert result.history.epochs_run == 1 and (out / "model.keras").exists()
+
+
 def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
     """Check that an atomic write that fails leaves the old content and no temporary file."""
     from fruitclf import _files
@@ -384,7 +407,8 @@ def test_a_many_frame_gif_is_judged_on_all_its_frames(tmp_path, model_file):
     small = write_many_frame_gif(root / "class_1" / "two.gif", frames=2, width=20, height=20)
     problems = ImageFolderDataset(root).check(progress=False).problems
     assert [(p.relpath, p.reason) for p in problems] == [("class_0/bomb.gif", "too_many_pixels")]
-    assert "40 frames of 2000x2000 (all frames are decoded)" in problems[0].message
+    assert "(40 frames of 2000x2000 = 160,000,000 > max_pixels=89,478,485; TensorFlow " \
+        "decodes every frame)" in problems[0].message
     with pytest.raises(CorruptedImagesError, match="bomb.gif: too many pixels"):
         ImageFolderDataset(root).to_tf_dataset(image_size=24)
     predictions = load_model(model_file).predict([bomb, small])

@@ -50,14 +50,16 @@ def remove_leftovers(folder: str | os.PathLike[str]) -> list[Path]:
 
 def write_error(target: str | os.PathLike[str], exc: OSError) -> WriteError:
     """The one-line error for a failed write of ``target``."""
-    reason = exc.strerror or str(exc) or type(exc).__name__
+    reason = getattr(exc, "reason", None) or exc.strerror or str(exc) or type(exc).__name__
     hint = {errno.ENOSPC: " Free some disk space and run again.",
             errno.EDQUOT: " Free some disk space and run again.",
             errno.EACCES: " Check the folder's permissions.",
             errno.EROFS: " The file system is read-only; choose another folder."}.get(
         exc.errno or 0, "")
-    return WriteError(f"Cannot write {os.fspath(target)!r}: {reason}.{hint}",
-                      exc.errno, os.fspath(target))
+    error = WriteError(f"Cannot write {os.fspath(target)!r}: {reason}.{hint}", exc.errno,
+                       os.fspath(target))
+    error.reason = reason  # so that a wrapper naming another path keeps only the cause
+    return error
 
 
 @contextlib.contextmanager

@@ -221,10 +221,10 @@ def pixel_budget_message(data: bytes, fmt: str | None, size: tuple[int, int] | N
     if pixels is None or size is None or pixels <= max_pixels:
         return None
     frames = pixels // max(size[0] * size[1], 1)
-    what = (f"{frames} frames of {size[0]}x{size[1]} (all frames are decoded)" if frames > 1
-            else f"{size[0]}x{size[1]}")
-    return (f"too many pixels to decode ({what} = {pixels:,} > max_pixels={max_pixels:,}); "
-            "likely a decompression bomb")
+    what = f"{frames} frames of " if frames > 1 else ""
+    every = "; TensorFlow decodes every frame" if frames > 1 else ""
+    return (f"too many pixels to decode ({what}{size[0]}x{size[1]} = {pixels:,} > "
+            f"max_pixels={max_pixels:,}{every}); likely a decompression bomb")
 
 
 def read_pixel_budget(path: str | os.PathLike[str], fmt: str | None,

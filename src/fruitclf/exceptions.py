@@ -97,6 +97,7 @@ class WriteError(FruitclfError, OSError):
                  ) -> None:
         super().__init__(errno, message, filename)
         self.message = message
+        self.reason: str | None = None
 
     def __str__(self) -> str:
         return self.message

@@ -671,7 +671,8 @@ class Trainer:
                 f"{saved.get('class_names')!r}, not {self.class_names!r}. Train into a new "
                 "folder instead."
             )
-        if self.spec is not None and saved.get("spec") not in (None, self.spec.to_dict()):
+        spec = json.loads(json.dumps(self.spec.to_dict())) if self.spec is not None else None
+        if spec is not None and saved.get("spec") not in (None, spec):
             raise TrainingError(
                 f"Cannot resume from {path!r}: it was trained from another spec. Resume with "
                 "the same spec, or train into a new folder."
