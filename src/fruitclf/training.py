@@ -336,7 +336,9 @@ class Trainer:
     checkpoint_path : path-like, optional
         Save the best model here (``.keras`` or ``.h5``) whenever it improves.
     last_checkpoint_path : path-like, optional
-        Save the latest model with its optimizer (``.keras``) every epoch, to resume from.
+        Save the latest model with its optimizer (``.keras``) every epoch, with the history,
+        early-stopping counter and random state, to resume from exactly (see :meth:`fit`).
+        Every checkpoint is written atomically.
     history_path : path-like, optional
         Write the history as JSON (and CSV beside it) after every epoch.
     callbacks : sequence of keras callbacks, optional
