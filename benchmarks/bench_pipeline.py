@@ -5,6 +5,12 @@ Usage::
     python benchmarks/bench_pipeline.py                 # generated data, about 8 minutes
     python benchmarks/bench_pipeline.py --data DIR      # your own image folder
     python benchmarks/bench_pipeline.py --quick         # smaller, for a smoke test
+    python benchmarks/bench_pipeline.py --only-whole    # only the whole-process comparison
+
+First the whole process as a user runs it, each in a fresh process: the worksheet notebook's
+steps (load, fit, save ``model.h5``, plot) against ``fruitclf train`` (with the worksheet
+preset, and with its defaults), ``--whole-epochs`` epochs: total wall time, and the time from
+the process start to the first training step and from the last step to the exit.
 
 Each configuration trains the worksheet CNN (128x128) for a few epochs in its own process, so
 that its peak RSS is its own, and reports images/second for the cold first epoch and the
@@ -176,6 +182,101 @@ def worker(config: str, data: str, epochs: int, seed: int) -> dict[str, Any]:
     return result
 
 
+# ---------------------------------------------------------------------------- whole process
+
+
+def _record_step_times(path: str) -> None:
+    """Make every ``keras.Model.fit`` of this process note its first and last training step;
+    write them to ``path`` at exit."""
+    import atexit
+
+    import keras
+
+    times: dict[str, float] = {}
+
+    class StepTimes(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+            times.setdefault("first_step", time.time())
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            times["last_step"] = time.time()
+
+    fit = keras.Model.fit
+
+    def timed_fit(self: Any, *args: Any, callbacks: Any = None, **kwargs: Any) -> Any:
+        return fit(self, *args, callbacks=[*(callbacks or []), StepTimes()], **kwargs)
+
+    keras.Model.fit = timed_fit
+    atexit.register(lambda: Path(path).write_text(json.dumps(times)))
+
+
+def whole_worker(config: str, data: str, out: str, epochs: int) -> None:
+    """One whole job, as a user runs it: the notebook's steps, or the ``fruitclf`` command."""
+    _record_step_times(os.environ["BENCH_STEP_TIMES"])
+    if config == "worksheet":
+        import keras
+        from matplotlib import pyplot as plt
+
+        ds = keras.utils.image_dataset_from_directory(
+            data, image_size=IMAGE_SIZE, interpolation="nearest", batch_size=BATCH, seed=0)
+        rescale = keras.layers.Rescaling(1 / 255)
+        model = _worksheet_model(len(ds.class_names), rescale_inside=False)
+        history = model.fit(ds.map(lambda x, y: (rescale(x), y)), epochs=epochs, verbose=0)
+        Path(out).mkdir(parents=True, exist_ok=True)
+        model.save(f"{out}/model.h5")
+        plt.plot(history.history["loss"])
+        plt.savefig(f"{out}/history.png")
+        return
+    from fruitclf.cli import main as fruitclf_main
+
+    extra = ["--preset", "worksheet", "--precision", "float32", "--patience", "0",
+             "--val-split", "0", "--tta", "1"] if config == "fruitclf-worksheet" else []
+    code = fruitclf_main(["train", data, "--out", out, "--epochs", str(epochs), "--quiet",
+                          *extra])
+    if code:
+        raise SystemExit(code)
+
+
+def run_whole(config: str, data: Path, epochs: int, tmp: Path) -> dict[str, float]:
+    """Wall time of the whole process, and from its start to the first step and from the
+    last step to its exit."""
+    out, stamps = tmp / f"out-{config}", tmp / f"steps-{config}.json"
+    env = {**os.environ, "BENCH_STEP_TIMES": str(stamps)}
+    start = time.time()
+    proc = subprocess.run(
+        [sys.executable, __file__, "--whole-worker", config, "--data", str(data), "--out",
+         str(out), "--epochs", str(epochs)], capture_output=True, text=True, env=env,
+        check=False)
+    end = time.time()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{config} failed:\n{proc.stderr[-3000:]}")
+    steps = json.loads(stamps.read_text())
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    return {"total": end - start, "to_first_step": steps["first_step"] - start,
+            "last_step_to_exit": end - steps["last_step"]}
+
+
+def bench_whole(data: Path, epochs: int, repeats: int, tmp: Path) -> dict[str, dict[str, float]]:
+    configs = {"(a) worksheet notebook": "worksheet",
+               "(b) fruitclf train --preset worksheet": "fruitclf-worksheet",
+               "(c) fruitclf train (defaults)": "fruitclf-default"}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in configs}
+    for _ in range(repeats):
+        for name, config in configs.items():
+            runs[name].append(run_whole(config, data, epochs, tmp))
+    rows = {name: min(results, key=lambda r: r["total"]) for name, results in runs.items()}
+    base = rows["(a) worksheet notebook"]["total"]
+    print(f"\nWhole process on {data.name}, {epochs} epochs, best of {repeats} runs")
+    print(f"{'configuration':<40}{'total s':>9}{'x (a)':>7}{'start->1st step':>17}"
+          f"{'last step->exit':>17}")
+    for name, row in rows.items():
+        print(f"{name:<40}{row['total']:>9.1f}{base / row['total']:>7.2f}"
+              f"{row['to_first_step']:>17.1f}{row['last_step_to_exit']:>17.1f}")
+    return rows
+
+
 def run_worker(config: str, data: Path, epochs: int, seed: int = 0) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, __file__, "--worker", config, "--data", str(data), "--epochs",
@@ -266,11 +367,20 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small data, for a smoke test")
     parser.add_argument("--seeds", type=int, default=3, help="seeds for the accuracy check")
     parser.add_argument("--repeats", type=int, default=2, help="runs per timing configuration")
+    parser.add_argument("--whole-epochs", type=int, default=12,
+                        help="epochs of the whole-process comparison")
+    parser.add_argument("--only-whole", action="store_true",
+                        help="only the whole-process comparison (on the large photos)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--whole-worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, str(args.data), args.epochs, args.seed)))
+        return 0
+    if args.whole_worker:
+        whole_worker(args.whole_worker, str(args.data), args.out, args.epochs)
         return 0
 
     start = time.perf_counter()
@@ -293,9 +403,14 @@ def main() -> int:
         else:
             sets["large photos (2000-4000 px)"] = write_photos(
                 Path(tmp) / "large", 60 // scale, (2000, 4000), seed=1)
-            sets["small photos (150-400 px)"] = write_photos(
-                Path(tmp) / "small", 120 // scale, (150, 400), seed=2)
+            if not args.only_whole:
+                sets["small photos (150-400 px)"] = write_photos(
+                    Path(tmp) / "small", 120 // scale, (150, 400), seed=2)
             print(f"Generated data in {time.perf_counter() - start:.0f} s")
+        whole_data = sets.get("your data") or sets["large photos (2000-4000 px)"]
+        bench_whole(whole_data, args.whole_epochs, args.repeats, Path(tmp))
+        if args.only_whole:
+            return 0
         for title, folder in sets.items():
             configs = (("(a) worksheet pipeline", "worksheet"), ("(b) fruitclf, float32", "fp32"),
                        ("(c) fruitclf, mixed_bfloat16", "bf16"),

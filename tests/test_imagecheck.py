@@ -14,7 +14,7 @@ from PIL import Image
 
 from _images import random_rgb, write_class_folder, write_ignored, write_zoo
 from fruitclf import DatasetError, ImageFolderDataset, restore_quarantine
-from fruitclf._imagecheck import jpeg_ratio, read_image_size, sniff_format
+from fruitclf.data.check import jpeg_ratio, read_image_size, sniff_format
 
 
 def _tree_digest(root: Path) -> dict[str, str]:

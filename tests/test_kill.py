@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 EPOCHS = 12
 ARGS = ["--epochs", str(EPOCHS), "--image-size", "24", "--batch-size", "8", "--tta", "1",
-        "--precision", "float32", "--quiet"]
+        "--precision", "float32", "--checkpoint-interval", "0", "--quiet"]
 #: Where each round kills: in an epoch, while a checkpoint is written, during the final save.
 ROUNDS = ("epoch", "checkpoint", "epoch", "checkpoint", "final")
 
@@ -144,3 +144,27 @@ def test_a_second_process_on_the_same_run_folder_stops_at_once(image_folder, tes
     finally:
         first.kill()
         first.communicate()
+
+
+def test_ctrl_c_finishes_the_epoch_saves_and_resume_completes(image_folder, test_folder,
+                                                              tmp_path):
+    """Check SIGINT: the epoch ends, the checkpoint is written (despite a long interval), the
+    command says how to resume, and the resumed run has each epoch once."""
+    out = tmp_path / "run"
+    slow_writes = [a if a != "0" else "3600" for a in _command(image_folder, test_folder, out)]
+    process = subprocess.Popen(slow_writes, env=_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while _epochs_done(out) < 2 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err.decode()[-2000:]
+    assert "Run the same command with --resume to continue." in err.decode()
+    saved = load_model(out / "last_checkpoint.keras").metadata["history"]["epochs_run"]
+    assert 2 <= saved < EPOCHS
+    done = subprocess.run(_command(image_folder, test_folder, out, "--resume"), env=_env(),
+                          capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    history = json.loads((out / "history.json").read_text())
+    assert history["epochs_run"] == EPOCHS and len(history["epoch_seconds"]) == EPOCHS

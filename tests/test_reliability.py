@@ -149,7 +149,7 @@ def _trainer(tmp_path: Path, **kwargs):  # type: ignore[no-untyped-def]
                "preprocessing": Preprocessing(image_size=(24, 24)),
                "checkpoint_path": tmp_path / "best.keras",
                "last_checkpoint_path": tmp_path / "last.keras",
-               "history_path": tmp_path / "history.json", **kwargs}
+               "history_path": tmp_path / "history.json", "checkpoint_interval": 0, **kwargs}
     return Trainer(spec, **options)
 
 
@@ -497,3 +497,38 @@ def test_training_refuses_to_resume_from_a_checkpoint_of_other_classes(image_fol
     other = _trainer(tmp_path, class_names=["x", "y", "z"])
     with pytest.raises(TrainingError, match=r"trained on classes \['class_0'"):
         other.fit(train, val, epochs=2, resume=True)
+
+
+def test_checkpoints_follow_the_interval_and_always_land_at_the_end(image_folder, tmp_path,
+                                                                    monkeypatch):
+    """Check the checkpoint interval: 0 writes every epoch, an hour writes once, at the end."""
+    writes: list[str] = []
+    real_save = Trainer._save
+
+    def counting_save(self, path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        writes.append(Path(path).name)
+        return real_save(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_save", counting_save)
+    train, val = _pipelines(image_folder)
+    _trainer(tmp_path / "every").fit(train, val, epochs=4)
+    assert writes.count("last.keras") == 4
+    writes.clear()
+    history = _trainer(tmp_path / "hourly", checkpoint_interval=3600).fit(train, val, epochs=4)
+    assert writes == ["best.keras", "last.keras"]
+    assert history.checkpoint_seconds > 0
+    best = load_model(tmp_path / "hourly" / "best.keras")
+    assert best.metadata["training"]["best_epoch"] == history.best_epoch
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(image_folder,
+                                                                         tmp_path):
+    """Check that a long interval loses work but never exactness."""
+    train, val = _pipelines(image_folder)
+    whole = _trainer(tmp_path / "whole").fit(train, val, epochs=4)
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(tmp_path / "cut", checkpoint_interval=3600, callbacks=[_Kill(2)]).fit(
+            train, val, epochs=4)
+    assert not (tmp_path / "cut" / "last.keras").exists()
+    resumed = _trainer(tmp_path / "cut").fit(*_pipelines(image_folder), epochs=4, resume=True)
+    np.testing.assert_allclose(resumed.metrics["loss"], whole.metrics["loss"], rtol=1e-6)

@@ -29,10 +29,6 @@ from .exceptions import WeightsError as WeightsError
 from .exceptions import WriteError as WriteError
 
 if TYPE_CHECKING:
-    from ._imagecheck import CheckReport as CheckReport
-    from ._imagecheck import CleanReport as CleanReport
-    from ._imagecheck import FileProblem as FileProblem
-    from ._imagecheck import restore_quarantine as restore_quarantine
     from .config import Recipe as Recipe
     from .config import RunConfig as RunConfig
     from .data import CachePlan as CachePlan
@@ -42,6 +38,10 @@ if TYPE_CHECKING:
     from .data import ImageFolderDataset as ImageFolderDataset
     from .data import Preprocessing as Preprocessing
     from .data import plan_cache as plan_cache
+    from .data.check import CheckReport as CheckReport
+    from .data.check import CleanReport as CleanReport
+    from .data.check import FileProblem as FileProblem
+    from .data.check import restore_quarantine as restore_quarantine
     from .demo import DemoDataset as DemoDataset
     from .demo import write_demo_dataset as write_demo_dataset
     from .evaluation import EvaluationResult as EvaluationResult
@@ -71,10 +71,10 @@ if TYPE_CHECKING:
     from .training import TrainingHistory as TrainingHistory
 
 _LAZY = {
-    "CheckReport": "_imagecheck",
-    "CleanReport": "_imagecheck",
-    "FileProblem": "_imagecheck",
-    "restore_quarantine": "_imagecheck",
+    "CheckReport": "data",
+    "CleanReport": "data",
+    "FileProblem": "data",
+    "restore_quarantine": "data",
     "CachePlan": "data",
     "DatasetSplit": "data",
     "DatasetSummary": "data",

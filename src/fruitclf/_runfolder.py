@@ -35,7 +35,7 @@ FINAL_FILES = ("model.h5", "model.keras", "history.png", "samples.png", "confusi
                "misclassified.png", "classification_report.txt", "metrics.json", "report.md")
 RUN_FILES = (MARKER, *TRAINING_FILES, *FINAL_FILES)
 #: Settings that may differ when resuming (they do not change what is trained).
-RESUMABLE_CHANGES = frozenset({"epochs", "tta", "cache"})
+RESUMABLE_CHANGES = frozenset({"epochs", "tta", "cache", "checkpoint_interval"})
 
 
 class RunFolder:

@@ -104,6 +104,9 @@ def _add_train_options(p: argparse.ArgumentParser, *, demo: bool = False) -> Non
                    help="resize method (antialiased), e.g. bilinear, nearest, area")
     p.add_argument("--cache", default="auto",
                    help="decoded-image cache: auto, memory, none, or a file cache path")
+    p.add_argument("--checkpoint-interval", type=float, default=60.0, metavar="SECONDS",
+                   help="seconds between checkpoint writes; a kill loses at most about this "
+                   "long or one epoch (0: every epoch)")
     run_group = p.add_mutually_exclusive_group()
     run_group.add_argument("--resume", action="store_true",
                            help="continue the run in --out where it stopped (same settings; "
@@ -124,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  fruitclf train data/train --test data/test --out runs/fruits",
     )
     parser.add_argument("--version", action="version", version=f"fruitclf {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show everything: TensorFlow's start-up messages and debug logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = _add(sub, "scan", "Count classes and images, report image sizes and every file that "
@@ -248,7 +253,7 @@ def _cmd_clean(args: argparse.Namespace) -> int:
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
-    from ._imagecheck import restore_quarantine
+    from .data.check import restore_quarantine
 
     restored = restore_quarantine(args.quarantine, dry_run=args.dry_run)
     verb = "Would restore" if args.dry_run else "Restored"
@@ -295,6 +300,7 @@ def _train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "weights": args.weights, "tta": args.tta, "interpolation": args.interpolation,
         "cache": None if args.cache == "none" else args.cache,
         "resume": args.resume, "overwrite": args.overwrite,
+        "checkpoint_interval": args.checkpoint_interval,
         "verbose": 0 if args.quiet else "auto",
     }
 
@@ -405,9 +411,12 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def _quiet_third_party_logs() -> None:
+    from . import _quiet
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.getLogger("absl").setLevel(logging.ERROR)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    _quiet.install()  # TensorFlow's C++ start-up lines, whenever it is first imported
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -418,7 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    _quiet_third_party_logs()
+    if not args.verbose:
+        _quiet_third_party_logs()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("fruitclf")
@@ -426,10 +436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.propagate = False  # TensorFlow's absl setup adds a root handler: print once
     # clean/restore print their own per-file lines; JSON output must stay the only stdout.
     quiet = getattr(args, "json", False) or args.command in ("clean", "restore")
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    import matplotlib
-
-    matplotlib.use("Agg")
+    logger.setLevel(logging.DEBUG if args.verbose else
+                    logging.WARNING if quiet else logging.INFO)
+    os.environ["MPLBACKEND"] = "Agg"  # figures go to files; importing matplotlib waits
     try:
         return COMMANDS[args.command](args)
     except (FruitclfError, ValueError, TypeError) as exc:
@@ -439,8 +448,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f" {exc.filename!r}" if exc.filename else ""
         print(f"fruitclf: error:{where} {exc.strerror or exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("fruitclf: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        detail = f": {exc}" if str(exc) else ""
+        hint = (" Run the same command with --resume to continue."
+                if args.command in ("train", "demo") else "")
+        print(f"fruitclf: interrupted{detail}{hint}", file=sys.stderr)
         return 130
     finally:
         logger.removeHandler(handler)

@@ -167,6 +167,7 @@ class RunConfig:
     interpolation: str = "bilinear"  # resize method (the worksheet used "nearest")
     cache: str = "auto"  # keep decoded images in memory when they fit
     tta: int = 4  # views averaged per test image
+    checkpoint_interval: float = 60.0  # seconds between checkpoint writes (0: every epoch)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types."""

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _imagecheck
-from ._imagecheck import FileProblem
 from ._validation import check_int
 from .data import ImageFolderDataset, Preprocessing, build_pipeline
+from .data import check as _check
+from .data.check import FileProblem
 from .exceptions import CorruptedImagesError, DatasetError
 
 if TYPE_CHECKING:
@@ -353,7 +353,10 @@ class Evaluator:
         tta = self.check_tta(tta)
         if isinstance(dataset, ImageFolderDataset):
             self._check_dataset(dataset)
-            problems = dataset.check(progress=False).problems
+            # A check that kept the images for this preprocessing already read every file;
+            # otherwise check now and keep them, so each file is decoded once.
+            problems = [] if dataset._decoded.covers(self.preprocessing, dataset.paths) else (
+                dataset.check(progress=False, preprocessing=self.preprocessing).problems)
             if problems and not skip_bad:
                 listing = "; ".join(f"{p.relpath}: {p.message}" for p in problems[:10])
                 more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
@@ -467,12 +470,12 @@ class Evaluator:
         paths = [path for path, _ in expanded]
         errors = {path: error for path, error in expanded if error is not None}
         candidates = sorted({path for path, error in expanded if error is None})
-        report = _imagecheck.check_files([(p, p) for p in candidates], root="", progress=False)
+        report = _check.check_files([(p, p) for p in candidates], root="", progress=False)
         errors.update({p.path: p.message for p in report.problems})
         good = [p for p in candidates if p not in errors]
         probs = np.full((len(paths), len(self.class_names)), np.nan)
         if good:
-            headers = [_imagecheck.read_image_header(p) for p in good]
+            headers = [_check.read_image_header(p) for p in good]
             pipeline = build_pipeline(good, np.zeros(len(good), np.int32), headers,
                                       self.preprocessing, batch_size=batch_size, cache=False)
             pipeline = pipeline.map(lambda x, y: x)
@@ -572,13 +575,13 @@ def _expand_paths(items: Sequence[str | os.PathLike[str]]) -> list[tuple[str, st
         if os.path.isdir(path):
             found = sorted(
                 str(p) for p in Path(path).rglob("*")
-                if p.suffix.lower() in _imagecheck.IMAGE_EXTENSIONS
+                if p.suffix.lower() in _check.IMAGE_EXTENSIONS
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
                 and not p.is_dir()
             )
             if not found:
                 out.append((path, "no images in this folder (allowed extensions: "
-                                  + " ".join(_imagecheck.IMAGE_EXTENSIONS) + ")"))
+                                  + " ".join(_check.IMAGE_EXTENSIONS) + ")"))
             out.extend((p, None) for p in found)
         elif os.path.lexists(path):
             out.append((path, None))

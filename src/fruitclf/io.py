@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -141,7 +142,14 @@ def save_model(
     tmp_name = os.fspath(_files.temporary_name(target))
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        model.save(tmp_name, include_optimizer=include_optimizer)
+        # .h5 is written on purpose (for older tools): Keras's "legacy format" notice is noise.
+        absl = logging.getLogger("absl")
+        level = absl.level
+        absl.setLevel(logging.ERROR)
+        try:
+            model.save(tmp_name, include_optimizer=include_optimizer)
+        finally:
+            absl.setLevel(level)
         payload = json.dumps(metadata)
         if fmt == ".keras":
             with zipfile.ZipFile(tmp_name, "a") as archive:

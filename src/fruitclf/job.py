@@ -149,8 +149,9 @@ def _resolve_recipe(recipe: str | Recipe | None, spec: str | CNNSpec | os.PathLi
     return Recipe.preset("small-data")
 
 
-def _require_clean(dataset: ImageFolderDataset, role: str) -> None:
-    report = dataset.check()
+def _require_clean(dataset: ImageFolderDataset, role: str, preprocessing: Preprocessing
+                   ) -> None:
+    report = dataset.check(preprocessing=preprocessing)
     if report.problems:
         listing = "; ".join(f"{p.relpath}: {p.message}" for p in report.problems[:10])
         more = f" (and {len(report.problems) - 10} more)" if len(report.problems) > 10 else ""
@@ -183,6 +184,7 @@ def run(
     cache: str | None = "auto",
     resume: bool = False,
     overwrite: bool = False,
+    checkpoint_interval: float = 60.0,
     verbose: str | int = "auto",
 ) -> RunResult:
     """Train, evaluate and report on an image folder, writing everything into ``out``.
@@ -248,6 +250,9 @@ def run(
         and ``cache`` may change); a finished run is returned as it is, changing no file.
     overwrite : bool, default=False
         Replace the run in ``out``: its files (and only those) are removed first.
+    checkpoint_interval : float, default=60.0
+        Seconds between checkpoint writes (see :class:`Trainer`); a kill loses at most about
+        this long or one epoch. 0 writes every epoch.
     verbose : {"auto", 0, 1, 2}, default="auto"
         Keras progress bars.
 
@@ -292,21 +297,24 @@ def run(
     learning_rate = check_float(plan.learning_rate if learning_rate is None else learning_rate,
                                 "learning_rate", min_value=1e-12, max_value=10.0)
     seed = check_int(seed, "seed", min_value=0)
+    checkpoint_interval = check_float(checkpoint_interval, "checkpoint_interval",
+                                      min_value=0.0, hint="Use 0 to write every epoch")
     tta = check_int(plan.tta if tta is None else tta, "tta", min_value=1)
-    policy = resolve_precision(plan.precision if precision is None else precision)
     out_dir = Path(out)
 
     dataset = ImageFolderDataset(train_dir)
     dataset.require_trainable()
     test = ImageFolderDataset(test_dir, class_names=dataset.class_names) if test_dir else None
-    _require_clean(dataset, "training")
-    if test is not None:
-        _require_clean(test, "test")
-
     model_spec = _resolve_spec(spec, dataset.num_classes, size, augment, weights)
     height, width, channels = model_spec.input_shape
     preprocessing = Preprocessing(image_size=(height, width), interpolation=interpolation,
                                   color_mode="grayscale" if channels == 1 else "rgb")
+    # Everything above runs without TensorFlow, so that input errors come at once.
+    policy = resolve_precision(plan.precision if precision is None else precision)
+    # The check decodes each file once and keeps the model-ready images for the pipelines.
+    _require_clean(dataset, "training", preprocessing)
+    if test is not None:
+        _require_clean(test, "test", preprocessing)
 
     split = dataset.split(validation_split, seed=seed)
     epochs = plan.epochs_for(len(split.training)) if epochs is None else epochs
@@ -319,6 +327,7 @@ def run(
         warmup_epochs=plan.warmup_epochs, label_smoothing=plan.label_smoothing,
         keep=plan.keep, freeze_epochs=plan.freeze_epochs, weights=model_spec.weights,
         precision=policy, interpolation=interpolation, cache=str(cache), tta=tta,
+        checkpoint_interval=checkpoint_interval,
     )
     files: dict[str, Path] = {"split": out_dir / "split.json"}
     if plan.keep == "best":
@@ -333,7 +342,8 @@ def run(
         freeze_epochs=plan.freeze_epochs, fine_tune_learning_rate=plan.fine_tune_learning_rate,
         patience=patience or None, restore_best=plan.keep == "best",
         checkpoint_path=files.get("checkpoint"), last_checkpoint_path=files["last_checkpoint"],
-        history_path=files["history_json"], seed=seed, precision=policy,
+        history_path=files["history_json"], checkpoint_interval=checkpoint_interval,
+        seed=seed, precision=policy,
         preprocessing=preprocessing, verbose=verbose,
     )
     # A test-time view count the model cannot give fails now, not after training.

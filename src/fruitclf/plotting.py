@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -21,8 +21,6 @@ from ._validation import check_int
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from .data import ImageFolderDataset
-
 __all__ = [
     "plot_confusion_matrix",
     "plot_history",
@@ -31,15 +29,45 @@ __all__ = [
 ]
 
 
-def _load_rgb(path: str) -> np.ndarray | None:
-    """Decode a file with the training decoder; None when it cannot be decoded."""
-    import tensorflow as tf
+#: Longest side of an image shown in a grid: a figure cell is a few hundred pixels wide, and
+#: drawing (and saving) full-size photos would take seconds each.
+THUMBNAIL_SIDE = 256
 
-    from ._imagecheck import decode_image
+
+class LabelledImages(Protocol):
+    """What :func:`plot_samples` reads: image files with integer labels and class names
+    (an :class:`~fruitclf.ImageFolderDataset` is one)."""
+
+    @property
+    def paths(self) -> list[str]: ...
+
+    @property
+    def labels(self) -> np.ndarray: ...
+
+    @property
+    def class_names(self) -> list[str]: ...
+
+    @property
+    def root(self) -> str: ...
+
+
+def _load_rgb(path: str, max_side: int = THUMBNAIL_SIDE) -> np.ndarray | None:
+    """A thumbnail of an image file, at most ``max_side`` pixels a side; None when unreadable.
+
+    Pillow's draft mode decodes large JPEGs at reduced scale, so a grid of full-size photos
+    takes milliseconds; figures only show images, the training decoder is not involved.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    from ._files import open_regular
 
     try:
-        return np.asarray(decode_image(tf.io.read_file(path)))
-    except (tf.errors.OpError, OSError):
+        with open_regular(path) as fh, Image.open(fh) as image:
+            image.draft("RGB", (max_side, max_side))
+            image = image.convert("RGB")
+            image.thumbnail((max_side, max_side))
+            return np.asarray(image)
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
         return None
 
 
@@ -114,14 +142,14 @@ def plot_images(
 
 
 def plot_samples(
-    dataset: ImageFolderDataset, *, rows: int = 2, seed: int | None = None
+    dataset: LabelledImages, *, rows: int = 2, seed: int | None = None
 ) -> Figure:
     """Plot one random image per class, titled with the class name.
 
     Parameters
     ----------
     dataset : ImageFolderDataset
-        The images.
+        The images (anything with ``paths``, ``labels``, ``class_names`` and ``root``).
     rows : int, default=2
         Grid rows.
     seed : int, optional

@@ -9,6 +9,7 @@ class names) holds the same model.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -16,9 +17,11 @@ import json
 import logging
 import math
 import os
+import signal
 import statistics
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +70,8 @@ class TrainingHistory:
         Wall time of each epoch.
     images_per_epoch : int
         Training images seen per epoch.
+    checkpoint_seconds : float
+        Wall time spent writing checkpoints (the best model and the resume state).
 
     Examples
     --------
@@ -85,6 +90,7 @@ class TrainingHistory:
     seconds: float = 0.0
     epoch_seconds: list[float] = dataclasses.field(default_factory=list)
     images_per_epoch: int = 0
+    checkpoint_seconds: float = 0.0
 
     @property
     def images_per_second(self) -> float:
@@ -115,6 +121,7 @@ class TrainingHistory:
             "best_value": self.best_value, "epochs_run": self.epochs_run,
             "stopped_early": self.stopped_early, "train_seconds": round(self.seconds, 3),
             "images_per_second": round(self.images_per_second, 2),
+            "checkpoint_seconds": round(self.checkpoint_seconds, 3),
         }
         for name in self.metrics:
             value = self.best(name)
@@ -201,6 +208,9 @@ def _make_monitor_callback(trainer: Trainer, history: TrainingHistory, epochs: i
             self.best_weights: list[Any] | None = None
             self.wait = 0
             self.epoch_start = 0.0
+            self.last_write = time.monotonic()
+            self.best_unsaved = False
+            self.stop_requested = False
 
         def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
             # The data order of an epoch depends on (seed, epoch) only, also after a resume.
@@ -230,26 +240,52 @@ def _make_monitor_callback(trainer: Trainer, history: TrainingHistory, epochs: i
                 raise TrainingError(
                     f"{trainer.monitor} became NaN at epoch {epoch + 1}; lower the learning rate."
                 )
-            improved = _is_better(value, history.best_value, history.mode, trainer.min_delta)
-            if improved:
+            if _is_better(value, history.best_value, history.mode, trainer.min_delta):
                 history.best_value, history.best_epoch = value, epoch + 1
-                self.best_weights = [w.copy() for w in self.model.get_weights()]
+                self.best_weights = self.model.get_weights()  # kept in memory
+                self.best_unsaved = True
                 self.wait = 0
             else:
                 self.wait += 1
                 if trainer.patience is not None and self.wait >= trainer.patience:
                     history.stopped_early = epoch + 1 < epochs
                     self.model.stop_training = True
-            # Best checkpoint first, then the resume state that refers to it, then the
-            # history files: a kill between two writes resumes from the last complete state.
-            if improved and trainer.checkpoint_path is not None:
-                trainer._save(trainer.checkpoint_path, history, include_optimizer=False)
-            if trainer.last_checkpoint_path is not None:
-                trainer._save(trainer.last_checkpoint_path, history, include_optimizer=True,
-                              state=self.state())
+            if self.stop_requested:
+                self.model.stop_training = True
+            # Write when waiting one more epoch would pass the interval, so a kill loses at
+            # most the interval or one epoch; always at the end and when asked to stop.
+            due = (epoch + 1 >= epochs or self.model.stop_training
+                   or time.monotonic() - self.last_write + elapsed >= trainer.checkpoint_interval)
+            if due:
+                self.write_checkpoints(history)
             if trainer.history_path is not None:
                 history.save(trainer.history_path)
                 history.save(Path(trainer.history_path).with_suffix(".csv"))
+
+        def write_checkpoints(self, history: TrainingHistory) -> None:
+            """Best model first, then the resume state that refers to it: a kill between the
+            two resumes from the last complete state."""
+            start = time.perf_counter()
+            if self.best_unsaved and trainer.checkpoint_path is not None:
+                self.save_best(history)
+            self.best_unsaved = False
+            if trainer.last_checkpoint_path is not None:
+                trainer._save(trainer.last_checkpoint_path, history, include_optimizer=True,
+                              state=self.state())
+            self.last_write = time.monotonic()
+            history.checkpoint_seconds += time.perf_counter() - start
+
+        def save_best(self, history: TrainingHistory) -> None:
+            assert trainer.checkpoint_path is not None and self.best_weights is not None
+            if history.best_epoch == history.epochs_run:
+                trainer._save(trainer.checkpoint_path, history, include_optimizer=False)
+                return
+            current = self.model.get_weights()
+            self.model.set_weights(self.best_weights)
+            try:
+                trainer._save(trainer.checkpoint_path, history, include_optimizer=False)
+            finally:
+                self.model.set_weights(current)
 
         def state(self) -> dict[str, Any]:
             """What the next epoch depends on besides weights, optimizer and history."""
@@ -335,6 +371,12 @@ class Trainer:
         Halve the learning rate after this many epochs without improvement.
     checkpoint_path : path-like, optional
         Save the best model here (``.keras`` or ``.h5``) whenever it improves.
+    checkpoint_interval : float, default=60.0
+        Seconds between checkpoint writes. At an epoch end, the best model (kept in memory
+        until then) and the resume state are written when waiting one more epoch would pass
+        this interval, so a kill loses at most about this long or one epoch, whichever is
+        longer; they are always written after the last epoch, on early stopping and on
+        Ctrl-C / SIGTERM (which end training after the current epoch). 0 writes every epoch.
     last_checkpoint_path : path-like, optional
         Save the latest model with its optimizer (``.keras``) every epoch, with the history,
         early-stopping counter and random state, to resume from exactly (see :meth:`fit`).
@@ -387,6 +429,7 @@ class Trainer:
         restore_best: bool = True,
         reduce_lr_patience: int | None = None,
         checkpoint_path: str | os.PathLike[str] | None = None,
+        checkpoint_interval: float = 60.0,
         last_checkpoint_path: str | os.PathLike[str] | None = None,
         history_path: str | os.PathLike[str] | None = None,
         callbacks: Sequence[Any] = (),
@@ -441,6 +484,8 @@ class Trainer:
                 f"reduce_lr_patience={reduce_lr_patience}, schedule={schedule!r}"
             )
         self.checkpoint_path = self._model_path(checkpoint_path, "checkpoint_path")
+        self.checkpoint_interval = check_float(checkpoint_interval, "checkpoint_interval",
+                                               min_value=0.0, hint="Use 0 to write every epoch")
         self.last_checkpoint_path = self._model_path(last_checkpoint_path, "last_checkpoint_path")
         self.history_path = None if history_path is None else os.fspath(history_path)
         self.class_names = None if class_names is None else list(class_names)
@@ -624,17 +669,25 @@ class Trainer:
                 return history
         history.images_per_epoch = num_train_images or _estimate_images(train)
         callbacks: list[Any] = [monitor_cb, *self._own_callbacks, *self.user_callbacks]
-        for start, end, fine_tune in self._phases(epochs):
-            if end <= initial_epoch:
-                continue
-            if initial_epoch <= start:  # a phase that starts now (a resumed one keeps its state)
-                self._start_phase(fine_tune, (end - start) * steps,
-                                  0 if fine_tune else self.warmup_epochs * steps)
-            self.model.fit(train, validation_data=validation, epochs=end,
-                           initial_epoch=max(start, initial_epoch), callbacks=callbacks,
-                           verbose=self.verbose)
-            if history.stopped_early:
-                break
+        with _stop_after_epoch_on_signal(monitor_cb):
+            for start, end, fine_tune in self._phases(epochs):
+                if end <= initial_epoch:
+                    continue
+                # A phase that starts now gets its optimizer; a resumed one keeps its state.
+                if initial_epoch <= start:
+                    self._start_phase(fine_tune, (end - start) * steps,
+                                      0 if fine_tune else self.warmup_epochs * steps)
+                # shuffle=False: the pipeline orders each epoch itself (Keras would only warn)
+                self.model.fit(train, validation_data=validation, epochs=end, shuffle=False,
+                               initial_epoch=max(start, initial_epoch), callbacks=callbacks,
+                               verbose=self.verbose)
+                if history.stopped_early or monitor_cb.stop_requested:
+                    break
+        if monitor_cb.stop_requested:
+            raise KeyboardInterrupt(
+                f"Training stopped after epoch {history.epochs_run} with a checkpoint saved; "
+                "resume=True continues it."
+            )
         monitor_cb.finish()
         return history
 
@@ -745,6 +798,32 @@ class Trainer:
             monitor_cb.best_weights = None
         logger.info("Resuming after epoch %d from %s.", initial_epoch, self.last_checkpoint_path)
         return initial_epoch
+
+
+@contextlib.contextmanager
+def _stop_after_epoch_on_signal(monitor: Any) -> Iterator[None]:
+    """Ctrl-C or SIGTERM: finish the epoch, write the checkpoints, stop; a second Ctrl-C
+    stops at once. Only the main thread can handle signals; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+
+    def handler(signum: int, frame: Any) -> None:
+        if monitor.stop_requested:
+            raise KeyboardInterrupt
+        monitor.stop_requested = True
+        logger.warning("Stopping after this epoch, once its checkpoint is saved "
+                       "(Ctrl-C again stops at once, losing the epoch).")
+
+    for sig in signals:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _copy_variables(source: Sequence[Any], target: Sequence[Any], what: str, path: str) -> None:

@@ -1,4 +1,4 @@
-"""Image folders: discovery, counts, checks, reproducible splits and ``tf.data`` pipelines.
+"""Image folders: discovery, counts and sizes, checks and quarantine, splits, pipelines.
 
 An image folder holds one sub-folder per class::
 
@@ -14,49 +14,32 @@ splits reproducibly, and builds the ``tf.data`` pipelines that feed a model.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _files, _imagecheck
-from ._imagecheck import (
-    DEFAULT_MAX_PIXELS,
-    IMAGE_EXTENSIONS,
-    CheckReport,
-    CleanReport,
-)
-from ._validation import check_choice, check_float, check_image_size, check_int
-from .exceptions import CorruptedImagesError, DatasetError
+from .._validation import check_float, check_image_size, check_int
+from ..exceptions import DatasetError
+from . import check as _check
+from .check import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, CheckReport, CleanReport
+from .pipeline import Preprocessing, build_pipeline, plan_cache, prepare_for
+from .split import SPLIT_FORMAT, DatasetSplit, validation_relpaths
 
 if TYPE_CHECKING:
     import tensorflow as tf
     from matplotlib.figure import Figure
 
-__all__ = [
-    "CachePlan",
-    "DatasetSplit",
-    "DatasetSummary",
-    "IgnoredFile",
-    "ImageFolderDataset",
-    "Preprocessing",
-    "build_pipeline",
-    "plan_cache",
-]
+__all__ = ["DatasetSummary", "IgnoredFile", "ImageFolderDataset"]
 
 logger = logging.getLogger("fruitclf")
 
 #: Folder names that are never classes and never read (besides any name starting with ".").
 IGNORED_FOLDERS = frozenset({"__MACOSX", "__pycache__"})
-INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian",
-                  "mitchellcubic")
-COLOR_MODES = {"rgb": 3, "grayscale": 1}
-SPLIT_FORMAT = "fruitclf-split"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,151 +130,26 @@ class DatasetSummary:
         return "\n".join(lines)
 
 
-@dataclasses.dataclass(frozen=True)
-class Preprocessing:
-    """How files become model inputs; saved with a model so prediction does the same.
+class _Decoded:
+    """Model-ready images a check kept, shared by a dataset and its splits."""
 
-    Attributes
-    ----------
-    image_size : (height, width)
-        Size after resizing.
-    interpolation : str
-        ``tf.image.resize`` method.
-    antialias : bool
-        Antialias when shrinking.
-    color_mode : {"rgb", "grayscale"}
-        3 or 1 output channels.
-    fast_decode : bool
-        Decode large JPEGs at reduced scale (never below ``image_size``).
+    def __init__(self) -> None:
+        self.preprocessing: Preprocessing | None = None
+        self.images: dict[str, np.ndarray] = {}
 
-    Examples
-    --------
-    >>> Preprocessing(image_size=(64, 64)).channels
-    3
-    """
+    def keep(self, preprocessing: Preprocessing, images: dict[str, np.ndarray]) -> None:
+        self.preprocessing, self.images = preprocessing, images
 
-    image_size: tuple[int, int] = (128, 128)
-    interpolation: str = "bilinear"
-    antialias: bool = True
-    color_mode: str = "rgb"
-    fast_decode: bool = True
+    def covers(self, preprocessing: Preprocessing, paths: Sequence[str]) -> bool:
+        """True when every one of ``paths`` was decoded (so checked) for ``preprocessing``."""
+        return (preprocessing == self.preprocessing and bool(paths)
+                and all(p in self.images for p in paths))
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "image_size", check_image_size(self.image_size))
-        check_choice(self.interpolation, "interpolation", INTERPOLATIONS)
-        check_choice(self.color_mode, "color_mode", tuple(COLOR_MODES))
-        for name in ("antialias", "fast_decode"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"`{name}` must be a bool. Received: {name}="
-                                f"{getattr(self, name)!r}")
-
-    @property
-    def channels(self) -> int:
-        """Number of colour channels the model sees."""
-        return COLOR_MODES[self.color_mode]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return plain JSON types."""
-        return {"image_size": list(self.image_size), "interpolation": self.interpolation,
-                "antialias": self.antialias, "color_mode": self.color_mode,
-                "fast_decode": self.fast_decode}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Preprocessing:
-        """Rebuild from :meth:`to_dict` output (missing keys take defaults)."""
-        if not isinstance(data, Mapping):
-            raise TypeError(f"`preprocessing` must be a mapping such as "
-                            f"{{'image_size': [128, 128]}}. Received: {data!r}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known}
-        if isinstance(kwargs.get("image_size"), list):
-            kwargs["image_size"] = tuple(kwargs["image_size"])
-        return cls(**kwargs)
-
-
-@dataclasses.dataclass(frozen=True)
-class CachePlan:
-    """Where a pipeline keeps its decoded images between epochs.
-
-    Attributes
-    ----------
-    kind : {"memory", "file", "none"}
-        ``memory`` when the decoded set fits in the budget, ``file`` when a cache path was
-        given and it does not fit, otherwise ``none`` (decode every epoch).
-    nbytes : int
-        Estimated size of the decoded, resized ``uint8`` images.
-    budget : int
-        The memory budget compared with.
-    path : str or None
-        The file cache prefix, for ``kind == "file"``.
-
-    Examples
-    --------
-    >>> plan_cache(500, (64, 64), budget=1 << 30)
-    CachePlan(kind='memory', nbytes=6144000, budget=1073741824, path=None)
-    """
-
-    kind: Literal["memory", "file", "none"]
-    nbytes: int
-    budget: int
-    path: str | None = None
-
-
-def _available_memory() -> int:
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):  # not POSIX: assume a small machine
-        return 4 << 30
-
-
-def plan_cache(
-    num_images: int,
-    image_size: tuple[int, int],
-    channels: int = 3,
-    *,
-    cache: bool | str | os.PathLike[str] | None = "auto",
-    budget: int | None = None,
-) -> CachePlan:
-    """Decide where a pipeline caches its decoded images.
-
-    Parameters
-    ----------
-    num_images : int
-        Images in the pipeline.
-    image_size : (height, width)
-        Size after resizing.
-    channels : int, default=3
-        Colour channels.
-    cache : {"auto", "memory"}, bool, path-like or None, default="auto"
-        ``"auto"`` caches in memory when the estimate fits ``budget`` and otherwise does not
-        cache; ``True`` / ``"memory"`` always caches in memory; a path caches in memory when it
-        fits and in files at that path otherwise; ``False`` / ``None`` never caches.
-    budget : int, optional
-        Bytes allowed for the in-memory cache; by default half the memory available now.
-
-    Returns
-    -------
-    CachePlan
-
-    Examples
-    --------
-    >>> plan_cache(1000, (128, 128), budget=1 << 30).kind
-    'memory'
-    >>> plan_cache(100_000, (128, 128), budget=1 << 30).kind
-    'none'
-    """
-    height, width = image_size
-    nbytes = num_images * height * width * channels
-    limit = budget if budget is not None else _available_memory() // 2
-    if cache is None or cache is False:
-        return CachePlan("none", nbytes, limit)
-    if cache is True or cache == "memory":
-        return CachePlan("memory", nbytes, limit)
-    if nbytes <= limit:
-        return CachePlan("memory", nbytes, limit)
-    if cache == "auto":
-        return CachePlan("none", nbytes, limit)
-    return CachePlan("file", nbytes, limit, os.fspath(cache))
+    def stack(self, preprocessing: Preprocessing, paths: Sequence[str]) -> np.ndarray | None:
+        """All of ``paths`` as one array, if every one was kept for this preprocessing."""
+        if not self.covers(preprocessing, paths):
+            return None
+        return np.stack([self.images[p] for p in paths])
 
 
 def _is_hidden(name: str) -> bool:
@@ -357,6 +215,7 @@ class ImageFolderDataset:
         self._entries = entries
         self._ignored = sorted(ignored, key=lambda i: i.path)
         self._headers: dict[str, tuple[str | None, tuple[int, int] | None]] = {}
+        self._decoded = _Decoded()
         for name in self.empty_classes:
             logger.warning("Class folder %r has no images.", os.path.join(self._root, name))
 
@@ -371,6 +230,7 @@ class ImageFolderDataset:
         view._entries = entries
         view._ignored = parent._ignored
         view._headers = parent._headers
+        view._decoded = parent._decoded
         return view
 
     # ---------------------------------------------------------------- discovery
@@ -536,7 +396,7 @@ class ImageFolderDataset:
 
     def _header(self, path: str) -> tuple[str | None, tuple[int, int] | None]:
         if path not in self._headers:
-            self._headers[path] = _imagecheck.read_image_header(path)
+            self._headers[path] = _check.read_image_header(path)
         return self._headers[path]
 
     def summary(self) -> DatasetSummary:
@@ -576,12 +436,19 @@ class ImageFolderDataset:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         num_workers: int | None = None,
         progress: bool | None = None,
+        preprocessing: Preprocessing | None = None,
+        cache_budget: int | None = None,
     ) -> CheckReport:
         """Find every image that training could not decode.
 
         Each file is decoded with TensorFlow's decoder, the one the pipelines use (JPEGs at
         reduced scale, which still reads all of the compressed data), after a header check
         that rejects decompression bombs without decoding them.
+
+        With ``preprocessing``, each file is decoded at the scale the pipeline uses and its
+        model-ready image is kept in memory (when all of them fit the cache budget):
+        :meth:`to_tf_dataset` with the same preprocessing, on this dataset or its splits, then
+        reads nothing, so a run decodes each file once.
 
         Parameters
         ----------
@@ -591,6 +458,11 @@ class ImageFolderDataset:
             Threads used; by default the number of CPUs plus two.
         progress : bool, optional
             Show a progress bar; by default only on a terminal.
+        preprocessing : Preprocessing, optional
+            Also keep the decoded, resized images for the pipelines.
+        cache_budget : int, optional
+            Bytes the kept images may take; default half the available memory (see
+            :func:`plan_cache`). Above it nothing is kept.
 
         Returns
         -------
@@ -608,13 +480,21 @@ class ImageFolderDataset:
         max_pixels = check_int(max_pixels, "max_pixels", min_value=1)
         if num_workers is not None:
             num_workers = check_int(num_workers, "num_workers", min_value=1)
-        report = _imagecheck.check_files(
+        prepare = None
+        if preprocessing is not None:
+            plan = plan_cache(len(self._entries), preprocessing.image_size,
+                              preprocessing.channels, budget=cache_budget)
+            prepare = prepare_for(preprocessing) if plan.kind == "memory" else None
+        report = _check.check_files(
             [(e.path, e.relpath) for e in self._entries],
             root=self._root,
             max_pixels=max_pixels,
             num_workers=num_workers,
             progress=progress,
+            prepare=prepare,
         )
+        if prepare is not None and preprocessing is not None:
+            self._decoded.keep(preprocessing, report.images)
         return report
 
     def remove_corrupted(
@@ -669,7 +549,7 @@ class ImageFolderDataset:
                 f"`report` lists files that are not in this dataset, e.g. {foreign[0]!r}. "
                 "Pass the report of this dataset's own check()."
             )
-        result = _imagecheck.remove_files(
+        result = _check.remove_files(
             report.problems, root=self._root, quarantine=quarantine, delete=delete,
             dry_run=dry_run,
         )
@@ -758,24 +638,8 @@ class ImageFolderDataset:
             )
         seed = check_int(seed, "seed")
         self.require_trainable()
-        if fraction == 0.0:
-            return self._make_split(set(), fraction, seed, stratify)
-
-        def rank(entry: _Entry) -> int:
-            digest = hashlib.blake2b(f"{seed}\0{entry.relpath}".encode(), digest_size=8)
-            return int.from_bytes(digest.digest(), "big")
-
-        validation: set[str] = set()
-        if stratify:
-            for label in range(self.num_classes):
-                members = sorted((e for e in self._entries if e.label == label), key=rank)
-                n = len(members)
-                k = round(n * fraction)
-                if n >= 2:
-                    k = min(max(k, 1), n - 1)
-                validation.update(e.relpath for e in members[:k])
-        else:
-            validation = {e.relpath for e in self._entries if rank(e) / 2**64 < fraction}
+        validation = validation_relpaths(self._entries, self.num_classes, fraction, seed,
+                                         stratify)
         return self._make_split(validation, fraction, seed, stratify)
 
     def _make_split(
@@ -899,11 +763,14 @@ class ImageFolderDataset:
                 image_size=check_image_size(image_size), interpolation=interpolation,
                 antialias=antialias, color_mode=color_mode, fast_decode=fast_decode,
             )
-        headers = [self._header(e.path) for e in self._entries]
+        decoded = self._decoded.stack(preprocessing, self.paths)
+        headers = ([(None, None)] * len(self._entries) if decoded is not None
+                   else [self._header(e.path) for e in self._entries])
         return build_pipeline(
             self.paths, self.labels, headers, preprocessing,
             batch_size=batch_size, shuffle=shuffle, seed=seed, cache=cache,
             cache_budget=cache_budget, augment=augment, drop_remainder=drop_remainder,
+            decoded=decoded,
         )
 
     # ---------------------------------------------------------------- plotting
@@ -918,199 +785,6 @@ class ImageFolderDataset:
         >>> fig = ds.plot_samples(rows=2, seed=0)  # doctest: +SKIP
         >>> fig.savefig("samples.png")  # doctest: +SKIP
         """
-        from .plotting import plot_samples
+        from ..plotting import plot_samples
 
         return plot_samples(self, rows=rows, seed=seed)
-
-
-def build_pipeline(
-    paths: Sequence[str],
-    labels: Sequence[int] | np.ndarray,
-    headers: Sequence[tuple[str | None, tuple[int, int] | None]],
-    preprocessing: Preprocessing,
-    *,
-    batch_size: int = 32,
-    shuffle: bool = False,
-    seed: int | None = None,
-    cache: bool | str | os.PathLike[str] | None = "auto",
-    cache_budget: int | None = None,
-    augment: Callable[[tf.Tensor], tf.Tensor] | None = None,
-    drop_remainder: bool = False,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> tf.data.Dataset:
-    """The pipeline behind :meth:`ImageFolderDataset.to_tf_dataset`, for any list of files.
-
-    ``headers`` holds ``(format, (width, height))`` per file, as
-    :func:`fruitclf._imagecheck.read_image_header` returns, to choose the JPEG scale. Files
-    whose decoding would exceed ``max_pixels`` (all frames of a GIF count, as in
-    :meth:`ImageFolderDataset.check`) and anything but regular files (a FIFO would block) are
-    refused before anything is read.
-    """
-    import tensorflow as tf
-
-    over = [(path, message) for path, (fmt, stored) in zip(paths, headers)
-            if (message := _files.regular_file_problem(path)
-                or _imagecheck.read_pixel_budget(path, fmt, stored, max_pixels))]
-    if over:
-        raise CorruptedImagesError(
-            f"{len(over)} files cannot be decoded safely: "
-            + "; ".join(f"{path}: {message}" for path, message in over[:5])
-            + ". Run `fruitclf clean` on the folder to quarantine them.",
-            [path for path, _ in over],
-        )
-
-    batch_size = check_int(batch_size, "batch_size", min_value=1)
-    if seed is not None:
-        seed = check_int(seed, "seed")
-    size = preprocessing.image_size
-    channels = preprocessing.channels
-    method = preprocessing.interpolation
-    antialias = preprocessing.antialias and method != "nearest"
-    plan = plan_cache(len(paths), size, channels, cache=cache, budget=cache_budget)
-    logger.info(
-        "Pipeline for %d images at %dx%d: cache=%s (%.1f MiB decoded, budget %.1f MiB)",
-        len(paths), size[0], size[1], plan.kind, plan.nbytes / 2**20, plan.budget / 2**20,
-    )
-    scale = [
-        _imagecheck.SCALE_RATIOS.index(_imagecheck.jpeg_ratio(stored, size))
-        if preprocessing.fast_decode and fmt == "JPEG" else 0
-        for fmt, stored in headers
-    ]
-
-    def load(path: tf.Tensor, label: tf.Tensor, scale_index: tf.Tensor) -> Any:
-        image = _imagecheck.decode_image_scaled(tf.io.read_file(path), scale_index)
-        if channels == 1:
-            image = tf.image.rgb_to_grayscale(image)
-        resized = tf.image.resize(image, size, method=method, antialias=antialias)
-        if resized.dtype != tf.uint8:  # "nearest" keeps uint8; the others give float32
-            resized = tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
-        return tf.ensure_shape(resized, (*size, channels)), label
-
-    items = tf.data.Dataset.from_tensor_slices((
-        np.asarray(list(paths), dtype=object).astype(str),
-        np.asarray(labels, dtype=np.int32),
-        np.asarray(scale, dtype=np.int32),
-    ))
-    count = max(len(paths), 1)
-    epoch = None
-    if not shuffle:
-        ds = items.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        if plan.kind == "memory":
-            ds = ds.cache()
-        elif plan.kind == "file" and plan.path is not None:
-            Path(plan.path).parent.mkdir(parents=True, exist_ok=True)
-            ds = ds.cache(plan.path)
-    else:
-        if plan.kind == "memory":
-            base, buffer = items.map(load, num_parallel_calls=tf.data.AUTOTUNE,
-                                     deterministic=True).cache(), count
-        elif plan.kind == "file" and plan.path is not None:
-            # The cache fixes the order: mix it in a buffer within the budget.
-            Path(plan.path).parent.mkdir(parents=True, exist_ok=True)
-            base = items.map(load, num_parallel_calls=tf.data.AUTOTUNE,
-                             deterministic=True).cache(plan.path)
-            per_image = max(size[0] * size[1] * channels, 1)
-            buffer = int(min(count, max(256, plan.budget // per_image)))
-        else:  # streaming: shuffle the (cheap) file list, not a buffer of images
-            base, buffer = items, count
-        base_seed = int(np.random.SeedSequence(seed).generate_state(1)[0])
-        # The order of each pass is a function of (seed, epoch): the epoch counter is read
-        # and advanced when a pass starts, and the Trainer sets it at every epoch start, so
-        # a resumed run sees the same order as an uninterrupted one.
-        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="fruitclf_epoch")
-
-        def one_pass(_: tf.Tensor) -> tf.data.Dataset:
-            current = epoch.assign_add(1) - 1
-            return base.shuffle(buffer, seed=base_seed + current * 1_000_003,
-                                reshuffle_each_iteration=False)
-
-        ds = tf.data.Dataset.from_tensors(0).flat_map(one_pass).apply(
-            tf.data.experimental.assert_cardinality(len(paths)))
-        if base is items:
-            ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if augment is not None:
-        ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE,
-                    deterministic=True)
-    ds = ds.prefetch(tf.data.AUTOTUNE)
-    if epoch is not None:
-        ds._fruitclf_epoch = epoch  # read by set_pipeline_epoch
-    return ds
-
-
-def set_pipeline_epoch(dataset: Any, epoch: int) -> bool:
-    """Make the next pass over a shuffled fruitclf pipeline use the order of ``epoch``.
-
-    Returns False for datasets without an epoch counter (not built by fruitclf, or
-    transformed since), whose order is then their own.
-    """
-    counter = getattr(dataset, "_fruitclf_epoch", None)
-    if counter is None:
-        return False
-    counter.assign(int(epoch))
-    return True
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetSplit:
-    """Training and validation parts of an :class:`ImageFolderDataset`.
-
-    Unpacks as ``train, validation = split``.
-
-    Attributes
-    ----------
-    training, validation : ImageFolderDataset
-        The two parts (same root and classes).
-    validation_fraction : float
-        The requested share of validation images.
-    seed : int
-        The hash seed.
-    stratify : bool
-        Whether class proportions were kept.
-
-    Examples
-    --------
-    >>> split = ds.split(0.2, seed=123)  # doctest: +SKIP
-    >>> train, val = split  # doctest: +SKIP
-    >>> split.save("split.json")  # doctest: +SKIP
-    """
-
-    training: ImageFolderDataset
-    validation: ImageFolderDataset
-    validation_fraction: float
-    seed: int
-    stratify: bool
-
-    def __iter__(self) -> Iterator[ImageFolderDataset]:
-        return iter((self.training, self.validation))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the split as plain JSON types (relative paths)."""
-        return {
-            "format": SPLIT_FORMAT,
-            "version": 1,
-            "root": self.training.root,
-            "class_names": self.training.class_names,
-            "validation_fraction": self.validation_fraction,
-            "seed": self.seed,
-            "stratify": self.stratify,
-            "training": self.training.relpaths,
-            "validation": self.validation.relpaths,
-        }
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the split as JSON; :meth:`ImageFolderDataset.load_split` reads it back.
-
-        Examples
-        --------
-        >>> ds.split(0.2, seed=1).save("run/split.json")  # doctest: +SKIP
-        >>> train, val = ds.load_split("run/split.json")  # doctest: +SKIP
-        """
-        _files.write_json(path, self.to_dict())
-
-    def counts(self) -> Mapping[str, dict[str, int]]:
-        """Images per class in each part."""
-        return {"training": self.training.class_counts,
-                "validation": self.validation.class_counts}

@@ -9,6 +9,7 @@ here cannot make a pipeline pass fail.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -18,12 +19,13 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import tensorflow as tf
+from .. import _files
+from ..exceptions import DatasetError
 
-from . import _files
-from .exceptions import DatasetError
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -307,12 +309,16 @@ def jpeg_ratio(stored: tuple[int, int] | None, target: tuple[int, int]) -> int:
 
 
 def _decode_full(contents: tf.Tensor) -> tf.Tensor:
+    import tensorflow as tf
+
     image = tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
     return tf.ensure_shape(image, [None, None, 3])
 
 
 def _decode_jpeg_at(ratio: int) -> Callable[[tf.Tensor], tf.Tensor]:
     def decode(contents: tf.Tensor) -> tf.Tensor:
+        import tensorflow as tf
+
         image = tf.io.decode_jpeg(contents, channels=3, ratio=ratio)
         return tf.ensure_shape(image, [None, None, 3])
 
@@ -337,9 +343,28 @@ def decode_image(contents: tf.Tensor, ratio: int = 1) -> tf.Tensor:
         1, 2, 4 or 8. Above 1 the file must be a JPEG, and is decoded at ``1/ratio`` scale by
         libjpeg (which still reads the whole entropy-coded stream, so damage is still found).
     """
-    if ratio == 1:
-        return _decode_full(contents)
-    return _JPEG_DECODERS[ratio](contents)
+    import tensorflow as tf
+
+    counter = decode_counter()
+    with tf.control_dependencies([counter.assign_add(1)]):
+        if ratio == 1:
+            return _decode_full(contents)
+        return _JPEG_DECODERS[ratio](contents)
+
+
+@functools.cache
+def decode_counter() -> tf.Variable:
+    """How many times :func:`decode_image` has run in this process (check and pipelines),
+    counted by TensorFlow itself so that decodes inside ``tf.data`` count too."""
+    import tensorflow as tf
+
+    with tf.init_scope():
+        return tf.Variable(0, dtype=tf.int64, trainable=False, name="fruitclf_decodes")
+
+
+def decode_count() -> int:
+    """The number of image decodes so far in this process; see :func:`decode_counter`."""
+    return int(decode_counter().numpy())
 
 
 #: The ratios :func:`decode_image_scaled` selects by index.
@@ -348,6 +373,8 @@ SCALE_RATIOS: tuple[int, ...] = (1, 2, 4, 8)
 
 def decode_image_scaled(contents: tf.Tensor, scale_index: tf.Tensor) -> tf.Tensor:
     """Graph-friendly :func:`decode_image`: the ratio is ``SCALE_RATIOS[scale_index]``."""
+    import tensorflow as tf
+
     branches = [lambda r=r: decode_image(contents, r) for r in SCALE_RATIOS]
     return tf.switch_case(tf.cast(scale_index, tf.int32), branches)
 
@@ -400,6 +427,23 @@ class FileProblem:
 class _Verdict:
     size: tuple[int, int] | None
     problem: FileProblem | None
+    image: Any = None  # the model-ready uint8 array, when the check also prepares images
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepare:
+    """How the check turns a decoded file into the array a pipeline would make of it.
+
+    Attributes
+    ----------
+    ratio : callable
+        ``(format, (width, height)) -> int``: the JPEG scale the pipeline decodes at.
+    finish : callable
+        Decoded ``uint8`` RGB tensor -> the resized array the pipeline caches.
+    """
+
+    ratio: Callable[[str | None, tuple[int, int] | None], int]
+    finish: Callable[[Any], Any]
 
 
 def _tf_message(error: tf.errors.OpError) -> str:
@@ -409,7 +453,10 @@ def _tf_message(error: tf.errors.OpError) -> str:
     return text.split(" [Op:", 1)[0].strip()
 
 
-def _check_one(path: str, relpath: str, max_pixels: int) -> _Verdict:
+def _check_one(path: str, relpath: str, max_pixels: int, prepare: Prepare | None = None
+               ) -> _Verdict:
+    import tensorflow as tf
+
     def problem(reason: str, message: str, st: os.stat_result | None = None) -> _Verdict:
         size = st.st_size if st else 0
         mtime = st.st_mtime_ns if st else 0
@@ -446,7 +493,10 @@ def _check_one(path: str, relpath: str, max_pixels: int) -> _Verdict:
     if too_many is not None:
         return problem("too_many_pixels", too_many, st)
 
-    ratio = jpeg_ratio(size, (1, 1)) if fmt == "JPEG" else 1
+    if prepare is not None:
+        ratio = prepare.ratio(fmt, size)
+    else:  # the smallest scale: libjpeg still reads (and checks) all of the data
+        ratio = jpeg_ratio(size, (1, 1)) if fmt == "JPEG" else 1
     try:
         decoded = decode_image(tf.constant(data), ratio)
     except tf.errors.OpError as exc:
@@ -464,7 +514,7 @@ def _check_one(path: str, relpath: str, max_pixels: int) -> _Verdict:
         return problem("corrupt", f"corrupt {fmt} data ({detail})", st)
     if size is None:
         size = (int(decoded.shape[1]) * ratio, int(decoded.shape[0]) * ratio)
-    return _Verdict(size, None)
+    return _Verdict(size, None, None if prepare is None else prepare.finish(decoded))
 
 
 @dataclasses.dataclass
@@ -483,6 +533,9 @@ class CheckReport:
         ``(width, height)`` of each readable file, keyed by path.
     seconds : float
         Wall time of the check.
+    images : dict
+        The model-ready ``uint8`` arrays of the readable files, keyed by path, when the check
+        was asked to prepare them (``check(preprocessing=...)``); else empty.
 
     Examples
     --------
@@ -496,6 +549,7 @@ class CheckReport:
     problems: list[FileProblem]
     image_sizes: dict[str, tuple[int, int]]
     seconds: float
+    images: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -535,31 +589,40 @@ def check_files(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     num_workers: int | None = None,
     progress: bool | None = None,
+    prepare: Prepare | None = None,
 ) -> CheckReport:
-    """Check ``(path, relpath)`` pairs in parallel and return a :class:`CheckReport`."""
+    """Check ``(path, relpath)`` pairs in parallel and return a :class:`CheckReport`.
+
+    With ``prepare``, each readable file is decoded at the scale the pipeline uses and kept as
+    its model-ready array in ``report.images``: one decode serves the check and the training.
+    """
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
     workers = num_workers or min(32, (os.cpu_count() or 1) + 2)
     problems: list[FileProblem] = []
     sizes: dict[str, tuple[int, int]] = {}
+    images: dict[str, Any] = {}
     bar = tqdm(
         total=len(files),
-        desc="Checking images",
+        desc="Checking and decoding images" if prepare is not None else "Checking images",
         unit="img",
         disable=None if progress is None else not progress,
         leave=False,
     )
     with bar, ThreadPoolExecutor(max_workers=workers) as pool:
-        verdicts = pool.map(lambda f: _check_one(f[0], f[1], max_pixels), files)
+        verdicts = pool.map(lambda f: _check_one(f[0], f[1], max_pixels, prepare), files)
         for (path, _), verdict in zip(files, verdicts):
             bar.update(1)
             if verdict.problem is not None:
                 problems.append(verdict.problem)
-            elif verdict.size is not None:
+                continue
+            if verdict.size is not None:
                 sizes[path] = verdict.size
+            if verdict.image is not None:
+                images[path] = verdict.image
     problems.sort(key=lambda p: p.relpath)
-    return CheckReport(root, len(files), problems, sizes, time.perf_counter() - start)
+    return CheckReport(root, len(files), problems, sizes, time.perf_counter() - start, images)
 
 
 # --------------------------------------------------------------------------------------------

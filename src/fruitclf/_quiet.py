@@ -1,0 +1,98 @@
+"""Keep TensorFlow's start-up chatter off the terminal of the command-line interface.
+
+TensorFlow's C++ side logs through absl straight to file descriptor 2 while it is imported and
+while it first looks for devices ("All log messages before absl::InitializeLog() ...", oneDNN
+and CPU-feature notes, "Could not find cuda drivers", ``cuInit`` failures on machines without
+a GPU); ``TF_CPP_MIN_LOG_LEVEL`` no longer reaches all of it. :func:`install` makes the first
+``import tensorflow`` (wherever it happens) run with file descriptor 2 captured, then writes
+back every captured line that is not one of those known notices, so real errors stay visible.
+Only the CLI installs it (``fruitclf -v`` does not); library users see TensorFlow as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from types import ModuleType
+from typing import Any
+
+#: Start-up notices of TensorFlow/absl/XLA that say nothing the user can act on.
+NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|To enable the following instructions:"
+    r"|[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] "
+    r"|E\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] .*(cuInit|CUDA|cuda|cuDNN|cuFFT|cuBLAS|TensorRT))"
+)
+
+
+@contextlib.contextmanager
+def filtered_native_stderr() -> Iterator[None]:
+    """Capture file descriptor 2 in the block; write back the lines that are not noise."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().decode(errors="replace").splitlines()
+                    if line.strip() and not NOISE.match(line)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr)
+
+
+class _Loaded(importlib.abc.Loader):
+    """Hands the import system a module that is already imported."""
+
+    def __init__(self, module: ModuleType) -> None:
+        self.module = module
+        self.spec = module.__spec__
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
+        return self.module
+
+    def exec_module(self, module: ModuleType) -> None:
+        module.__spec__ = self.spec  # the import system set ours; give back the real one
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Imports TensorFlow, and finds its devices, inside :func:`filtered_native_stderr`."""
+
+    def find_spec(self, name: str, path: Sequence[str] | None = None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        if name != "tensorflow":
+            return None
+        uninstall()
+        with filtered_native_stderr():
+            module = importlib.import_module("tensorflow")
+            config: Any = getattr(module, "config", None)
+            with contextlib.suppress(Exception):  # device discovery logs the cuInit lines
+                config.list_physical_devices()
+        return importlib.util.spec_from_loader(name, _Loaded(module))
+
+
+_FINDER = _QuietTensorFlowImport()
+
+
+def install() -> None:
+    """Quiet the first ``import tensorflow`` of this process (a no-op once imported)."""
+    if "tensorflow" not in sys.modules and _FINDER not in sys.meta_path:
+        sys.meta_path.insert(0, _FINDER)
+
+
+def uninstall() -> None:
+    """Remove the import hook (TensorFlow imports as usual afterwards)."""
+    with contextlib.suppress(ValueError):
+        sys.meta_path.remove(_FINDER)

@@ -1,0 +1,32 @@
+"""Files -> arrays: image folders, decoder-true checks, splits and ``tf.data`` pipelines.
+
+- :mod:`~fruitclf.data.folder`: :class:`ImageFolderDataset` (discovery, counts, summary).
+- :mod:`~fruitclf.data.check`: the file check with the training decoder, quarantine, restore.
+- :mod:`~fruitclf.data.split`: reproducible training/validation splits.
+- :mod:`~fruitclf.data.pipeline`: :class:`Preprocessing`, cache planning, ``tf.data``.
+
+TensorFlow is imported only when something is decoded or a pipeline is built.
+"""
+
+from __future__ import annotations
+
+from .check import CheckReport, CleanReport, FileProblem, restore_quarantine
+from .folder import DatasetSummary, IgnoredFile, ImageFolderDataset
+from .pipeline import CachePlan, Preprocessing, build_pipeline, plan_cache, set_pipeline_epoch
+from .split import DatasetSplit
+
+__all__ = [
+    "CachePlan",
+    "CheckReport",
+    "CleanReport",
+    "DatasetSplit",
+    "DatasetSummary",
+    "FileProblem",
+    "IgnoredFile",
+    "ImageFolderDataset",
+    "Preprocessing",
+    "build_pipeline",
+    "plan_cache",
+    "restore_quarantine",
+    "set_pipeline_epoch",
+]
