@@ -459,5 +459,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.propagate = True
 
 
+def entry_point() -> None:
+    """The ``fruitclf`` command: :func:`main`, then a quick exit.
+
+    Once TensorFlow is loaded, the interpreter's normal teardown (TensorFlow's thread pools
+    and modules) takes most of a second after the work is done. Every file is written and
+    closed by then, so the command flushes its output and leaves at once.
+    """
+    code = main()
+    if "tensorflow" not in sys.modules:
+        sys.exit(code)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry_point()

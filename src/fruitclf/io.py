@@ -440,9 +440,9 @@ def load_model(
     >>> loaded.class_names  # doctest: +SKIP
     ['acai', 'cupuacu']
     """
+    metadata = read_metadata(path)  # before importing Keras: a wrong path fails at once
     import keras
 
-    metadata = read_metadata(path)
     try:
         model = keras.saving.load_model(os.fspath(path), compile=compile, safe_mode=safe_mode,
                                         custom_objects=load_custom_objects())

@@ -229,7 +229,7 @@ def build_pipeline(
     size = preprocessing.image_size
     channels = preprocessing.channels
     plan = plan_cache(len(paths), size, channels, cache=cache, budget=cache_budget)
-    logger.info(
+    logger.debug(
         "Pipeline for %d images at %dx%d: cache=%s (%.1f MiB decoded, budget %.1f MiB)",
         len(paths), size[0], size[1], plan.kind, plan.nbytes / 2**20, plan.budget / 2**20,
     )
