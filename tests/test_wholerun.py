@@ -118,6 +118,10 @@ def test_the_stderr_filter_drops_notices_and_keeps_other_lines(capfd):
                     b"operations are on.\n")
         os.write(2, b"E0000 00:00:1795934233.970704   27536 cuda_platform.cc:52] failed call "
                     b"to cuInit: INTERNAL\n")
+        os.write(2, b"2026-11-29 07:28:30.858864: E external/local_xla/xla/stream_executor/"
+                    b"cuda/cuda_fft.cc:479] Unable to register cuFFT factory\n")
+        os.write(2, b"2026-11-29 07:28:31.000001: I tensorflow/core/platform/cpu_feature_guard"
+                    b".cc:210] This TensorFlow binary is optimized\n")
         os.write(2, b"E0000 00:00:1795934233.970704   27536 kernel.cc:1] a real failure\n")
         os.write(2, b"Traceback (most recent call last): something broke\n")
     err = capfd.readouterr().err.splitlines()

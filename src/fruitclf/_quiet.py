@@ -25,11 +25,14 @@ from types import ModuleType
 from typing import Any
 
 #: Start-up notices of TensorFlow/absl/XLA that say nothing the user can act on.
+_PREFIX = (r"(?:[{levels}]\d{{4}} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] "  # absl (TF >= 2.18)
+           r"|\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [{levels}] \S+:\d+\] )")  # TF <= 2.17
 NOISE = re.compile(
-    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"^(?:WARNING: All log messages before absl::InitializeLog\(\) is called"
     r"|To enable the following instructions:"
-    r"|[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] "
-    r"|E\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] .*(cuInit|CUDA|cuda|cuDNN|cuFFT|cuBLAS|TensorRT))"
+    + "|" + _PREFIX.format(levels="IW")
+    + "|" + _PREFIX.format(levels="E")
+    + r".*(?:cuInit|CUDA|cuda|cuDNN|cuFFT|cuBLAS|TensorRT))"
 )
 
 
