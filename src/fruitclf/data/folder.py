@@ -461,8 +461,9 @@ class ImageFolderDataset:
         preprocessing : Preprocessing, optional
             Also keep the decoded, resized images for the pipelines.
         cache_budget : int, optional
-            Bytes the kept images may take; default half the available memory (see
-            :func:`plan_cache`). Above it nothing is kept.
+            Bytes the kept images may take, three copies counted (the arrays and the
+            pipeline's copies); default half the available memory (see :func:`plan_cache`).
+            Above it nothing is kept and the pipelines decode as usual.
 
         Returns
         -------
@@ -482,7 +483,9 @@ class ImageFolderDataset:
             num_workers = check_int(num_workers, "num_workers", min_value=1)
         prepare = None
         if preprocessing is not None:
-            plan = plan_cache(len(self._entries), preprocessing.image_size,
+            # Kept images exist up to three times at once (these arrays, the stacked batch
+            # source, TensorFlow's copy of it): keep them only if three copies fit.
+            plan = plan_cache(3 * len(self._entries), preprocessing.image_size,
                               preprocessing.channels, budget=cache_budget)
             prepare = prepare_for(preprocessing) if plan.kind == "memory" else None
         report = _check.check_files(
