@@ -358,11 +358,10 @@ class Evaluator:
             problems = [] if dataset._decoded.covers(self.preprocessing, dataset.paths) else (
                 dataset.check(progress=False, preprocessing=self.preprocessing).problems)
             if problems and not skip_bad:
-                listing = "; ".join(f"{p.relpath}: {p.message}" for p in problems[:10])
-                more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
                 raise CorruptedImagesError(
-                    f"{len(problems)} files in {dataset.root!r} cannot be read: {listing}"
-                    f"{more}. Quarantine them with `fruitclf clean {dataset.root}`, or leave "
+                    f"{len(problems)} files in {dataset.root!r} cannot be read: "
+                    f"{_check.describe_problems(problems)}. Quarantine them with "
+                    f"`fruitclf clean {dataset.root}`, or leave "
                     "them out with skip_bad=True (--skip-bad).",
                     [p.path for p in problems],
                 )

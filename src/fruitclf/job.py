@@ -22,6 +22,7 @@ from ._runfolder import RunFolder
 from ._validation import check_float, check_image_size, check_int
 from .config import Recipe, RunConfig
 from .data import ImageFolderDataset, Preprocessing
+from .data.check import describe_problems
 from .evaluation import EvaluationResult, Evaluator
 from .exceptions import CorruptedImagesError, RunFolderError, SpecError, TrainingError
 from .io import save_model
@@ -153,11 +154,10 @@ def _require_clean(dataset: ImageFolderDataset, role: str, preprocessing: Prepro
                    ) -> None:
     report = dataset.check(preprocessing=preprocessing)
     if report.problems:
-        listing = "; ".join(f"{p.relpath}: {p.message}" for p in report.problems[:10])
-        more = f" (and {len(report.problems) - 10} more)" if len(report.problems) > 10 else ""
         raise CorruptedImagesError(
             f"{len(report.problems)} files in the {role} folder {dataset.root!r} would crash "
-            f"training: {listing}{more}. Run `fruitclf clean {dataset.root}` to quarantine them.",
+            f"training: {describe_problems(report.problems)}. Run `fruitclf clean "
+            f"{dataset.root}` to quarantine them.",
             [p.path for p in report.problems],
         )
 
@@ -420,11 +420,10 @@ def _write_final_files(
             fig.savefig(tmp, dpi=100, format="png")
         files[name] = out_dir / f"{name}.png"
     texts["metrics"] = json.dumps(metrics, indent=2) + "\n"
-    files["classification_report"] = out_dir / "classification_report.txt"
+    if evaluation is not None:
+        files["classification_report"] = out_dir / "classification_report.txt"
     files["metrics"] = out_dir / "metrics.json"
     files["report"] = out_dir / "report.md"
-    if evaluation is None:
-        del files["classification_report"]
     texts["report"] = _report_markdown(dataset, test, config, model_spec, metrics, evaluation,
                                        files)
     for role, text in texts.items():

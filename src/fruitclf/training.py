@@ -294,7 +294,7 @@ def _make_monitor_callback(trainer: Trainer, history: TrainingHistory, epochs: i
                 if isinstance(cb, keras.callbacks.ReduceLROnPlateau):
                     callbacks["reduce_lr"] = {"wait": cb.wait, "best": float(cb.best),
                                               "cooldown_counter": cb.cooldown_counter}
-            return {"wait": self.wait, "epochs": epochs, "callbacks": callbacks,
+            return {"wait": self.wait, "callbacks": callbacks,
                     "rng": [v.numpy().tolist() for v in _rng_variables(self.model)]}
 
         def finish(self) -> None:
@@ -745,25 +745,27 @@ class Trainer:
                 f"Cannot resume from {self.last_checkpoint_path!r}: it monitored "
                 f"{restored.monitor!r}, this run monitors {history.monitor!r}."
             )
-        for field in ("metrics", "best_epoch", "best_value", "epochs_run", "stopped_early",
-                      "seconds", "epoch_seconds", "images_per_epoch"):
-            setattr(history, field, getattr(restored, field))
+        for field in dataclasses.fields(history):  # all but monitor and mode, checked above
+            if field.name not in ("monitor", "mode"):
+                setattr(history, field.name, getattr(restored, field.name))
         state = dict(saved.get("resume") or {})
         initial_epoch = history.epochs_run
         with self._scope():
             checkpoint = load_model(self.last_checkpoint_path, compile=True).model
         # Rebuild the optimizer of the phase in progress exactly as the first run did, then
         # load the saved state into this Trainer's own model (never use the loaded object,
-        # whose config Keras cannot always save again).
-        for start, end, fine_tune in self._phases(epochs):
-            if start < initial_epoch < end:
-                self._start_phase(fine_tune, (end - start) * steps,
-                                  0 if fine_tune else self.warmup_epochs * steps)
-                break
+        # whose config Keras cannot always save again). A phase that starts at the resume
+        # point gets a fresh optimizer in fit(); a finished run needs none.
+        in_progress = None if history.stopped_early else next(
+            ((start, end, fine_tune) for start, end, fine_tune in self._phases(epochs)
+             if start < initial_epoch < end), None)
+        if in_progress is not None:
+            start, end, fine_tune = in_progress
+            self._start_phase(fine_tune, (end - start) * steps,
+                              0 if fine_tune else self.warmup_epochs * steps)
         _copy_variables(checkpoint.weights, self.model.weights, "weights",
                         self.last_checkpoint_path)
-        if not (history.stopped_early or initial_epoch >= epochs) and any(
-                start < initial_epoch < end for start, end, _ in self._phases(epochs)):
+        if in_progress is not None:
             optimizer = self.model.optimizer
             with self._scope():
                 optimizer.build(self.model.trainable_variables)
@@ -776,11 +778,11 @@ class Trainer:
                 for variable, value in zip(targets, rng):
                     variable.assign(value)
         monitor_cb.wait = int(state.get("wait", 0))
+        reduce_lr = state.get("callbacks", {}).get("reduce_lr")
         for cb in self._own_callbacks + self.user_callbacks:
-            saved_cb = state.get("callbacks", {}).get("reduce_lr")
-            if saved_cb and type(cb).__name__ == "ReduceLROnPlateau":
-                cb.wait, cb.best = saved_cb["wait"], saved_cb["best"]
-                cb.cooldown_counter = saved_cb["cooldown_counter"]
+            if reduce_lr and type(cb).__name__ == "ReduceLROnPlateau":
+                cb.wait, cb.best = reduce_lr["wait"], reduce_lr["best"]
+                cb.cooldown_counter = reduce_lr["cooldown_counter"]
         if self.restore_best:
             best = self.checkpoint_path
             if best is not None and os.path.exists(best):

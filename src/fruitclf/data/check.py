@@ -38,6 +38,7 @@ __all__ = [
     "decode_image",
     "decode_image_scaled",
     "decoded_pixels",
+    "describe_problems",
     "jpeg_ratio",
     "read_image_header",
     "read_image_size",
@@ -421,6 +422,13 @@ class FileProblem:
     def to_dict(self) -> dict[str, Any]:
         """Return the problem as plain JSON types."""
         return {"path": self.relpath, "reason": self.message, "code": self.reason}
+
+
+def describe_problems(problems: Sequence[FileProblem], limit: int = 10) -> str:
+    """``relpath: reason`` of the first ``limit`` problems, for one-line error messages."""
+    listing = "; ".join(f"{p.relpath}: {p.message}" for p in problems[:limit])
+    more = f" (and {len(problems) - limit} more)" if len(problems) > limit else ""
+    return listing + more
 
 
 @dataclasses.dataclass(frozen=True)

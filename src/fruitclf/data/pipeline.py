@@ -233,59 +233,48 @@ def build_pipeline(
         "Pipeline for %d images at %dx%d: cache=%s (%.1f MiB decoded, budget %.1f MiB)",
         len(paths), size[0], size[1], plan.kind, plan.nbytes / 2**20, plan.budget / 2**20,
     )
-    scale = [
-        _check.SCALE_RATIOS.index(_check.jpeg_ratio(stored, size))
-        if preprocessing.fast_decode and fmt == "JPEG" else 0
-        for fmt, stored in headers
-    ]
-
-    def load(path: tf.Tensor, label: tf.Tensor, scale_index: tf.Tensor) -> Any:
-        image = _check.decode_image_scaled(tf.io.read_file(path), scale_index)
-        return finish_image(image, preprocessing), label
-
+    count = max(len(paths), 1)
+    buffer = count  # a full shuffle, unless the file cache bounds it
     if decoded is not None:  # decoded by the check already: nothing to read or decode
         if len(decoded) != len(paths):
             raise ValueError(f"`decoded` has {len(decoded)} images for {len(paths)} paths.")
-        plan = CachePlan("memory", plan.nbytes, plan.budget)
-        items = tf.data.Dataset.from_tensor_slices((
+        base = tf.data.Dataset.from_tensor_slices((
             np.asarray(decoded, dtype=np.uint8), np.asarray(labels, dtype=np.int32)))
-        load = None  # type: ignore[assignment]
     else:
-        items = tf.data.Dataset.from_tensor_slices((
+        scale = [
+            _check.SCALE_RATIOS.index(_check.jpeg_ratio(stored, size))
+            if preprocessing.fast_decode and fmt == "JPEG" else 0
+            for fmt, stored in headers
+        ]
+
+        def load(path: tf.Tensor, label: tf.Tensor, scale_index: tf.Tensor) -> Any:
+            image = _check.decode_image_scaled(tf.io.read_file(path), scale_index)
+            return finish_image(image, preprocessing), label
+
+        files = tf.data.Dataset.from_tensor_slices((
             np.asarray(list(paths), dtype=object).astype(str),
             np.asarray(labels, dtype=np.int32),
             np.asarray(scale, dtype=np.int32),
         ))
-    count = max(len(paths), 1)
-    epoch = None
-    if load is None:
-        ds = items
-        if shuffle:
-            ds = _shuffled_by_epoch(items, count, seed, epoch := _epoch_variable())
-    elif not shuffle:
-        ds = items.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         if plan.kind == "memory":
-            ds = ds.cache()
+            base = files.map(load, num_parallel_calls=tf.data.AUTOTUNE,
+                             deterministic=True).cache()
         elif plan.kind == "file" and plan.path is not None:
             Path(plan.path).parent.mkdir(parents=True, exist_ok=True)
-            ds = ds.cache(plan.path)
-    else:
-        if plan.kind == "memory":
-            base, buffer = items.map(load, num_parallel_calls=tf.data.AUTOTUNE,
-                                     deterministic=True).cache(), count
-        elif plan.kind == "file" and plan.path is not None:
-            # The cache fixes the order: mix it in a buffer within the budget.
-            Path(plan.path).parent.mkdir(parents=True, exist_ok=True)
-            base = items.map(load, num_parallel_calls=tf.data.AUTOTUNE,
+            base = files.map(load, num_parallel_calls=tf.data.AUTOTUNE,
                              deterministic=True).cache(plan.path)
+            # The cache fixes the order: mix it in a buffer within the budget.
             per_image = max(size[0] * size[1] * channels, 1)
             buffer = int(min(count, max(256, plan.budget // per_image)))
-        else:  # streaming: shuffle the (cheap) file list, not a buffer of images
-            base, buffer = items, count
+        else:  # streaming: order the (cheap) file list, decode after
+            base = files
+    epoch = None
+    ds = base
+    if shuffle:
         epoch = _epoch_variable()
         ds = _shuffled_by_epoch(base, buffer, seed, epoch, count=len(paths))
-        if base is items:
-            ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if decoded is None and base is files:
+        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -338,7 +327,7 @@ def _epoch_variable() -> tf.Variable:
 
 
 def _shuffled_by_epoch(base: tf.data.Dataset, buffer: int, seed: int | None,
-                       epoch: tf.Variable, *, count: int | None = None) -> tf.data.Dataset:
+                       epoch: tf.Variable, *, count: int) -> tf.data.Dataset:
     """``base`` in a new order every pass, the order a function of (seed, epoch) only.
 
     The epoch counter is read and advanced when a pass starts; the Trainer sets it at every
@@ -353,9 +342,8 @@ def _shuffled_by_epoch(base: tf.data.Dataset, buffer: int, seed: int | None,
         return base.shuffle(buffer, seed=base_seed + current * 1_000_003,
                             reshuffle_each_iteration=False)
 
-    total = int(base.cardinality()) if count is None else count
     return tf.data.Dataset.from_tensors(0).flat_map(one_pass).apply(
-        tf.data.experimental.assert_cardinality(total))
+        tf.data.experimental.assert_cardinality(count))
 
 
 def set_pipeline_epoch(dataset: Any, epoch: int) -> bool:
