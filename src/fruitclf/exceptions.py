@@ -71,6 +71,13 @@ class RunFolderError(FruitclfError):
     """A run folder holds another run, is in use by another process, or does not match.
 
     Raised before anything in the folder is changed.
+
+    Examples
+    --------
+    >>> try:  # doctest: +SKIP
+    ...     fruitclf.run("fruits/train", out="runs/fruits")
+    ... except fruitclf.RunFolderError:
+    ...     fruitclf.run("fruits/train", out="runs/fruits", resume=True)
     """
 
 
@@ -91,6 +98,14 @@ class WriteError(FruitclfError, OSError):
 
     The message names the file; ``errno`` and ``filename`` are set as for ``OSError``. The
     file that was there before, if any, is unchanged.
+
+    Examples
+    --------
+    >>> try:  # doctest: +SKIP
+    ...     fruitclf.save_model(model, "/full-disk/model.keras", class_names=names)
+    ... except fruitclf.WriteError as exc:
+    ...     print(exc.filename, exc.errno)
+    /full-disk/model.keras 28
     """
 
     def __init__(self, message: str, errno: int | None = None, filename: str | None = None
