@@ -113,3 +113,39 @@ def write_many_frame_gif(path: Path, frames: int, width: int, height: int) -> Pa
     frame = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00"
     path.write_bytes(header + palette + frame * frames + b"\x3b")
     return path
+
+
+def photo_like(rng: np.random.Generator, label: int, size: int = 96) -> np.ndarray:
+    """A smooth, photo-like picture: soft blobs in class colours over a gradient, with grain.
+
+    Pictures of one class share a palette and differ in layout, as photos of one kind of
+    fruit do; every call gives a distinct picture.
+    """
+    palette = np.array([[200, 40, 40], [40, 160, 60], [50, 70, 200], [220, 180, 40],
+                        [150, 60, 170], [40, 170, 170]], np.float64)
+    base = palette[label % len(palette)]
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    angle = rng.uniform(0, 2 * np.pi)
+    image = np.zeros((size, size, 3)) + (0.6 + 0.25 * (np.cos(angle) * xx + np.sin(angle) * yy)
+                                         )[..., None] * base
+    for _ in range(rng.integers(4, 8)):
+        cy, cx = rng.uniform(0.1, 0.9, 2)
+        radius = rng.uniform(0.06, 0.22)
+        colour = np.clip(base * rng.uniform(0.4, 1.4) + rng.normal(0, 30, 3), 0, 255)
+        weight = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * radius**2))[..., None]
+        image = image * (1 - weight) + colour * weight
+    image += rng.normal(0, 4, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def write_photo_folder(root: Path, classes: int, per_class: int, *, size: int = 96,
+                       seed: int = 0) -> Path:
+    """``classes`` folders of distinct photo-like JPEGs (see :func:`photo_like`)."""
+    rng = np.random.default_rng(seed)
+    for label in range(classes):
+        folder = root / f"class_{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.fromarray(photo_like(rng, label, size)).save(folder / f"photo_{i:03d}.jpg",
+                                                               "JPEG", quality=92)
+    return root

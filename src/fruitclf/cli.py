@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -17,9 +18,11 @@ from .exceptions import FruitclfError
 __all__ = ["build_parser", "main"]
 
 EXAMPLES = {
-    "scan": "fruitclf scan data/train\n  fruitclf scan data/train --json > scan.json",
+    "scan": ("fruitclf scan data/train\n  fruitclf scan data/train --test data/test --json > "
+             "scan.json\n  fruitclf scan data/train --flag blurry=0.08 --flag grayscale=none"),
     "clean": ("fruitclf clean data/train --dry-run\n  fruitclf clean data/train --quarantine "
-              "data/quarantine\n  fruitclf clean data/train --delete"),
+              "data/quarantine\n  fruitclf clean data/train --duplicates --dry-run\n"
+              "  fruitclf clean data/train --delete"),
     "restore": "fruitclf restore data/train-quarantine",
     "samples": "fruitclf samples data/train --out samples.png --rows 2 --seed 0",
     "spec": ("fruitclf spec --preset small-data --classes 6\n"
@@ -131,14 +134,31 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show everything: TensorFlow's start-up messages and debug logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = _add(sub, "scan", "Count classes and images, report image sizes and every file that "
-             "would crash training. Changes nothing.")
+    p = _add(sub, "scan", "Count classes and images, report image sizes, every file that "
+             "would crash training, duplicate photos, images that are dark, bright, blurry, "
+             "uniform, grey, oddly shaped or tiny, and (with --test) test images that are also "
+             "training images. Changes nothing.")
     p.add_argument("dir", help="folder with one sub-folder per class")
+    p.add_argument("--test", default=None, metavar="TEST_DIR",
+                   help="also check this test folder, and list its images that have a twin "
+                   "in DIR (leakage)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--follow-links", action="store_true", help="follow links to folders")
+    p.add_argument("--image-size", type=int, default=_default_image_size(),
+                   help="model input side in pixels, for the too_small flag")
+    p.add_argument("--flag", action="append", default=[], metavar="NAME=VALUE",
+                   help="change a quality threshold (none turns a flag off): "
+                   + ", ".join(_quality_fields()))
+    p.add_argument("--duplicate-threshold", type=float, default=None, metavar="D",
+                   help="fingerprint distance for near duplicates (default 0.03; lower finds "
+                   "fewer, closer copies)")
 
-    p = _add(sub, "clean", "Move (default) or delete the files that would crash training.")
+    p = _add(sub, "clean", "Move (default) or delete the files that would crash training, "
+             "and with --duplicates all but one copy of each duplicate photo.")
     p.add_argument("dir", help="folder with one sub-folder per class")
+    p.add_argument("--duplicates", action="store_true",
+                   help="also remove duplicates: keep the copy with the most pixels of each "
+                   "group (copies filed under different classes are left alone)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--quarantine", metavar="QDIR", default=None,
                        help="move files here (default: DIR-quarantine beside DIR)")
@@ -173,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("train_dir", help="training folder, one sub-folder per class")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
     p.add_argument("--test", default=None, metavar="TEST_DIR", help="test folder")
+    p.add_argument("--drop-leaked", action="store_true",
+                   help="evaluate without the test images that have a twin in the training "
+                   "folder (they are reported either way)")
     _add_train_options(p)
 
     p = _add(sub, "evaluate", "Accuracy, loss and classification report of a saved model on "
@@ -214,24 +237,89 @@ def _print_json(payload: Any) -> None:
     print(json.dumps(payload, indent=2, default=str))
 
 
+def _default_image_size() -> int:
+    from .config import Recipe
+
+    return Recipe.preset("small-data").image_size
+
+
+def _quality_fields() -> list[str]:
+    from .data.quality import QualityThresholds
+
+    return [f.name for f in dataclasses.fields(QualityThresholds)]
+
+
+def _listing(lines: list[str], limit: int = 20) -> list[str]:
+    more = [f"  ... and {len(lines) - limit} more (--json lists all)"] if len(lines) > limit else []
+    return [f"  {line}" for line in lines[:limit]] + more
+
+
+def _scan_text(duplicates: list[Any], quality: list[Any], leakage: list[Any] | None,
+               num_test: int) -> list[str]:
+    out: list[str] = []
+    if duplicates:
+        extra = sum(len(g.paths) - 1 for g in duplicates)
+        out.append(f"Duplicates: {len(duplicates)} groups ({extra} files beyond one copy each):")
+        out += _listing([f"{g.kind}: " + " = ".join(g.relpaths)
+                         + ("  [different classes]" if g.conflicting else "")
+                         for g in duplicates])
+    else:
+        out.append("Duplicates: none found.")
+    if quality:
+        out.append(f"Quality flags: {len(quality)} (scores and thresholds in --json):")
+        out += _listing([f"{q.relpath}: {q.message}" for q in quality])
+    else:
+        out.append("Quality flags: none.")
+    if leakage is not None:
+        leaked = len({p.test_path for p in leakage})
+        if leaked:
+            out.append(f"Leakage: {leaked} of {num_test} test images have a twin in the "
+                       "training folder:")
+            out += _listing([f"{p.test_relpath} ~ {p.relpath} ({p.kind})" for p in leakage])
+        else:
+            out.append("Leakage: no test image has a twin in the training folder.")
+    return out
+
+
 def _cmd_scan(args: argparse.Namespace) -> int:
     from .data import ImageFolderDataset
+    from .data.quality import QualityThresholds
 
+    thresholds = QualityThresholds.from_strings(args.flag)
     ds = ImageFolderDataset(args.dir, follow_links=args.follow_links)
+    test = (ImageFolderDataset(args.test, class_names=ds.class_names,
+                               follow_links=args.follow_links) if args.test else None)
     summary = ds.summary()
-    report = ds.check(progress=None if not args.json else False)
+    progress = None if not args.json else False
+    report = ds.check(progress=progress)
+    duplicates = ds.find_duplicates(threshold=args.duplicate_threshold)
+    quality = ds.quality_issues(thresholds=thresholds, image_size=args.image_size)
+    test_report = test.check(progress=progress) if test is not None else None
+    leakage = (ds.find_leakage(test, threshold=args.duplicate_threshold)
+               if test is not None else None)
     if args.json:
-        _print_json({
+        payload: dict[str, Any] = {
             "root": ds.root, "classes": summary.class_counts, "num_images": summary.num_images,
             "empty_classes": summary.empty_classes, "width": summary.width,
             "height": summary.height, "imbalance_ratio": summary.imbalance_ratio,
             "problems": [p.to_dict() for p in report.problems],
             "ignored": [{"path": i.path, "reason": i.reason} for i in ds.ignored],
+            "duplicates": [g.to_dict() for g in duplicates],
+            "quality": [q.to_dict() for q in quality],
             "seconds": round(report.seconds, 3),
-        })
-    else:
-        print(summary)
-        print(report)
+        }
+        if test is not None and test_report is not None and leakage is not None:
+            payload["test"] = {"root": test.root, "num_images": len(test),
+                               "problems": [p.to_dict() for p in test_report.problems]}
+            payload["leakage"] = [p.to_dict() for p in leakage]
+        _print_json(payload)
+        return 0
+    print(summary)
+    print(report)
+    if test_report is not None:
+        print(test_report)
+    for line in _scan_text(duplicates, quality, leakage, len(test) if test else 0):
+        print(line)
     return 0
 
 
@@ -241,12 +329,22 @@ def _cmd_clean(args: argparse.Namespace) -> int:
     ds = ImageFolderDataset(args.dir)
     result = ds.remove_corrupted(quarantine=args.quarantine, delete=args.delete,
                                  dry_run=args.dry_run)
+    copies = (ds.remove_duplicates(quarantine=args.quarantine, delete=args.delete,
+                                   dry_run=args.dry_run) if args.duplicates else None)
     if args.json:
-        _print_json(result.to_dict())
+        payload = result.to_dict()
+        if copies is not None:
+            payload["duplicates"] = copies.to_dict()
+        _print_json(payload)
         return 0
     for line in result.lines():
         print(line)
-    if result.removed and not result.dry_run and not args.delete:
+    if copies is not None:
+        for line in copies.lines() if copies.removed or copies.skipped else [
+                "No duplicates to remove."]:
+            print(line)
+    moved = result.removed or (copies is not None and copies.removed)
+    if moved and not args.dry_run and not args.delete:
         print(f"Quarantine: {result.quarantine} (restore with `fruitclf restore "
               f"{result.quarantine}`)")
     return 0
@@ -308,8 +406,9 @@ def _train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def _print_run(result: Any) -> None:
     metrics = result.metrics
     print()
-    for key in ("val_accuracy", "test_accuracy", "test_loss", "best_epoch", "epochs_run",
-                "train_seconds", "images_per_second"):
+    for key in ("val_accuracy", "test_accuracy", "test_accuracy_without_leaked", "test_loss",
+                "num_leaked_test_images", "best_epoch", "epochs_run", "train_seconds",
+                "images_per_second"):
         if metrics.get(key) is not None:
             value = metrics[key]
             print(f"{key:>18}: {value:.4f}" if isinstance(value, float) else
@@ -322,7 +421,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .job import run
 
     result = run(args.train_dir, out=args.out, test_dir=args.test, augment=args.augment,
-                 **_train_kwargs(args))
+                 drop_leaked=args.drop_leaked, **_train_kwargs(args))
     _print_run(result)
     return 0
 

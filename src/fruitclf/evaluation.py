@@ -11,7 +11,7 @@ import dataclasses
 import functools
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,14 @@ if TYPE_CHECKING:
     import keras
     from matplotlib.figure import Figure
 
-__all__ = ["EvaluationResult", "Evaluator", "Misclassified", "Predictions", "tta_views"]
+__all__ = [
+    "EvaluationResult",
+    "Evaluator",
+    "Misclassified",
+    "Predictions",
+    "plot_misclassified",
+    "tta_views",
+]
 
 logger = logging.getLogger("fruitclf")
 
@@ -228,20 +235,56 @@ class EvaluationResult:
         return plot_confusion_matrix(self.confusion_matrix(), self.class_names,
                                      normalize=normalize)
 
+    def without(self, paths: Iterable[str]) -> EvaluationResult:
+        """The result without the images at ``paths`` (e.g. test images leaked from
+        training), as if they had not been evaluated.
+
+        Examples
+        --------
+        >>> result.without(p.test_path for p in leaks).accuracy  # doctest: +SKIP
+        0.88
+        """
+        if self.paths is None:
+            raise ValueError("This result has no paths (it was evaluated on a tf.data "
+                             "pipeline); evaluate an ImageFolderDataset to drop images by path.")
+        gone = {os.fspath(p) for p in paths}
+        keep = np.array([p not in gone for p in self.paths], dtype=bool)
+        return dataclasses.replace(
+            self, y_true=self.y_true[keep], y_pred=self.y_pred[keep],
+            probabilities=self.probabilities[keep],
+            paths=[p for p, k in zip(self.paths, keep) if k])
+
     def plot_misclassified(self, *, max_images: int = 16, rows: int | None = None) -> Figure:
         """Plot misclassified images titled ``true -> predicted (confidence)``."""
-        from .plotting import plot_images
+        return plot_misclassified(self.misclassified(), max_images=max_images, rows=rows)
 
-        wrong = self.misclassified()[: check_int(max_images, "max_images", min_value=1)]
-        if not wrong:
-            fig = plot_images([np.full((8, 8), 255, np.uint8)], ["no misclassified images"],
-                              rows=1)
-            return fig
-        images: list[np.ndarray | str] = [m.path or np.zeros((8, 8)) for m in wrong]
-        titles = [f"{m.true_label} -> {m.predicted_label}\n({m.confidence:.2f})" for m in wrong]
-        rows = rows or max(1, int(np.ceil(len(wrong) / 4)))
-        return plot_images(images, titles, rows=rows, title_colors=["crimson"] * len(wrong),
-                           suptitle="Misclassified images (true -> predicted)")
+
+def plot_misclassified(
+    wrong: Sequence[Misclassified],
+    *,
+    max_images: int = 16,
+    rows: int | None = None,
+    suptitle: str = "Misclassified images (true -> predicted)",
+    empty: str = "no misclassified images",
+) -> Figure:
+    """Plot the first ``max_images`` of ``wrong``, titled ``true -> predicted (confidence)``.
+
+    Examples
+    --------
+    >>> fig = plot_misclassified([Misclassified(None, "acai", "guarana", 0.9)])
+    >>> fig.axes[0].get_title().splitlines()
+    ['acai -> guarana', '(0.90)']
+    """
+    from .plotting import plot_images
+
+    wrong = list(wrong)[: check_int(max_images, "max_images", min_value=1)]
+    if not wrong:
+        return plot_images([np.full((8, 8), 255, np.uint8)], [empty], rows=1)
+    images: list[np.ndarray | str] = [m.path or np.zeros((8, 8)) for m in wrong]
+    titles = [f"{m.true_label} -> {m.predicted_label}\n({m.confidence:.2f})" for m in wrong]
+    rows = rows or max(1, int(np.ceil(len(wrong) / 4)))
+    return plot_images(images, titles, rows=rows, title_colors=["crimson"] * len(wrong),
+                       suptitle=suptitle)
 
 
 class Evaluator:

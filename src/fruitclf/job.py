@@ -21,10 +21,17 @@ from ._compat import resolve_precision, versions
 from ._runfolder import RunFolder
 from ._validation import check_float, check_image_size, check_int
 from .config import Recipe, RunConfig
-from .data import ImageFolderDataset, Preprocessing
+from .data import DatasetSplit, ImageFolderDataset, Preprocessing
 from .data.check import describe_problems
-from .evaluation import EvaluationResult, Evaluator
-from .exceptions import CorruptedImagesError, RunFolderError, SpecError, TrainingError
+from .data.quality import LeakedPair
+from .evaluation import EvaluationResult, Evaluator, Misclassified, plot_misclassified
+from .exceptions import (
+    CorruptedImagesError,
+    DatasetError,
+    RunFolderError,
+    SpecError,
+    TrainingError,
+)
 from .io import save_model
 from .spec import Augmentation, CNNSpec
 from .training import Trainer, TrainingHistory
@@ -62,10 +69,16 @@ class RunResult:
     spec : CNNSpec
         The spec the model was built from.
     figures : dict of str to Figure
-        ``history``, ``samples`` and, with a test folder, ``confusion_matrix`` and
-        ``misclassified``.
+        ``history``, ``samples``, ``label_errors`` and, with a test folder,
+        ``confusion_matrix`` and ``misclassified``.
     files : dict of str to pathlib.Path
         Every file written, by role.
+    leakage : list of LeakedPair
+        Test images with a twin in the training folder (see
+        :meth:`ImageFolderDataset.find_leakage`).
+    label_errors : list of Misclassified
+        Training and validation images the trained model calls another class, most
+        confident first: possible label errors (``true_label`` is the folder's class).
 
     Examples
     --------
@@ -83,6 +96,8 @@ class RunResult:
     spec: CNNSpec
     figures: dict[str, Figure]
     files: dict[str, Path]
+    leakage: list[LeakedPair] = dataclasses.field(default_factory=list)
+    label_errors: list[Misclassified] = dataclasses.field(default_factory=list)
 
     @property
     def report_path(self) -> Path:
@@ -185,16 +200,19 @@ def run(
     resume: bool = False,
     overwrite: bool = False,
     checkpoint_interval: float = 60.0,
+    drop_leaked: bool = False,
     verbose: str | int = "auto",
 ) -> RunResult:
     """Train, evaluate and report on an image folder, writing everything into ``out``.
 
-    Checks every image first and stops before training if a file would crash it. Then
-    trains the spec with its :class:`Recipe` (by default the ``small-data`` preset: a
+    Checks every image first and stops before training if a file would crash it; the same
+    pass finds test images that are also in the training folder (leakage). Then trains the
+    spec with its :class:`Recipe` (by default the ``small-data`` preset: a
     batch-normalised CNN trained on every image with AdamW, a cosine schedule and label
     smoothing), saves ``model.h5`` and ``model.keras`` with their class names, plots the
     curves and a sample grid, evaluates on ``test_dir`` and writes ``metrics.json`` and a
-    one-page ``report.md``. Settings left as None come from the recipe.
+    one-page ``report.md``, which also shows the training images the model most confidently
+    disagrees with (possible label errors). Settings left as None come from the recipe.
 
     Parameters
     ----------
@@ -253,6 +271,11 @@ def run(
     checkpoint_interval : float, default=60.0
         Seconds between checkpoint writes (see :class:`Trainer`); a kill loses at most about
         this long or one epoch. 0 writes every epoch.
+    drop_leaked : bool, default=False
+        Evaluate without the test images that have a twin (an exact or near duplicate) in the
+        training folder. Either way such images are counted, named in ``leakage.json`` and
+        the report, and a warning gives their number; without this option the metrics also
+        give ``test_accuracy_without_leaked``.
     verbose : {"auto", 0, 1, 2}, default="auto"
         Keras progress bars.
 
@@ -313,8 +336,10 @@ def run(
     policy = resolve_precision(plan.precision if precision is None else precision)
     # The check decodes each file once and keeps the model-ready images for the pipelines.
     _require_clean(dataset, "training", preprocessing)
+    leaks: list[LeakedPair] = []
     if test is not None:
         _require_clean(test, "test", preprocessing)
+        leaks = _leakage(dataset, test, drop_leaked)
 
     split = dataset.split(validation_split, seed=seed)
     epochs = plan.epochs_for(len(split.training)) if epochs is None else epochs
@@ -374,21 +399,86 @@ def run(
         if not history.epochs_run:
             raise TrainingError("Training ran no epoch; nothing to save.")
 
+        evaluator = Evaluator(trainer.model, dataset.class_names, preprocessing=preprocessing)
         evaluation = None
         if test is not None:
-            evaluation = Evaluator(trainer.model, dataset.class_names,
-                                   preprocessing=preprocessing).evaluate(
-                test, batch_size=batch_size, tta=tta)
+            leaked = {p.test_path for p in leaks}
+            evaluation = evaluator.evaluate(test.exclude(leaked) if drop_leaked else test,
+                                            batch_size=batch_size, tta=tta)
+        suspects = _possible_label_errors(evaluator, split, batch_size)
 
         metrics = _metrics(history, evaluation, split_sizes=(len(split.training),
                                                              len(split.validation)))
+        if test is not None:
+            metrics.update(_leakage_metrics(leaks, evaluation, drop_leaked))
+        findings = Findings(leaks, suspects)
         figures = _write_final_files(folder, files, trainer.model, dataset, test, config,
                                      model_spec, preprocessing, history, metrics, evaluation,
-                                     seed)
+                                     seed, findings)
         folder.mark("complete", files, stopped_early=history.stopped_early)
     logger.info("Run written to %s", out_dir)
     return RunResult(out_dir, metrics, history, evaluation, trainer.model,
-                     dataset.class_names, model_spec, figures, files)
+                     dataset.class_names, model_spec, figures, files, leaks, suspects)
+
+
+#: How many possible label errors the report shows.
+LABEL_ERRORS_SHOWN = 16
+
+
+@dataclasses.dataclass
+class Findings:
+    """What a run found in the data besides the metrics: leaked test images and possible
+    label errors."""
+
+    leakage: list[LeakedPair]
+    label_errors: list[Misclassified]
+
+
+def _leakage(train: ImageFolderDataset, test: ImageFolderDataset, drop_leaked: bool
+             ) -> list[LeakedPair]:
+    """Test images with a twin in training, from the fingerprints the check just took."""
+    leaks = train.find_leakage(test, progress=False)
+    leaked = sorted({p.test_path for p in leaks})
+    if not leaked:
+        return leaks
+    if drop_leaked and len(leaked) == len(test):
+        raise DatasetError(
+            f"All {len(test)} test images have a twin in the training folder "
+            f"{train.root!r}, so nothing is left to evaluate without them. Use a test folder "
+            "of other photos."
+        )
+    first = leaks[0]
+    logger.warning(
+        "%d of %d test images have a twin in the training folder (e.g. %s ~ %s, %s), so the "
+        "test accuracy %s. The report lists them all.",
+        len(leaked), len(test), first.test_path, first.path, first.kind,
+        "is measured without them (--drop-leaked)" if drop_leaked else
+        "counts them; --drop-leaked (drop_leaked=True) evaluates without them",
+    )
+    return leaks
+
+
+def _leakage_metrics(leaks: list[LeakedPair], evaluation: EvaluationResult | None,
+                     drop_leaked: bool) -> dict[str, Any]:
+    leaked = {p.test_path for p in leaks}
+    metrics: dict[str, Any] = {"num_leaked_test_images": len(leaked)}
+    if drop_leaked:
+        metrics["leaked_test_images_dropped"] = True
+    elif leaked and evaluation is not None:
+        kept = evaluation.without(leaked)
+        metrics["test_accuracy_without_leaked"] = kept.accuracy if len(kept.y_true) else None
+    return metrics
+
+
+def _possible_label_errors(evaluator: Evaluator, split: DatasetSplit, batch_size: int
+                           ) -> list[Misclassified]:
+    """Training and validation images the trained model most confidently calls another
+    class: a wrong folder, or an image that does not show its class."""
+    wrong: list[Misclassified] = []
+    for part in (split.training, split.validation):
+        if len(part):
+            wrong += evaluator.evaluate(part, batch_size=batch_size).misclassified()
+    return sorted(wrong, key=lambda m: -m.confidence)
 
 
 def _write_final_files(
@@ -396,6 +486,7 @@ def _write_final_files(
     dataset: ImageFolderDataset, test: ImageFolderDataset | None, config: RunConfig,
     model_spec: CNNSpec, preprocessing: Preprocessing, history: TrainingHistory,
     metrics: dict[str, Any], evaluation: EvaluationResult | None, seed: int,
+    findings: Findings,
 ) -> dict[str, Figure]:
     """Write the models, figures, metrics and report under temporary names, then commit."""
     out_dir = folder.path
@@ -409,8 +500,16 @@ def _write_final_files(
     figures: dict[str, Figure] = {
         "history": history.plot(),
         "samples": dataset.plot_samples(rows=2, seed=seed),
+        "label_errors": plot_misclassified(
+            findings.label_errors[:LABEL_ERRORS_SHOWN],
+            suptitle="Possible label errors (given -> predicted)",
+            empty="the model agrees with every training label"),
     }
     texts: dict[str, str] = {}
+    if findings.leakage:
+        files["leakage"] = out_dir / "leakage.json"
+        texts["leakage"] = json.dumps(
+            [p.to_dict() for p in findings.leakage], indent=2) + "\n"
     if evaluation is not None:
         figures["confusion_matrix"] = evaluation.plot_confusion_matrix()
         figures["misclassified"] = evaluation.plot_misclassified()
@@ -425,7 +524,7 @@ def _write_final_files(
     files["metrics"] = out_dir / "metrics.json"
     files["report"] = out_dir / "report.md"
     texts["report"] = _report_markdown(dataset, test, config, model_spec, metrics, evaluation,
-                                       files)
+                                       files, findings)
     for role, text in texts.items():
         with folder.stage(files[role].name) as tmp:
             tmp.write_text(text, encoding="utf-8")
@@ -472,6 +571,47 @@ def _metrics(history: TrainingHistory, evaluation: EvaluationResult | None,
     return metrics
 
 
+def _leakage_section(leaks: list[LeakedPair], metrics: Mapping[str, Any]) -> list[str]:
+    lines = ["## Train/test leakage", ""]
+    leaked = len({p.test_path for p in leaks})
+    if not leaked:
+        return [*lines, "No test image has a twin in the training folder.", ""]
+    total = metrics.get("num_test_images", 0) + (
+        leaked if metrics.get("leaked_test_images_dropped") else 0)
+    lines += [f"{leaked} of {total} test images have a twin (an exact or near duplicate) "
+              "in the training folder."]
+    if metrics.get("leaked_test_images_dropped"):
+        lines += ["They were left out of the evaluation: the test metrics above are measured "
+                  f"on the other {metrics.get('num_test_images')}.", ""]
+    else:
+        without = metrics.get("test_accuracy_without_leaked")
+        shown = "n/a" if without is None else f"{without:.4f}"
+        lines += [f"Test accuracy with them: {metrics.get('test_accuracy', 0.0):.4f}; "
+                  f"without them: {shown} (`--drop-leaked` evaluates without them).", ""]
+    lines += ["| test image | training image | kind | distance |", "|---|---|---|---|"]
+    lines += [f"| {p.test_relpath} | {p.relpath} | {p.kind} | {p.distance:.4f} |"
+              for p in leaks[:30]]
+    if len(leaks) > 30:
+        lines += ["", f"... and {len(leaks) - 30} more pairs in `leakage.json`."]
+    return [*lines, ""]
+
+
+def _label_error_section(suspects: list[Misclassified], root: str) -> list[str]:
+    lines = ["## Possible label errors", ""]
+    if not suspects:
+        return [*lines, "The trained model agrees with the label of every training and "
+                "validation image.", ""]
+    lines += [f"The trained model calls {len(suspects)} training and validation images "
+              "another class. The most confident are shown: look at them for a wrong folder "
+              "or a picture that does not show its class.", "",
+              "| image | given | predicted | confidence |", "|---|---|---|---|"]
+    for m in suspects[:LABEL_ERRORS_SHOWN]:
+        shown = os.path.relpath(m.path, root) if m.path else "?"
+        lines.append(f"| {shown} | {m.true_label} | {m.predicted_label} | "
+                     f"{m.confidence:.3f} |")
+    return [*lines, "", "![Possible label errors](label_errors.png)", ""]
+
+
 def _table(mapping: Mapping[str, Any], header: tuple[str, str]) -> list[str]:
     lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in mapping.items()]
@@ -486,6 +626,7 @@ def _report_markdown(
     metrics: Mapping[str, Any],
     evaluation: EvaluationResult | None,
     files: Mapping[str, Path],
+    findings: Findings,
 ) -> str:
     lines = ["# fruitclf run report", "", "## Results", ""]
     lines += _table({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in metrics.items()},
@@ -502,6 +643,9 @@ def _report_markdown(
         lines += ["## Test set", "", "```", evaluation.classification_report(), "```", "",
                   "![Confusion matrix](confusion_matrix.png)", "",
                   "![Misclassified images](misclassified.png)", ""]
+    if test is not None:
+        lines += _leakage_section(findings.leakage, metrics)
+    lines += _label_error_section(findings.label_errors, dataset.root)
     lines += ["## Files", ""]
     lines += [f"- `{path.name}`: {role}" for role, path in files.items()]
     lines += ["", "## Versions", ""]

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _files
 from ..exceptions import DatasetError
+from .quality import MEASURE_SIDE, Fingerprint, fingerprint
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -436,6 +437,7 @@ class _Verdict:
     size: tuple[int, int] | None
     problem: FileProblem | None
     image: Any = None  # the model-ready uint8 array, when the check also prepares images
+    fingerprint: Fingerprint | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -503,8 +505,8 @@ def _check_one(path: str, relpath: str, max_pixels: int, prepare: Prepare | None
 
     if prepare is not None:
         ratio = prepare.ratio(fmt, size)
-    else:  # the smallest scale: libjpeg still reads (and checks) all of the data
-        ratio = jpeg_ratio(size, (1, 1)) if fmt == "JPEG" else 1
+    else:  # small, but enough for the measures: libjpeg still reads (checks) all of the data
+        ratio = jpeg_ratio(size, (MEASURE_SIDE, MEASURE_SIDE)) if fmt == "JPEG" else 1
     try:
         decoded = decode_image(tf.constant(data), ratio)
     except tf.errors.OpError as exc:
@@ -522,7 +524,11 @@ def _check_one(path: str, relpath: str, max_pixels: int, prepare: Prepare | None
         return problem("corrupt", f"corrupt {fmt} data ({detail})", st)
     if size is None:
         size = (int(decoded.shape[1]) * ratio, int(decoded.shape[0]) * ratio)
-    return _Verdict(size, None, None if prepare is None else prepare.finish(decoded))
+    # The duplicate and quality checks work from this decode: no file is read twice.
+    print_of_image = fingerprint(data, decoded.numpy(), size=size, full_scale=ratio == 1,
+                         file_size=st.st_size, mtime_ns=st.st_mtime_ns)
+    return _Verdict(size, None, None if prepare is None else prepare.finish(decoded),
+                    print_of_image)
 
 
 @dataclasses.dataclass
@@ -544,6 +550,9 @@ class CheckReport:
     images : dict
         The model-ready ``uint8`` arrays of the readable files, keyed by path, when the check
         was asked to prepare them (``check(preprocessing=...)``); else empty.
+    fingerprints : dict
+        The :class:`~fruitclf.data.quality.Fingerprint` of each readable file, keyed by path:
+        what the duplicate, leakage and quality checks read.
 
     Examples
     --------
@@ -558,6 +567,7 @@ class CheckReport:
     image_sizes: dict[str, tuple[int, int]]
     seconds: float
     images: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+    fingerprints: dict[str, Fingerprint] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -611,6 +621,7 @@ def check_files(
     problems: list[FileProblem] = []
     sizes: dict[str, tuple[int, int]] = {}
     images: dict[str, Any] = {}
+    prints: dict[str, Fingerprint] = {}
     bar = tqdm(
         total=len(files),
         desc="Checking and decoding images" if prepare is not None else "Checking images",
@@ -629,8 +640,11 @@ def check_files(
                 sizes[path] = verdict.size
             if verdict.image is not None:
                 images[path] = verdict.image
+            if verdict.fingerprint is not None:
+                prints[path] = verdict.fingerprint
     problems.sort(key=lambda p: p.relpath)
-    return CheckReport(root, len(files), problems, sizes, time.perf_counter() - start, images)
+    return CheckReport(root, len(files), problems, sizes, time.perf_counter() - start, images,
+                       prints)
 
 
 # --------------------------------------------------------------------------------------------
@@ -676,7 +690,7 @@ class CleanReport:
         if not self.removed and not self.skipped:
             return ["No corrupted images found."]
         verb = "Would remove" if self.dry_run else "Removed"
-        out = [f"{verb} corrupted image: {p.path}" for p in self.removed]
+        out = [f"{verb} {_removal(p)}" for p in self.removed]
         out += [f"Skipped (changed since the check): {path}" for path in self.skipped]
         return out
 
@@ -693,6 +707,13 @@ class CleanReport:
 
     def __str__(self) -> str:
         return "\n".join(self.lines())
+
+
+def _removal(problem: FileProblem) -> str:
+    """``corrupted image: <path>`` or ``duplicate image: <path> (<why>)``."""
+    if problem.reason == "duplicate":
+        return f"duplicate image: {problem.path} ({problem.message})"
+    return f"corrupted image: {problem.path}"
 
 
 def _unchanged(problem: FileProblem) -> bool:
@@ -758,7 +779,7 @@ def remove_files(
             continue
         removed.append(problem)
         if dry_run:
-            logger.info("Would remove corrupted image: %s", problem.path)
+            logger.info("Would remove %s", _removal(problem))
             continue
         if delete:
             os.unlink(problem.path)
@@ -778,7 +799,7 @@ def remove_files(
             )
             manifest["root"] = str(root_path)
             _files.write_json(manifest_path, manifest)
-        logger.info("Removed corrupted image: %s", problem.path)
+        logger.info("Removed %s", _removal(problem))
     return CleanReport(
         action="delete" if delete else "quarantine",
         dry_run=dry_run,

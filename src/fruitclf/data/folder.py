@@ -28,6 +28,17 @@ from ..exceptions import DatasetError
 from . import check as _check
 from .check import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, CheckReport, CleanReport
 from .pipeline import Preprocessing, build_pipeline, plan_cache, prepare_for
+from .quality import (
+    DuplicateGroup,
+    Fingerprint,
+    LeakedPair,
+    QualityIssue,
+    QualityThresholds,
+    find_duplicates,
+    find_leakage,
+    quality_issues,
+    stat_of,
+)
 from .split import SPLIT_FORMAT, DatasetSplit, validation_relpaths
 
 if TYPE_CHECKING:
@@ -131,11 +142,22 @@ class DatasetSummary:
 
 
 class _Decoded:
-    """Model-ready images a check kept, shared by a dataset and its splits."""
+    """What checks learnt from decoding, shared by a dataset and its splits: model-ready
+    images (when asked for) and the fingerprint of every readable file."""
 
     def __init__(self) -> None:
         self.preprocessing: Preprocessing | None = None
         self.images: dict[str, np.ndarray] = {}
+        self.prints: dict[str, Fingerprint] = {}
+        self.checked: set[str] = set()
+
+    def note(self, report: CheckReport) -> None:
+        """Keep the fingerprints of a check (and which files it looked at)."""
+        self.prints.update(report.fingerprints)
+        self.checked.update(report.fingerprints)
+        self.checked.update(p.path for p in report.problems)
+        for problem in report.problems:
+            self.prints.pop(problem.path, None)
 
     def keep(self, preprocessing: Preprocessing, images: dict[str, np.ndarray]) -> None:
         self.preprocessing, self.images = preprocessing, images
@@ -498,7 +520,227 @@ class ImageFolderDataset:
         )
         if prepare is not None and preprocessing is not None:
             self._decoded.keep(preprocessing, report.images)
+        self._decoded.note(report)
         return report
+
+    # ---------------------------------------------------------------- data quality
+
+    def _fingerprinted(self, progress: bool | None) -> list[tuple[_Entry, Fingerprint]]:
+        """Every readable image with its fingerprint; checks the files not checked yet."""
+        if any(e.path not in self._decoded.checked for e in self._entries):
+            self.check(progress=progress)
+        prints = self._decoded.prints
+        return [(e, prints[e.path]) for e in self._entries if e.path in prints]
+
+    def find_duplicates(
+        self, *, threshold: float | None = None, progress: bool | None = None
+    ) -> list[DuplicateGroup]:
+        """Find groups of files that hold the same photo.
+
+        *Exact* duplicates have the same bytes or the same pixels; *near* duplicates are the
+        same photo resized, re-compressed, converted to another format, cropped by up to
+        about 10% or made brighter or darker (see :mod:`fruitclf.data.quality`). The
+        fingerprints come from :meth:`check`, which is run first if it has not been (a
+        file is decoded once for both). Files that cannot be decoded are left out.
+
+        Parameters
+        ----------
+        threshold : float, optional
+            Fingerprint distance (cosine, 0-1) under which two images are near duplicates.
+            By default 0.015, or a fifth of the median distance from an image to its nearest
+            neighbour when that is less (folders of look-alike images such as digits; see
+            :func:`~fruitclf.data.quality.resolve_threshold`). Lower finds fewer, closer
+            copies.
+        progress : bool, optional
+            Progress bar of the check, if one runs; by default only on a terminal.
+
+        Returns
+        -------
+        list of DuplicateGroup
+            Sorted by first path. A group whose files are in different classes is a label
+            conflict (:attr:`DuplicateGroup.conflicting`).
+
+        Examples
+        --------
+        >>> for group in ds.find_duplicates():  # doctest: +SKIP
+        ...     print(group.kind, group.relpaths)
+        exact ['acai/01.jpg', 'acai/01 copy.jpg']
+        near ['acai/02.jpg', 'acai/02-small.png']
+        """
+        found = self._fingerprinted(progress)
+        names = self._class_names
+        return find_duplicates([(e.path, e.relpath, names[e.label]) for e, _ in found],
+                               [fp for _, fp in found], threshold=threshold)
+
+    def find_leakage(
+        self, other: ImageFolderDataset, *, threshold: float | None = None,
+        progress: bool | None = None,
+    ) -> list[LeakedPair]:
+        """Find images of ``other`` (a test folder) that are also in this dataset.
+
+        A test image with a twin among the training images measures memory, not
+        generalisation: the test accuracy counts it as a success it did not earn. Twins are
+        exact or near duplicates as in :meth:`find_duplicates`.
+
+        Parameters
+        ----------
+        other : ImageFolderDataset
+            The test (or validation) folder.
+        threshold : float, optional
+            As for :meth:`find_duplicates`.
+        progress : bool, optional
+            Progress bars of the checks, if they run.
+
+        Returns
+        -------
+        list of LeakedPair
+            One per (training image, test image) pair, sorted by test path; ``relpath`` is
+            relative to this dataset's root, ``test_relpath`` to ``other``'s.
+
+        Examples
+        --------
+        >>> leaks = train.find_leakage(test)  # doctest: +SKIP
+        >>> len({p.test_path for p in leaks}), "test images have a twin in training"
+        ... # doctest: +SKIP
+        (3, 'test images have a twin in training')
+        """
+        if not isinstance(other, ImageFolderDataset):
+            raise TypeError(
+                f"`other` must be an ImageFolderDataset. Received: {type(other).__name__}"
+            )
+        mine, theirs = self._fingerprinted(progress), other._fingerprinted(progress)
+        return find_leakage([(e.path, e.relpath) for e, _ in mine], [fp for _, fp in mine],
+                            [(e.path, e.relpath) for e, _ in theirs],
+                            [fp for _, fp in theirs], threshold=threshold)
+
+    def quality_issues(
+        self,
+        *,
+        thresholds: QualityThresholds | None = None,
+        image_size: int | tuple[int, int] | None = None,
+        progress: bool | None = None,
+    ) -> list[QualityIssue]:
+        """Flag images that are very dark or bright, blurry, nearly uniform, greyscale in
+        a colour dataset, of extreme aspect ratio, or far smaller than the model input.
+
+        Nothing is changed; the flags are hints to look at the images. Each comes with its
+        score and the threshold it crossed (:class:`~fruitclf.data.quality.QualityThresholds`
+        documents both).
+
+        Parameters
+        ----------
+        thresholds : QualityThresholds, optional
+            When to flag; default ``QualityThresholds()``.
+        image_size : int or (height, width), optional
+            The model input; without it there is no ``too_small`` flag.
+        progress : bool, optional
+            Progress bar of the check, if one runs.
+
+        Returns
+        -------
+        list of QualityIssue
+            Sorted by path; an image may have several.
+
+        Examples
+        --------
+        >>> [(q.relpath, q.issue, q.score) for q in ds.quality_issues()]  # doctest: +SKIP
+        [('acai/night.jpg', 'dark', 0.07)]
+        """
+        if thresholds is not None and not isinstance(thresholds, QualityThresholds):
+            raise TypeError(
+                "`thresholds` must be a QualityThresholds. Received: "
+                f"{type(thresholds).__name__}"
+            )
+        size = check_image_size(image_size) if image_size is not None else None
+        found = self._fingerprinted(progress)
+        return quality_issues([(e.path, e.relpath) for e, _ in found], [fp for _, fp in found],
+                              thresholds=thresholds, image_size=size)
+
+    def remove_duplicates(
+        self,
+        groups: Sequence[DuplicateGroup] | None = None,
+        *,
+        quarantine: str | os.PathLike[str] | None = None,
+        delete: bool = False,
+        dry_run: bool = False,
+    ) -> CleanReport:
+        """Keep one file of each duplicate group; move (by default) or delete the others.
+
+        The file kept is the one with the most pixels (then the largest file, then the first
+        path). Groups whose copies are in different classes are left alone with a warning:
+        which label is right is yours to decide. Moves use the same quarantine folder and
+        manifest as :meth:`remove_corrupted`, so :func:`fruitclf.restore_quarantine` puts
+        every file back; a file changed since the check is skipped.
+
+        Parameters
+        ----------
+        groups : sequence of DuplicateGroup, optional
+            Groups of :meth:`find_duplicates` of this dataset; by default it is run.
+        quarantine, delete, dry_run
+            As for :meth:`remove_corrupted`.
+
+        Returns
+        -------
+        CleanReport
+
+        Examples
+        --------
+        >>> print(ds.remove_duplicates(dry_run=True))  # doctest: +SKIP
+        Would remove duplicate image: fruits/train/acai/01 copy.jpg (duplicate of acai/01.jpg)
+        """
+        if delete and quarantine is not None:
+            raise ValueError(
+                "Pass either `quarantine` (move files there) or `delete=True`, not both. "
+                f"Received: quarantine={os.fspath(quarantine)!r}, delete=True"
+            )
+        groups = self.find_duplicates() if groups is None else groups
+        known = {e.path: e for e in self._entries}
+        surplus: list[_check.FileProblem] = []
+        for group in groups:
+            foreign = [p for p in group.paths if p not in known]
+            if foreign:
+                raise ValueError(
+                    f"`groups` lists files that are not in this dataset, e.g. {foreign[0]!r}. "
+                    "Pass the groups of this dataset's own find_duplicates()."
+                )
+            if group.conflicting:
+                logger.warning("Left alone, the copies are in different classes (decide which "
+                               "label is right): %s", ", ".join(group.paths))
+                continue
+            surplus += self._surplus_copies(group)
+        result = _check.remove_files(surplus, root=self._root, quarantine=quarantine,
+                                     delete=delete, dry_run=dry_run)
+        if not dry_run:
+            gone = {p.path for p in result.removed}
+            self._entries = [e for e in self._entries if e.path not in gone]
+        return result
+
+    def _surplus_copies(self, group: DuplicateGroup) -> list[_check.FileProblem]:
+        prints = self._decoded.prints
+
+        def rank(path: str) -> tuple[int, int]:
+            fp = prints.get(path)
+            if fp is None:
+                return (0, 0)
+            return (-fp.measures.width * fp.measures.height, -fp.file_size)
+
+        order = sorted(range(len(group.paths)), key=lambda i: rank(group.paths[i]))
+        keep = group.relpaths[order[0]]
+        kept = prints.get(group.paths[order[0]])
+        if kept is None or stat_of(group.paths[order[0]]) != (kept.file_size,
+                                                                       kept.mtime_ns):
+            logger.warning("Left alone, the copy to keep changed since the check: %s",
+                           group.paths[order[0]])
+            return []
+        return [
+            _check.FileProblem(
+                group.paths[i], group.relpaths[i], "duplicate",
+                f"{group.kind} duplicate of {keep}",
+                prints[group.paths[i]].file_size if group.paths[i] in prints else -1,
+                prints[group.paths[i]].mtime_ns if group.paths[i] in prints else -1,
+            )
+            for i in order[1:]
+        ]
 
     def remove_corrupted(
         self,

@@ -1,0 +1,747 @@
+"""Data problems that do not crash training but mislead it.
+
+The same photo twice in a class, a test photo that is also a training photo (re-saved,
+resized or cropped a little), a black frame, a blurry shot, a screenshot among photos:
+training runs, and the accuracy it reports is wrong. This module finds them from a
+:class:`Fingerprint` of each image, which the file check computes from the image it has just
+decoded (:func:`fingerprint`), so finding them reads no file a second time.
+
+Duplicates
+    *Exact*: the same bytes, or the same pixels (a lossless re-save, other metadata).
+    *Near*: the same photo resized, re-compressed, converted to another format, cropped a
+    little or made brighter or darker. Each image is described by unit vectors of its
+    low-frequency structure (an 8 x 8 block of the DCT of its rank-equalised grey levels,
+    which no brightness or contrast change alters) and its coarse colour layout; one vector
+    for the whole image and one for each of 15 crop windows. Two images are near duplicates
+    when the whole of one is within a threshold (cosine distance) of the whole of the other
+    or of one of its crop windows: by default 0.015, or less in a folder of look-alike images
+    (see :func:`resolve_threshold`). Candidates come from a k-d tree over a 16-dimensional
+    projection that never lengthens a distance, so no pair is missed and no all-pairs table
+    is built.
+
+Quality flags
+    Measured on the image shrunk to at most 128 pixels a side; every threshold is a field of
+    :class:`QualityThresholds`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import math
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "NEAR_DUPLICATE_THRESHOLD",
+    "DuplicateGroup",
+    "Fingerprint",
+    "LeakedPair",
+    "QualityIssue",
+    "QualityThresholds",
+    "find_duplicates",
+    "find_leakage",
+    "fingerprint",
+    "median_neighbour_distance",
+    "quality_issues",
+    "resolve_threshold",
+]
+
+#: The largest default distance (cosine, between fingerprints) of near duplicates. Re-saved,
+#: resized, converted and slightly cropped or brightened copies of photos measure 0.000-0.02;
+#: distinct photos of one kind of flower 0.02 and up, most above 0.1 (``benchmarks/README.md``).
+NEAR_DUPLICATE_THRESHOLD = 0.015
+
+#: In folders of simple, similar images (digits, icons) distinct images come closer than
+#: that, so the default threshold is also at most this share of the median distance from an
+#: image to its nearest neighbour in the folder: a copy is far closer than a look-alike.
+NEIGHBOUR_SHARE = 0.2
+
+#: The smallest side (pixels) the check decodes a JPEG at, so the measures see enough detail.
+MEASURE_SIDE = 128
+_THUMB = 64  # the fingerprint thumbnail (square)
+_DCT = 32  # the crop windows are resampled to this square before the DCT
+_KEEP = 8  # the DCT block kept (lowest frequencies)
+_COLOUR = 4  # colour layout grid
+_PROJECTED = 16  # dimensions of the k-d tree
+
+# Crop windows (left, top, right, bottom) as fractions of the image: the whole image, then
+# 5% and 10% off the border (centred and at each corner), 7.5% off each side, and 7% off
+# one side. A copy cropped by up to about 10% lies close to one of them.
+_WINDOWS: tuple[tuple[float, float, float, float], ...] = (
+    (0.0, 0.0, 1.0, 1.0),
+    *(
+        box
+        for s in (0.95, 0.90)
+        for box in (
+            ((1 - s) / 2, (1 - s) / 2, (1 + s) / 2, (1 + s) / 2),
+            (0.0, 0.0, s, s),
+            (1 - s, 0.0, 1.0, s),
+            (0.0, 1 - s, s, 1.0),
+            (1 - s, 1 - s, 1.0, 1.0),
+        )
+    ),
+    (0.075, 0.075, 0.925, 0.925),
+    (0.0, 0.0, 0.93, 1.0),
+    (0.07, 0.0, 1.0, 1.0),
+    (0.0, 0.0, 1.0, 0.93),
+    (0.0, 0.07, 1.0, 1.0),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Fingerprints
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageMeasures:
+    """Numbers that the quality flags compare with :class:`QualityThresholds`.
+
+    Attributes
+    ----------
+    width, height : int
+        The size stored in the file.
+    highlights : float
+        Brightness (0-1) that only the brightest 5% of pixels exceed; low means dark.
+    shadows : float
+        Brightness (0-1) that only the darkest 5% of pixels fall below; high means washed out.
+    information : float
+        Entropy of the grey levels in bits, divided by 8 (0: one grey level, 1: all 256
+        equally often).
+    sharpness : float
+        Standard deviation of the Laplacian over that of the grey levels, on the image
+        shrunk to at most 128 pixels a side: fine detail relative to contrast.
+    colourfulness : float
+        Mean spread between the largest and smallest of R, G, B per pixel (0-1); 0 for grey.
+    """
+
+    width: int
+    height: int
+    highlights: float
+    shadows: float
+    information: float
+    sharpness: float
+    colourfulness: float
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Fingerprint:
+    """What the duplicate, leakage and quality checks need of one image.
+
+    Attributes
+    ----------
+    digest : bytes
+        BLAKE2b of the file's bytes.
+    pixels : bytes or None
+        BLAKE2b of the decoded pixels, when the file was decoded at full scale.
+    vectors : numpy.ndarray
+        ``(16, 111)`` unit vectors, ``float16``: the whole image first, then the crop windows.
+    measures : ImageMeasures
+        Brightness, information, sharpness and colour measures.
+    file_size, mtime_ns : int
+        The file when it was read, so that a file changed since is never acted on.
+    """
+
+    digest: bytes
+    pixels: bytes | None
+    vectors: np.ndarray
+    measures: ImageMeasures
+    file_size: int = 0
+    mtime_ns: int = 0
+
+
+def _area_matrix(start: float, stop: float, n_out: int, n_in: int) -> np.ndarray:
+    """``(n_out, n_in)`` weights that average ``[start, stop)`` (a fraction of the input)
+    into ``n_out`` equal cells, each weighted by how much of every input pixel it covers."""
+    edges = np.linspace(start * n_in, stop * n_in, n_out + 1)
+    lo, hi = edges[:-1, None], edges[1:, None]
+    pixel = np.arange(n_in, dtype=np.float64)[None, :]
+    overlap = np.clip(np.minimum(hi, pixel + 1) - np.maximum(lo, pixel), 0.0, None)
+    return np.asarray(overlap / overlap.sum(axis=1, keepdims=True))
+
+
+def _dct_matrix(n: int) -> np.ndarray:
+    k = np.arange(n)[:, None]
+    i = np.arange(n)[None, :]
+    matrix = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2 / n)
+    matrix[0] /= math.sqrt(2)
+    return matrix
+
+
+@functools.cache
+def _projections() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per crop window: rows and columns of (DCT o area resample) and of the colour grid."""
+    dct = _dct_matrix(_DCT)[:_KEEP]
+    dct_rows, dct_cols, col_rows, col_cols = [], [], [], []
+    for left, top, right, bottom in _WINDOWS:
+        dct_rows.append(dct @ _area_matrix(top, bottom, _DCT, _THUMB))
+        dct_cols.append(dct @ _area_matrix(left, right, _DCT, _THUMB))
+        col_rows.append(_area_matrix(top, bottom, _COLOUR, _THUMB))
+        col_cols.append(_area_matrix(left, right, _COLOUR, _THUMB))
+    return (np.stack(dct_rows).astype(np.float32), np.stack(dct_cols).astype(np.float32),
+            np.stack(col_rows).astype(np.float32), np.stack(col_cols).astype(np.float32))
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.asarray(np.divide(x, norms, out=np.zeros_like(x), where=norms > 1e-6))
+
+
+def _rank_equalised(grey: np.ndarray) -> np.ndarray:
+    """Grey levels replaced by their mean rank (0-1): the same for any brightening."""
+    flat = grey.ravel()
+    ordered = np.sort(flat)
+    ranks = (np.searchsorted(ordered, flat, "left") + np.searchsorted(ordered, flat, "right"))
+    return (ranks.astype(np.float32) / (2 * flat.size)).reshape(grey.shape)
+
+
+def _vectors(thumb: np.ndarray) -> np.ndarray:
+    """``(windows, 111)`` unit vectors of a ``(64, 64, 3)`` thumbnail."""
+    dct_rows, dct_cols, col_rows, col_cols = _projections()
+    rgb = thumb.astype(np.float32)
+    grey = _rank_equalised(rgb @ np.array([0.299, 0.587, 0.114], np.float32))
+    # Resample each window and take its DCT in two matrix products per window (batched).
+    structure = (dct_rows @ grey @ dct_cols.transpose(0, 2, 1)).reshape(len(_WINDOWS), -1)
+    structure = _unit_rows(structure[:, 1:])  # the mean (DC) says nothing about structure
+    channels = rgb.transpose(2, 0, 1)[None]  # (1, 3, 64, 64)
+    colour = col_rows[:, None] @ channels @ col_cols.transpose(0, 2, 1)[:, None]
+    colour = colour - colour.mean(axis=(2, 3), keepdims=True)
+    colour = _unit_rows(colour.transpose(0, 2, 3, 1).reshape(len(_WINDOWS), -1))
+    return (np.concatenate([structure, colour], axis=1) / math.sqrt(2)).astype(np.float16)
+
+
+#: Variance the Laplacian of the grey levels gets from rounding each channel to an integer
+#: alone (20 x the rounding variance 1/12 of the luminance mix): not detail, so taken off.
+_ROUNDING_VARIANCE = 20 * (0.299**2 + 0.587**2 + 0.114**2) / 12
+
+
+def _measures(small: np.ndarray, size: tuple[int, int]) -> ImageMeasures:
+    rgb = small.astype(np.int16)
+    g = (rgb @ np.array([0.299, 0.587, 0.114])).astype(np.float32)
+    grey = np.clip(np.rint(g), 0, 255).astype(np.uint8)
+    counts = np.bincount(grey.ravel(), minlength=256)
+    cumulative = np.cumsum(counts) / grey.size
+    shares = counts[counts > 0] / grey.size
+    spread = float(g.std())
+    if min(g.shape) >= 3 and spread > 1e-3:
+        laplacian = (4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2]
+                     - g[1:-1, 2:])
+        detail = max(0.0, float(laplacian.var()) - _ROUNDING_VARIANCE)
+        sharpness = math.sqrt(detail) / spread
+    else:
+        sharpness = 0.0
+    return ImageMeasures(
+        width=int(size[0]),
+        height=int(size[1]),
+        highlights=float(np.searchsorted(cumulative, 0.95)) / 255,
+        shadows=float(np.searchsorted(cumulative, 0.05)) / 255,
+        information=max(0.0, float(-(shares * np.log2(shares)).sum()) / 8),
+        sharpness=round(sharpness, 6),
+        colourfulness=float((rgb.max(axis=2) - rgb.min(axis=2)).mean()) / 255,
+    )
+
+
+def fingerprint(data: bytes, image: np.ndarray, *, size: tuple[int, int] | None = None,
+                full_scale: bool = True, file_size: int = 0, mtime_ns: int = 0) -> Fingerprint:
+    """The :class:`Fingerprint` of a decoded image.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's bytes.
+    image : numpy.ndarray
+        The decoded ``(height, width, 3)`` ``uint8`` image (at any scale).
+    size : (width, height), optional
+        The size stored in the file; default the decoded size.
+    full_scale : bool, default=True
+        False when the image was decoded at reduced scale: equal reduced pixels do not prove
+        equal pixels, so no pixel digest is kept.
+    file_size, mtime_ns : int
+        The file's size and modification time when read.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((40, 60, 3), np.uint8)
+    >>> fingerprint(b"bytes", image).measures.highlights
+    0.0
+    """
+    from PIL import Image
+
+    height, width = image.shape[:2]
+    picture = Image.fromarray(np.ascontiguousarray(image))
+    if max(height, width) > MEASURE_SIDE:
+        scale = MEASURE_SIDE / max(height, width)
+        picture = picture.resize((max(1, round(width * scale)), max(1, round(height * scale))),
+                                 Image.Resampling.BOX)
+    small = np.asarray(picture)
+    thumb = np.asarray(picture.resize((_THUMB, _THUMB), Image.Resampling.BOX))
+    pixels = None
+    if full_scale:
+        pixels = hashlib.blake2b(np.ascontiguousarray(image).tobytes(),
+                                 digest_size=16, person=b"fruitclf-px").digest()
+        pixels += height.to_bytes(4, "little") + width.to_bytes(4, "little")
+    return Fingerprint(
+        digest=hashlib.blake2b(data, digest_size=16).digest(),
+        pixels=pixels,
+        vectors=_vectors(thumb),
+        measures=_measures(small, size or (width, height)),
+        file_size=file_size,
+        mtime_ns=mtime_ns,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Near pairs without an all-pairs table
+# --------------------------------------------------------------------------------------------
+
+
+def _near_pairs(queries: np.ndarray, index: np.ndarray, threshold: float
+                ) -> dict[tuple[int, int], float]:
+    """``{(query image, index image): distance}`` where a window of the query image lies within
+    ``threshold`` of the whole of the index image.
+
+    ``queries`` is ``(n, windows, dim)``, ``index`` is ``(m, dim)`` (whole images). The k-d tree
+    holds a projection onto the index's 16 main axes: an orthogonal projection never makes a
+    distance longer, so every pair within the radius is among the candidates, which are then
+    measured in full.
+    """
+    from sklearn.neighbors import KDTree
+
+    if not len(queries) or not len(index):
+        return {}
+    full = index.astype(np.float32)
+    sample = full[:: max(1, len(full) // 4096)]
+    _, _, axes = np.linalg.svd(sample - sample.mean(axis=0), full_matrices=False)
+    basis = axes[:_PROJECTED].T
+    tree = KDTree(full @ basis)
+    windows = queries.shape[1]
+    flat = queries.reshape(-1, queries.shape[2]).astype(np.float32)
+    radius = math.sqrt(2 * threshold)  # |a - b|^2 = 2 (1 - cos) for unit vectors
+    found: dict[tuple[int, int], float] = {}
+    for start in range(0, len(flat), 65_536):
+        chunk = flat[start:start + 65_536]
+        hits = tree.query_radius(chunk @ basis, r=radius)
+        rows = np.repeat(np.arange(len(chunk)), [len(h) for h in hits])
+        if not len(rows):
+            continue
+        cols = np.concatenate(hits)
+        distance = 1.0 - np.einsum("ij,ij->i", chunk[rows], full[cols])
+        close = distance <= threshold
+        for row, col, d in zip(rows[close] + start, cols[close], distance[close]):
+            key = (int(row) // windows, int(col))
+            found[key] = min(found.get(key, 1.0), max(0.0, float(d)))
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# Duplicates and leakage
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DuplicateGroup:
+    """Files that hold the same photo.
+
+    Attributes
+    ----------
+    paths : list of str
+        The files, sorted; the first is the one :meth:`ImageFolderDataset.remove_duplicates`
+        keeps unless another has more pixels.
+    relpaths : list of str
+        The same files relative to the dataset root, with ``/`` separators.
+    kind : {"exact", "near"}
+        ``exact``: the same bytes or the same pixels; ``near``: a resized, re-compressed,
+        converted, slightly cropped or brightened copy.
+    distance : float
+        The largest fingerprint distance that links the group (0 for exact duplicates).
+    classes : list of str
+        The class of each file; more than one class means a label conflict.
+
+    Examples
+    --------
+    >>> [(g.kind, g.relpaths) for g in ds.find_duplicates()]  # doctest: +SKIP
+    [('exact', ['acai/01.jpg', 'acai/01 copy.jpg'])]
+    """
+
+    paths: list[str]
+    relpaths: list[str]
+    kind: str
+    distance: float
+    classes: list[str]
+
+    @property
+    def conflicting(self) -> bool:
+        """True when the copies are filed under different classes."""
+        return len(set(self.classes)) > 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"paths": [relative paths], "kind", "distance", "classes"}``."""
+        return {"paths": list(self.relpaths), "kind": self.kind,
+                "distance": round(self.distance, 4), "classes": list(self.classes)}
+
+
+@dataclasses.dataclass(frozen=True)
+class LeakedPair:
+    """A test image whose twin is in the training folder.
+
+    Attributes
+    ----------
+    path, relpath : str
+        The training image (relative to the training root for ``relpath``).
+    test_path, test_relpath : str
+        The test image (relative to the test root for ``test_relpath``).
+    kind : {"exact", "near"}
+        As for :class:`DuplicateGroup`.
+    distance : float
+        Fingerprint distance (0 for exact).
+
+    Examples
+    --------
+    >>> [(p.relpath, p.test_relpath) for p in train.find_leakage(test)]  # doctest: +SKIP
+    [('acai/01.jpg', 'acai/t07.png')]
+    """
+
+    path: str
+    relpath: str
+    test_path: str
+    test_relpath: str
+    kind: str
+    distance: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"path", "test_path", "kind", "distance"}`` with paths relative to each root."""
+        return {"path": self.relpath, "test_path": self.test_relpath, "kind": self.kind,
+                "distance": round(self.distance, 4)}
+
+
+def _exact_key(a: Fingerprint, b: Fingerprint) -> bool:
+    return a.digest == b.digest or (a.pixels is not None and a.pixels == b.pixels)
+
+
+def _exact_links(prints: Sequence[Fingerprint]) -> list[tuple[int, int]]:
+    links: list[tuple[int, int]] = []
+    for key in ("digest", "pixels"):
+        first: dict[bytes, int] = {}
+        for i, fp in enumerate(prints):
+            value = getattr(fp, key)
+            if value is None:
+                continue
+            if value in first:
+                links.append((first[value], i))
+            else:
+                first[value] = i
+    return links
+
+
+def median_neighbour_distance(vectors: np.ndarray, *, sample: int = 1000) -> float:
+    """Median distance from an image to its nearest other image (whole-image vectors),
+    estimated on up to ``sample`` images against all of them."""
+    full = vectors.astype(np.float32)
+    if len(full) < 2:
+        return 1.0
+    picked = np.random.default_rng(0).permutation(len(full))[:sample]
+    nearest = np.ones(len(picked), np.float32)
+    for start in range(0, len(full), 8192):
+        block = 1.0 - full[picked] @ full[start:start + 8192].T
+        mine = (picked >= start) & (picked < start + 8192)
+        block[np.flatnonzero(mine), picked[mine] - start] = np.inf
+        nearest = np.minimum(nearest, block.min(axis=1))
+    return float(np.median(nearest))
+
+
+def resolve_threshold(threshold: float | None, vectors: np.ndarray) -> float:
+    """``threshold`` checked, or the default for these whole-image vectors: the smaller of
+    :data:`NEAR_DUPLICATE_THRESHOLD` and :data:`NEIGHBOUR_SHARE` of the median distance to
+    the nearest neighbour."""
+    from .._validation import check_float
+
+    if threshold is None:
+        scale = median_neighbour_distance(vectors) if len(vectors) else 1.0
+        return min(NEAR_DUPLICATE_THRESHOLD, NEIGHBOUR_SHARE * scale)
+    return check_float(threshold, "threshold", min_value=0.0, max_value=1.0,
+                       hint=f"The default is at most {NEAR_DUPLICATE_THRESHOLD}")
+
+
+def find_duplicates(
+    items: Sequence[tuple[str, str, str]],
+    prints: Sequence[Fingerprint],
+    *,
+    threshold: float | None = None,
+) -> list[DuplicateGroup]:
+    """Groups of exact and near duplicates among ``items`` (``(path, relpath, class)``).
+
+    See :meth:`ImageFolderDataset.find_duplicates`.
+    """
+    windows = np.stack([fp.vectors for fp in prints]) if prints else np.zeros((0, 1, 1))
+    threshold = resolve_threshold(threshold, windows[:, 0])
+    parent = list(range(len(items)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    exact = _exact_links(prints)
+    near = _near_pairs(windows, windows[:, 0], threshold)
+    links = [(a, b, 0.0) for a, b in exact]
+    links += [(a, b, d) for (a, b), d in near.items() if a != b]
+    widest: dict[int, float] = {}
+    for a, b, _ in links:
+        parent[root(a)] = root(b)
+    for a, _, d in links:
+        r = root(a)
+        widest[r] = max(widest.get(r, 0.0), d)
+    members: dict[int, list[int]] = {}
+    for i in range(len(items)):
+        members.setdefault(root(i), []).append(i)
+    groups = []
+    for r, idx in members.items():
+        if len(idx) < 2:
+            continue
+        idx.sort(key=lambda i: items[i][1])
+        all_exact = all(_exact_key(prints[idx[0]], prints[i]) for i in idx[1:])
+        groups.append(DuplicateGroup(
+            paths=[items[i][0] for i in idx], relpaths=[items[i][1] for i in idx],
+            kind="exact" if all_exact else "near",
+            distance=0.0 if all_exact else round(widest.get(r, 0.0), 6),
+            classes=[items[i][2] for i in idx],
+        ))
+    return sorted(groups, key=lambda g: g.relpaths[0])
+
+
+def find_leakage(
+    train: Sequence[tuple[str, str]],
+    train_prints: Sequence[Fingerprint],
+    test: Sequence[tuple[str, str]],
+    test_prints: Sequence[Fingerprint],
+    *,
+    threshold: float | None = None,
+) -> list[LeakedPair]:
+    """Pairs of a training and a test image that hold the same photo.
+
+    ``train`` and ``test`` are ``(path, relpath)`` pairs. See
+    :meth:`ImageFolderDataset.find_leakage`.
+    """
+    both = [fp.vectors[0] for fp in (*train_prints, *test_prints)]
+    threshold = resolve_threshold(threshold, np.stack(both) if both else np.zeros((0, 1)))
+    pairs: dict[tuple[int, int], tuple[str, float]] = {}
+    by_digest: dict[bytes, list[int]] = {}
+    for i, fp in enumerate(train_prints):
+        by_digest.setdefault(fp.digest, []).append(i)
+        if fp.pixels is not None:
+            by_digest.setdefault(fp.pixels, []).append(i)
+    for j, fp in enumerate(test_prints):
+        for key in (fp.digest, fp.pixels):
+            for i in by_digest.get(key, []) if key is not None else []:
+                pairs[(i, j)] = ("exact", 0.0)
+    if train_prints and test_prints:
+        train_windows = np.stack([fp.vectors for fp in train_prints])
+        test_windows = np.stack([fp.vectors for fp in test_prints])
+        near = _near_pairs(test_windows, train_windows[:, 0], threshold)
+        for (j, i), d in near.items():
+            pairs.setdefault((i, j), ("near", d))
+        for (i, j), d in _near_pairs(train_windows, test_windows[:, 0], threshold).items():
+            kind, old = pairs.get((i, j), ("near", 1.0))
+            pairs[(i, j)] = (kind, min(old, d))
+    out = [
+        LeakedPair(train[i][0], train[i][1], test[j][0], test[j][1], kind, round(d, 6))
+        for (i, j), (kind, d) in pairs.items()
+    ]
+    return sorted(out, key=lambda p: (p.test_relpath, p.relpath))
+
+
+# --------------------------------------------------------------------------------------------
+# Quality flags
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class QualityThresholds:
+    """When an image is flagged by :meth:`ImageFolderDataset.quality_issues`.
+
+    Each field is compared with a score of :class:`ImageMeasures`; the flag (and its score in
+    reports) is named after the field. Set a field to None to turn its flag off.
+
+    Attributes
+    ----------
+    dark : float or None, default=0.2
+        ``dark`` when the brightest 5% of pixels are darker than this (0 black, 1 white).
+    light : float or None, default=0.9
+        ``light`` when the darkest 5% of pixels are brighter than this.
+    low_information : float or None, default=0.45
+        ``low_information`` when the grey-level entropy (bits / 8) is below this: a uniform
+        or nearly uniform picture (a blank frame, a colour card). Photos measure 0.65-0.99.
+    blurry : float or None, default=0.12
+        ``blurry`` when the sharpness (fine detail relative to contrast, at 128 pixels a side)
+        is below this. Photos in focus measure 0.3-1.5 (flowers12: none under 0.15); a
+        Gaussian blur of 1.3% of the image width brings most under 0.1, of 2% all.
+    grayscale : float or None, default=0.02
+        ``grayscale`` when the mean colour spread is below this in a dataset where most
+        images are in colour.
+    aspect_ratio : float or None, default=3.0
+        ``odd_aspect_ratio`` when the long side is more than this many times the short one.
+    too_small : float or None, default=0.5
+        ``too_small`` when a side is less than this share of the model input's side (it is
+        enlarged more than twice).
+
+    Examples
+    --------
+    >>> QualityThresholds(blurry=0.05).blurry
+    0.05
+    """
+
+    dark: float | None = 0.2
+    light: float | None = 0.9
+    low_information: float | None = 0.45
+    blurry: float | None = 0.12
+    grayscale: float | None = 0.02
+    aspect_ratio: float | None = 3.0
+    too_small: float | None = 0.5
+
+    def __post_init__(self) -> None:
+        from .._validation import check_float
+
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is not None:
+                upper = None if field.name in ("aspect_ratio", "blurry") else 1.0
+                check_float(value, field.name, min_value=0.0, max_value=upper)
+        if self.aspect_ratio is not None and self.aspect_ratio < 1.0:
+            raise ValueError(
+                "`aspect_ratio` must be at least 1 (long side over short side). "
+                f"Received: aspect_ratio={self.aspect_ratio!r}"
+            )
+
+    @classmethod
+    def from_strings(cls, items: Iterable[str]) -> QualityThresholds:
+        """Thresholds from ``NAME=VALUE`` strings (``VALUE`` may be ``none``), as the CLI's
+        ``--threshold`` gives them.
+
+        Examples
+        --------
+        >>> QualityThresholds.from_strings(["dark=0.1", "grayscale=none"]).grayscale is None
+        True
+        """
+        names = [f.name for f in dataclasses.fields(cls)]
+        values: dict[str, float | None] = {}
+        for item in items:
+            name, sep, value = item.partition("=")
+            name = name.strip().replace("-", "_")
+            if not sep or name not in names:
+                raise ValueError(
+                    f"A threshold must be NAME=VALUE with NAME one of {', '.join(names)}. "
+                    f"Received: {item!r}"
+                )
+            try:
+                values[name] = None if value.strip().lower() == "none" else float(value)
+            except ValueError:
+                raise ValueError(
+                    f"The value of threshold {name!r} must be a number or none. "
+                    f"Received: {item!r}"
+                ) from None
+        return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class QualityIssue:
+    """An image that is probably not what the class needs.
+
+    Attributes
+    ----------
+    path, relpath : str
+        The file (``relpath`` relative to the dataset root).
+    issue : str
+        ``dark``, ``light``, ``low_information``, ``blurry``, ``grayscale``,
+        ``odd_aspect_ratio`` or ``too_small``.
+    score : float
+        The measure compared (see :class:`QualityThresholds`).
+    threshold : float
+        The threshold it crossed.
+    message : str
+        The finding in words.
+
+    Examples
+    --------
+    >>> [(q.relpath, q.issue) for q in ds.quality_issues()]  # doctest: +SKIP
+    [('acai/night.jpg', 'dark')]
+    """
+
+    path: str
+    relpath: str
+    issue: str
+    score: float
+    threshold: float
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"path", "issue", "score", "threshold"}`` with the path relative to the root."""
+        return {"path": self.relpath, "issue": self.issue, "score": round(self.score, 4),
+                "threshold": self.threshold}
+
+
+def _flags(m: ImageMeasures, t: QualityThresholds, image_size: tuple[int, int] | None,
+           colour_dataset: bool) -> list[tuple[str, float, float, str]]:
+    found: list[tuple[str, float, float, str]] = []
+    if t.dark is not None and m.highlights < t.dark:
+        found.append(("dark", m.highlights, t.dark, "very dark"))
+    if t.light is not None and m.shadows > t.light:
+        found.append(("light", m.shadows, t.light, "very bright"))
+    uniform = t.low_information is not None and m.information < t.low_information
+    if uniform and t.low_information is not None:
+        found.append(("low_information", m.information, t.low_information,
+                      "nearly uniform (little to learn from)"))
+    if t.blurry is not None and not uniform and m.sharpness < t.blurry:
+        found.append(("blurry", m.sharpness, t.blurry, "blurry"))
+    if (t.grayscale is not None and colour_dataset and not uniform
+            and m.colourfulness < t.grayscale):
+        found.append(("grayscale", m.colourfulness, t.grayscale,
+                      "greyscale in a colour dataset"))
+    ratio = max(m.width, m.height) / max(1, min(m.width, m.height))
+    if t.aspect_ratio is not None and ratio > t.aspect_ratio:
+        found.append(("odd_aspect_ratio", ratio, t.aspect_ratio,
+                      f"aspect ratio {ratio:.1f}:1 (squeezed to the model's shape)"))
+    if t.too_small is not None and image_size is not None:
+        share = min(m.height / image_size[0], m.width / image_size[1])
+        if share < t.too_small:
+            found.append(("too_small", share, t.too_small,
+                          f"{m.width}x{m.height} pixels, enlarged {1 / share:.1f} times to the "
+                          f"model input {image_size[1]}x{image_size[0]}"))
+    return found
+
+
+def quality_issues(
+    items: Sequence[tuple[str, str]],
+    prints: Sequence[Fingerprint],
+    *,
+    thresholds: QualityThresholds | None = None,
+    image_size: tuple[int, int] | None = None,
+) -> list[QualityIssue]:
+    """The quality flags of ``items`` (``(path, relpath)``); see
+    :meth:`ImageFolderDataset.quality_issues`."""
+    thresholds = thresholds or QualityThresholds()
+    colourful = [fp.measures.colourfulness for fp in prints]
+    colour_dataset = bool(colourful) and thresholds.grayscale is not None and (
+        float(np.median(colourful)) >= 2 * thresholds.grayscale)
+    issues = [
+        QualityIssue(path, relpath, name, float(score), float(limit), message)
+        for (path, relpath), fp in zip(items, prints)
+        for name, score, limit, message in _flags(fp.measures, thresholds, image_size,
+                                                  colour_dataset)
+    ]
+    return sorted(issues, key=lambda q: (q.relpath, q.issue))
+
+
+def stat_of(path: str) -> tuple[int, int]:
+    """``(size, mtime_ns)`` of a file, or ``(-1, -1)`` when it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (-1, -1)
+    return (st.st_size, st.st_mtime_ns)

@@ -1,0 +1,427 @@
+"""Duplicates, train/test leakage and image-quality flags, on real files the tests write."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance, ImageFilter
+
+import fruitclf
+from _images import photo_like, write_photo_folder
+from fruitclf.data.quality import QualityThresholds, fingerprint
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three classes of 20 distinct photo-like JPEGs, 96 x 96 (read-only by convention)."""
+    return write_photo_folder(tmp_path_factory.mktemp("photos") / "train", 3, 20, seed=0)
+
+
+def _copy_tree(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _reencoded(image: Image.Image, fmt: str, **options: object) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def _crop(image: Image.Image, left: float, top: float, right: float, bottom: float
+          ) -> Image.Image:
+    w, h = image.size
+    return image.crop((round(left * w), round(top * h), round(w - right * w),
+                       round(h - bottom * h)))
+
+
+# name -> (how the copy is made, file extension, file format)
+TRANSFORMS: dict[str, tuple[Callable[[Image.Image], Image.Image], str, str]] = {
+    "resized_half": (lambda im: im.resize((48, 48), Image.Resampling.LANCZOS), ".jpg", "JPEG"),
+    "resized_double": (lambda im: im.resize((192, 192), Image.Resampling.BICUBIC), ".png",
+                       "PNG"),
+    "recompressed_q40": (lambda im: _reencoded(im, "JPEG", quality=40), ".jpg", "JPEG"),
+    "converted_to_png": (lambda im: im, ".png", "PNG"),
+    "converted_to_gif": (lambda im: im.convert("P", palette=Image.Palette.ADAPTIVE), ".gif",
+                         "GIF"),
+    "cropped_4pct_each_side": (lambda im: _crop(im, 0.04, 0.04, 0.04, 0.04), ".jpg", "JPEG"),
+    "cropped_10pct_corner": (lambda im: _crop(im, 0.1, 0.1, 0, 0), ".jpg", "JPEG"),
+    "cropped_7pct_one_side": (lambda im: _crop(im, 0, 0, 0.07, 0), ".jpg", "JPEG"),
+    "brightened_20pct": (lambda im: ImageEnhance.Brightness(im).enhance(1.2), ".jpg", "JPEG"),
+    "darkened_30pct": (lambda im: ImageEnhance.Brightness(im).enhance(0.7), ".jpg", "JPEG"),
+    "more_contrast": (lambda im: ImageEnhance.Contrast(im).enhance(1.3), ".jpg", "JPEG"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMS))
+def test_each_transformation_is_found_as_a_near_duplicate(tmp_path, photos, name):
+    root = _copy_tree(photos, tmp_path / "train")
+    make, ext, fmt = TRANSFORMS[name]
+    original = root / "class_1" / "photo_005.jpg"
+    copy = root / "class_1" / f"copy{ext}"
+    make(Image.open(original).convert("RGB")).save(copy, fmt)
+
+    groups = fruitclf.ImageFolderDataset(root).find_duplicates(progress=False)
+
+    assert [g.relpaths for g in groups] == [[f"class_1/copy{ext}", "class_1/photo_005.jpg"]]
+    assert groups[0].kind == "near"
+    assert groups[0].classes == ["class_1", "class_1"]
+    assert not groups[0].conflicting
+
+
+def test_distinct_photos_of_one_class_are_not_duplicates(photos):
+    ds = fruitclf.ImageFolderDataset(photos)
+    assert ds.find_duplicates(progress=False) == []
+
+
+def test_exact_duplicates_same_bytes_and_same_pixels(tmp_path, photos):
+    root = _copy_tree(photos, tmp_path / "train")
+    shutil.copyfile(root / "class_0" / "photo_001.jpg", root / "class_0" / "again.jpg")
+    # A lossless re-save with other bytes but the same pixels (PNG -> BMP).
+    picture = Image.fromarray(photo_like(np.random.default_rng(7), 2))
+    picture.save(root / "class_2" / "lossless.png", "PNG", compress_level=1)
+    picture.save(root / "class_2" / "lossless.bmp", "BMP")
+    # The same photo filed under two classes: a label conflict.
+    shutil.copyfile(root / "class_0" / "photo_002.jpg", root / "class_1" / "which.jpg")
+
+    groups = fruitclf.ImageFolderDataset(root).find_duplicates(progress=False)
+
+    found = {tuple(g.relpaths): (g.kind, g.conflicting) for g in groups}
+    assert found == {
+        ("class_0/again.jpg", "class_0/photo_001.jpg"): ("exact", False),
+        ("class_0/photo_002.jpg", "class_1/which.jpg"): ("exact", True),
+        ("class_2/lossless.bmp", "class_2/lossless.png"): ("exact", False),
+    }
+    assert all(g.distance == 0.0 for g in groups)
+
+
+def test_leakage_lists_pairs_relative_to_each_folder(tmp_path, photos):
+    train = _copy_tree(photos, tmp_path / "train")
+    test = write_photo_folder(tmp_path / "test", 3, 5, seed=99)
+    Image.open(train / "class_2" / "photo_010.jpg").resize((64, 64)).save(
+        test / "class_2" / "leaked.png")
+    shutil.copyfile(train / "class_0" / "photo_003.jpg", test / "class_0" / "same.jpg")
+
+    ds = fruitclf.ImageFolderDataset(train)
+    pairs = ds.find_leakage(fruitclf.ImageFolderDataset(test), progress=False)
+
+    assert [(p.relpath, p.test_relpath, p.kind) for p in pairs] == [
+        ("class_0/photo_003.jpg", "class_0/same.jpg", "exact"),
+        ("class_2/photo_010.jpg", "class_2/leaked.png", "near"),
+    ]
+    assert pairs[1].test_path == str(test / "class_2" / "leaked.png")
+    assert pairs[1].to_dict() == {"path": "class_2/photo_010.jpg",
+                                  "test_path": "class_2/leaked.png", "kind": "near",
+                                  "distance": round(pairs[1].distance, 4)}
+
+
+def test_each_file_is_decoded_once_for_all_checks(tmp_path, photos):
+    from fruitclf.data.check import decode_count
+
+    ds = fruitclf.ImageFolderDataset(photos)
+    before = decode_count()
+    ds.check(progress=False)
+    ds.find_duplicates()
+    ds.quality_issues()
+    ds.find_leakage(ds)
+    assert decode_count() - before == len(ds)
+
+
+def test_near_duplicate_threshold_is_adjustable_and_checked(tmp_path, photos):
+    root = _copy_tree(photos, tmp_path / "train")
+    original = root / "class_0" / "photo_000.jpg"
+    TRANSFORMS["cropped_7pct_one_side"][0](Image.open(original)).save(root / "class_0" / "c.jpg")
+    ds = fruitclf.ImageFolderDataset(root)
+    assert len(ds.find_duplicates(progress=False)) == 1
+    assert ds.find_duplicates(threshold=0.0) == []
+    with pytest.raises(ValueError, match=r"`threshold` must be .*Received: threshold=2"):
+        ds.find_duplicates(threshold=2)
+
+
+# ------------------------------------------------------------------------- quality flags
+
+
+def _constructed(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(3)
+    root = write_photo_folder(tmp_path / "train", 2, 6, seed=5)
+    folder = root / "class_0"
+    Image.new("RGB", (96, 96), (0, 0, 0)).save(folder / "black.png")
+    Image.new("RGB", (96, 96), (255, 255, 255)).save(folder / "white.png")
+    sharp = Image.fromarray(photo_like(rng, 0, 192))
+    sharp.filter(ImageFilter.GaussianBlur(6)).save(folder / "blurred.jpg")
+    Image.fromarray(photo_like(rng, 0)).convert("L").convert("RGB").save(folder / "grey.jpg")
+    Image.fromarray(photo_like(rng, 0, 200)).resize((1000, 50)).save(folder / "strip.jpg")
+    Image.fromarray(photo_like(rng, 0, 96)).resize((16, 16)).save(folder / "tiny.png")
+    return root
+
+
+def test_quality_flags_on_constructed_images(tmp_path):
+    ds = fruitclf.ImageFolderDataset(_constructed(tmp_path))
+
+    issues = ds.quality_issues(image_size=64, progress=False)
+
+    found = {(q.relpath, q.issue) for q in issues}
+    assert found == {
+        ("class_0/black.png", "dark"),
+        ("class_0/black.png", "low_information"),
+        ("class_0/white.png", "light"),
+        ("class_0/white.png", "low_information"),
+        ("class_0/blurred.jpg", "blurry"),
+        ("class_0/grey.jpg", "grayscale"),
+        ("class_0/strip.jpg", "odd_aspect_ratio"),
+        ("class_0/tiny.png", "too_small"),
+    }
+    strip = next(q for q in issues if q.issue == "odd_aspect_ratio")
+    assert strip.score == pytest.approx(20.0)
+    assert strip.threshold == 3.0
+    assert strip.to_dict() == {"path": "class_0/strip.jpg", "issue": "odd_aspect_ratio",
+                               "score": 20.0, "threshold": 3.0}
+
+
+def test_quality_thresholds_can_be_changed_or_turned_off(tmp_path):
+    ds = fruitclf.ImageFolderDataset(_constructed(tmp_path))
+    relaxed = QualityThresholds(aspect_ratio=25.0, too_small=None, grayscale=None,
+                                blurry=0.0)
+    found = {q.issue for q in ds.quality_issues(thresholds=relaxed, image_size=64)}
+    assert found == {"dark", "light", "low_information"}
+    # Without the model input there is no too_small flag.
+    assert "too_small" not in {q.issue for q in ds.quality_issues()}
+
+
+def test_grayscale_is_only_flagged_in_a_colour_dataset():
+    grey = np.repeat(photo_like(np.random.default_rng(0), 1)[..., :1], 3, axis=2)
+    prints = [fingerprint(b"a", grey), fingerprint(b"b", grey.copy())]
+    from fruitclf.data.quality import quality_issues
+
+    items = [("a.png", "a.png"), ("b.png", "b.png")]
+    assert quality_issues(items, prints) == []
+
+
+@pytest.mark.parametrize(
+    ("items", "error", "match"),
+    [
+        (["dark"], ValueError, r"NAME=VALUE with NAME one of dark, light"),
+        (["shiny=1"], ValueError, r"Received: 'shiny=1'"),
+        (["dark=much"], ValueError, r"threshold 'dark' must be a number or none"),
+        (["dark=2"], ValueError, r"`dark` must be .*Received: dark=2"),
+        (["aspect_ratio=0.5"], ValueError, r"`aspect_ratio` must be at least 1"),
+    ],
+)
+def test_bad_thresholds_name_the_value(items, error, match):
+    with pytest.raises(error, match=match):
+        QualityThresholds.from_strings(items)
+
+
+def test_quality_thresholds_from_strings():
+    thresholds = QualityThresholds.from_strings(["dark=0.1", "too-small=none"])
+    assert thresholds == QualityThresholds(dark=0.1, too_small=None)
+
+
+# ------------------------------------------------------------------ removing duplicates
+
+
+def _tree_bytes(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_remove_duplicates_then_restore_is_byte_identical(tmp_path, photos):
+    root = _copy_tree(photos, tmp_path / "train")
+    source = root / "class_0" / "photo_004.jpg"
+    Image.open(source).resize((48, 48)).save(root / "class_0" / "small.jpg")
+    Image.open(source).resize((192, 192)).save(root / "class_0" / "large.png")
+    shutil.copyfile(root / "class_1" / "photo_001.jpg", root / "class_2" / "conflict.jpg")
+    before = _tree_bytes(root)
+    ds = fruitclf.ImageFolderDataset(root)
+
+    planned = ds.remove_duplicates(dry_run=True)
+    assert _tree_bytes(root) == before
+    result = ds.remove_duplicates(quarantine=tmp_path / "q")
+
+    # The copy with the most pixels stays; the label conflict is left alone.
+    assert sorted(p.relpath for p in result.removed) == ["class_0/photo_004.jpg",
+                                                         "class_0/small.jpg"]
+    assert [p.path for p in planned.removed] == [p.path for p in result.removed]
+    assert (root / "class_0" / "large.png").exists()
+    assert (root / "class_2" / "conflict.jpg").exists()
+    assert "duplicate image" in result.lines()[0] and "duplicate of class_0/large.png" in (
+        result.lines()[0])
+    assert len(ds) == len(before) - 2
+    manifest = json.loads((tmp_path / "q" / "fruitclf-quarantine.json").read_text())
+    assert {e["code"] for e in manifest["entries"]} == {"duplicate"}
+
+    fruitclf.restore_quarantine(tmp_path / "q")
+    assert _tree_bytes(root) == before
+
+
+def test_remove_duplicates_skips_a_file_changed_since_the_check(tmp_path, photos):
+    root = _copy_tree(photos, tmp_path / "train")
+    shutil.copyfile(root / "class_0" / "photo_001.jpg", root / "class_0" / "again.jpg")
+    ds = fruitclf.ImageFolderDataset(root)
+    groups = ds.find_duplicates(progress=False)
+    # Same pixels and size: the first path (again.jpg) is kept, photo_001.jpg would go.
+    Image.open(root / "class_0" / "photo_002.jpg").save(root / "class_0" / "photo_001.jpg")
+    result = ds.remove_duplicates(groups, quarantine=tmp_path / "q")
+    assert result.removed == []
+    assert result.skipped == [str(root / "class_0" / "photo_001.jpg")]
+
+
+def test_remove_duplicates_leaves_a_group_whose_kept_copy_changed(tmp_path, photos, caplog):
+    root = _copy_tree(photos, tmp_path / "train")
+    shutil.copyfile(root / "class_0" / "photo_001.jpg", root / "class_0" / "again.jpg")
+    ds = fruitclf.ImageFolderDataset(root)
+    groups = ds.find_duplicates(progress=False)
+    Image.open(root / "class_0" / "photo_002.jpg").save(root / "class_0" / "again.jpg")
+    before = _tree_bytes(root)
+    result = ds.remove_duplicates(groups, quarantine=tmp_path / "q")
+    assert result.removed == []
+    assert _tree_bytes(root) == before
+    assert "the copy to keep changed since the check" in caplog.text
+
+
+def test_remove_duplicates_refuses_groups_of_another_dataset(tmp_path, photos):
+    other = _copy_tree(photos, tmp_path / "other")
+    shutil.copyfile(other / "class_0" / "photo_001.jpg", other / "class_0" / "again.jpg")
+    groups = fruitclf.ImageFolderDataset(other).find_duplicates(progress=False)
+    with pytest.raises(ValueError, match="not in this dataset"):
+        fruitclf.ImageFolderDataset(photos).remove_duplicates(groups, dry_run=True)
+
+
+# ---------------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture
+def leaky(tmp_path, photos) -> tuple[Path, Path]:
+    """A training folder with a duplicate pair and a test folder with two leaked images."""
+    train = _copy_tree(photos, tmp_path / "train")
+    Image.open(train / "class_0" / "photo_000.jpg").resize((64, 64)).save(
+        train / "class_0" / "small copy.png")
+    test = write_photo_folder(tmp_path / "test", 3, 4, seed=42)
+    shutil.copyfile(train / "class_1" / "photo_007.jpg", test / "class_1" / "seen.jpg")
+    _crop(Image.open(train / "class_2" / "photo_011.jpg"), 0.05, 0.05, 0, 0).save(
+        test / "class_2" / "seen cropped.jpg")
+    return train, test
+
+
+def _cli(capsys, *argv: str) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
+    from fruitclf.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.cli
+def test_scan_json_has_duplicates_quality_and_leakage(capsys, leaky):
+    train, test = leaky
+    Image.new("RGB", (96, 96)).save(train / "class_1" / "black.png")
+
+    code, out, _ = _cli(capsys, "scan", str(train), "--test", str(test), "--json")
+
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["duplicates"] == [{
+        "paths": ["class_0/photo_000.jpg", "class_0/small copy.png"], "kind": "near",
+        "distance": payload["duplicates"][0]["distance"], "classes": ["class_0", "class_0"]}]
+    assert {(q["path"], q["issue"]) for q in payload["quality"]} == {
+        ("class_1/black.png", "dark"), ("class_1/black.png", "low_information")}
+    assert all(set(q) == {"path", "issue", "score", "threshold"} for q in payload["quality"])
+    assert [(p["path"], p["test_path"], p["kind"]) for p in payload["leakage"]] == [
+        ("class_1/photo_007.jpg", "class_1/seen.jpg", "exact"),
+        ("class_2/photo_011.jpg", "class_2/seen cropped.jpg", "near"),
+    ]
+    assert payload["test"]["num_images"] == 14
+
+
+@pytest.mark.cli
+def test_scan_text_and_flag_option(capsys, leaky):
+    train, test = leaky
+    code, out, _ = _cli(capsys, "scan", str(train), "--test", str(test))
+    assert code == 0
+    assert "Duplicates: 1 groups (1 files beyond one copy each):" in out
+    assert "Leakage: 2 of 14 test images have a twin in the training folder:" in out
+    assert "class_1/seen.jpg ~ class_1/photo_007.jpg (exact)" in out
+    code, _, err = _cli(capsys, "scan", str(train), "--flag", "sharpness=1")
+    assert code == 1 and "NAME=VALUE with NAME one of dark" in err
+
+
+@pytest.mark.cli
+def test_clean_duplicates_then_restore_round_trip(capsys, leaky, tmp_path):
+    train, _ = leaky
+    before = _tree_bytes(train)
+    code, out, _ = _cli(capsys, "clean", str(train), "--duplicates", "--dry-run")
+    assert code == 0 and "Would remove duplicate image:" in out
+    assert _tree_bytes(train) == before
+    code, out, _ = _cli(capsys, "clean", str(train), "--duplicates", "--quarantine",
+                        str(tmp_path / "q"))
+    assert code == 0
+    assert f"Removed duplicate image: {train / 'class_0' / 'small copy.png'}" in out
+    assert not (train / "class_0" / "small copy.png").exists()
+    code, out, _ = _cli(capsys, "clean", str(train), "--duplicates")
+    assert "No duplicates to remove." in out
+    code, _, _ = _cli(capsys, "restore", str(tmp_path / "q"))
+    assert code == 0 and _tree_bytes(train) == before
+
+
+@pytest.mark.cli
+def test_train_warns_about_leakage_and_drop_leaked_changes_the_count(capsys, leaky, tmp_path):
+    train, test = leaky
+    options = ["--image-size", "16", "--epochs", "1", "--batch-size", "16", "--tta", "1",
+               "--quiet"]
+    code, out, err = _cli(capsys, "train", str(train), "--test", str(test), "--out",
+                          str(tmp_path / "run"), *options)
+    assert code == 0
+    assert "2 of 14 test images have a twin in the training folder" in err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["num_test_images"] == 14
+    assert metrics["num_leaked_test_images"] == 2
+    assert 0.0 <= metrics["test_accuracy_without_leaked"] <= 1.0
+    assert "test_accuracy_without_leaked" in out
+    leakage = json.loads((tmp_path / "run" / "leakage.json").read_text())
+    assert {p["test_path"] for p in leakage} == {"class_1/seen.jpg", "class_2/seen cropped.jpg"}
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "## Train/test leakage" in report and "| class_1/seen.jpg |" in report
+    assert "## Possible label errors" in report
+    assert (tmp_path / "run" / "label_errors.png").stat().st_size > 0
+
+    code, _, err = _cli(capsys, "train", str(train), "--test", str(test), "--out",
+                        str(tmp_path / "dropped"), "--drop-leaked", *options)
+    assert code == 0 and "is measured without them" in err
+    metrics = json.loads((tmp_path / "dropped" / "metrics.json").read_text())
+    assert metrics["num_test_images"] == 12
+    assert metrics["leaked_test_images_dropped"] is True
+    assert "They were left out of the evaluation" in (tmp_path / "dropped" / "report.md"
+                                                      ).read_text()
+
+
+@pytest.mark.cli
+def test_drop_leaked_refuses_a_test_folder_that_is_all_leaked(capsys, photos, tmp_path):
+    code, _, err = _cli(capsys, "train", str(photos), "--test", str(photos), "--out",
+                        str(tmp_path / "run"), "--drop-leaked", "--epochs", "1")
+    assert code == 1
+    assert "All 60 test images have a twin in the training folder" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_lists_a_mislabelled_image_as_a_possible_label_error(tmp_path, photos):
+    """Check that a photo filed under the wrong class tops the possible label errors."""
+    train = _copy_tree(photos, tmp_path / "train")
+    wrong = train / "class_2" / "from class 0.jpg"
+    shutil.move(train / "class_0" / "photo_019.jpg", wrong)
+
+    result = fruitclf.run(train, out=tmp_path / "run", image_size=32, epochs=12,
+                          batch_size=16, tta=1, precision="float32", verbose=0)
+
+    assert result.label_errors, "the model agrees with every label"
+    top = result.label_errors[0]
+    assert (top.path, top.true_label, top.predicted_label) == (str(wrong), "class_2",
+                                                              "class_0")
+    assert "label_errors" in result.figures
+    titles = [ax.get_title() for ax in result.figures["label_errors"].axes]
+    assert titles[0].startswith("class_2 -> class_0")
