@@ -6,8 +6,9 @@ Folders:
 
 - ``flowers12``: ``../shared/datasets/flowers12`` (12 classes, 60 train / 20 test photos
   each), skipped with a message when absent; also its first 15 training files of each class
-  (sorted by name, the same test folder). Test images with a near-identical twin in the
-  training folder are counted apart: "w/o twins" is the accuracy on the others.
+  (sorted by name, the same test folder). Test images with a twin (an exact or near
+  duplicate) in the training folder are counted apart: "w/o twins" is the accuracy on the
+  others, as ``test_accuracy_without_leaked`` in a run's metrics.
 - ``digits``: scikit-learn's handwritten digits as written by ``fruitclf demo``.
 - ``shapes``: a generated folder of five shapes in random colours, sizes and places.
 
@@ -35,7 +36,6 @@ from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOWERS = ROOT.parent / "shared" / "datasets" / "flowers12"
-TWIN_CORRELATION = 0.95  # 16x16 greyscale thumbnails this correlated are the same photo
 
 
 def _subset(train: Path, per_class: int, where: Path) -> Path:
@@ -79,24 +79,14 @@ def _shapes(where: Path, seed: int = 0, per_class: int = 20, size: int = 64) -> 
     return where / "shapes"
 
 
-def _thumbnails(paths: list[str]) -> np.ndarray:
-    rows = []
-    for path in paths:
-        with Image.open(path) as image:
-            small = np.asarray(image.convert("L").resize((16, 16)), dtype=np.float64).ravel()
-        small -= small.mean()
-        rows.append(small / (np.linalg.norm(small) or 1.0))
-    return np.array(rows)
-
-
 def twins(train_dir: Path, test_dir: Path) -> set[str]:
-    """Test files whose 16x16 greyscale thumbnail correlates >= 0.95 with a training file."""
+    """Test files with an exact or near duplicate in the training folder, as ``fruitclf``
+    finds them (:meth:`ImageFolderDataset.find_leakage`, the check ``fruitclf train`` runs)."""
     import fruitclf
 
     train = fruitclf.ImageFolderDataset(train_dir)
     test = fruitclf.ImageFolderDataset(test_dir, class_names=train.class_names)
-    corr = _thumbnails(test.paths) @ _thumbnails(train.paths).T
-    return {p for p, best in zip(test.paths, corr.max(axis=1)) if best >= TWIN_CORRELATION}
+    return {pair.test_path for pair in train.find_leakage(test, progress=False)}
 
 
 @dataclasses.dataclass

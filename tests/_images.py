@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import zlib
@@ -149,3 +150,18 @@ def write_photo_folder(root: Path, classes: int, per_class: int, *, size: int = 
             Image.fromarray(photo_like(rng, label, size)).save(folder / f"photo_{i:03d}.jpg",
                                                                "JPEG", quality=92)
     return root
+
+
+def reencoded(image: Image.Image, fmt: str, **options: object) -> Image.Image:
+    """``image`` saved as ``fmt`` in memory and read back (a lossy round trip for JPEG)."""
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def cropped(image: Image.Image, left: float, top: float, right: float, bottom: float
+            ) -> Image.Image:
+    """``image`` with the given shares of its width and height cut off each side."""
+    w, h = image.size
+    return image.crop((round(left * w), round(top * h), round(w * (1 - right)),
+                       round(h * (1 - bottom))))

@@ -9,8 +9,9 @@ import pytest
 
 import fruitclf
 
-MODULES = ["_validation", "config", "data.check", "data.folder", "data.pipeline", "data.split",
-           "demo", "evaluation", "io", "job", "model", "plotting", "spec", "training"]
+MODULES = ["_validation", "config", "data.check", "data.folder", "data.pipeline", "data.quality",
+           "data.split", "demo", "evaluation", "io", "job", "model", "plotting", "spec",
+           "training"]
 
 
 @pytest.mark.parametrize("name", MODULES)

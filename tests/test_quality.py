@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from collections.abc import Callable
@@ -13,7 +12,7 @@ import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
 import fruitclf
-from _images import photo_like, write_photo_folder
+from _images import cropped, photo_like, reencoded, write_photo_folder
 from fruitclf.data.quality import QualityThresholds, fingerprint
 
 
@@ -28,31 +27,18 @@ def _copy_tree(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _reencoded(image: Image.Image, fmt: str, **options: object) -> Image.Image:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-
-
-def _crop(image: Image.Image, left: float, top: float, right: float, bottom: float
-          ) -> Image.Image:
-    w, h = image.size
-    return image.crop((round(left * w), round(top * h), round(w - right * w),
-                       round(h - bottom * h)))
-
-
 # name -> (how the copy is made, file extension, file format)
 TRANSFORMS: dict[str, tuple[Callable[[Image.Image], Image.Image], str, str]] = {
     "resized_half": (lambda im: im.resize((48, 48), Image.Resampling.LANCZOS), ".jpg", "JPEG"),
     "resized_double": (lambda im: im.resize((192, 192), Image.Resampling.BICUBIC), ".png",
                        "PNG"),
-    "recompressed_q40": (lambda im: _reencoded(im, "JPEG", quality=40), ".jpg", "JPEG"),
+    "recompressed_q40": (lambda im: reencoded(im, "JPEG", quality=40), ".jpg", "JPEG"),
     "converted_to_png": (lambda im: im, ".png", "PNG"),
     "converted_to_gif": (lambda im: im.convert("P", palette=Image.Palette.ADAPTIVE), ".gif",
                          "GIF"),
-    "cropped_4pct_each_side": (lambda im: _crop(im, 0.04, 0.04, 0.04, 0.04), ".jpg", "JPEG"),
-    "cropped_10pct_corner": (lambda im: _crop(im, 0.1, 0.1, 0, 0), ".jpg", "JPEG"),
-    "cropped_7pct_one_side": (lambda im: _crop(im, 0, 0, 0.07, 0), ".jpg", "JPEG"),
+    "cropped_4pct_each_side": (lambda im: cropped(im, 0.04, 0.04, 0.04, 0.04), ".jpg", "JPEG"),
+    "cropped_10pct_corner": (lambda im: cropped(im, 0.1, 0.1, 0, 0), ".jpg", "JPEG"),
+    "cropped_7pct_one_side": (lambda im: cropped(im, 0, 0, 0.07, 0), ".jpg", "JPEG"),
     "brightened_20pct": (lambda im: ImageEnhance.Brightness(im).enhance(1.2), ".jpg", "JPEG"),
     "darkened_30pct": (lambda im: ImageEnhance.Brightness(im).enhance(0.7), ".jpg", "JPEG"),
     "more_contrast": (lambda im: ImageEnhance.Contrast(im).enhance(1.3), ".jpg", "JPEG"),
@@ -304,7 +290,7 @@ def leaky(tmp_path, photos) -> tuple[Path, Path]:
         train / "class_0" / "small copy.png")
     test = write_photo_folder(tmp_path / "test", 3, 4, seed=42)
     shutil.copyfile(train / "class_1" / "photo_007.jpg", test / "class_1" / "seen.jpg")
-    _crop(Image.open(train / "class_2" / "photo_011.jpg"), 0.05, 0.05, 0, 0).save(
+    cropped(Image.open(train / "class_2" / "photo_011.jpg"), 0.05, 0.05, 0, 0).save(
         test / "class_2" / "seen cropped.jpg")
     return train, test
 
@@ -425,3 +411,28 @@ def test_run_lists_a_mislabelled_image_as_a_possible_label_error(tmp_path, photo
     assert "label_errors" in result.figures
     titles = [ax.get_title() for ax in result.figures["label_errors"].axes]
     assert titles[0].startswith("class_2 -> class_0")
+
+
+FLOWERS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "flowers12"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FLOWERS.is_dir(), reason="../shared/datasets/flowers12 is absent")
+def test_flowers12_duplicates_and_leakage_are_found():
+    """Check known copies in the real flowers12 folders: an exact pair in train/, and test
+    photos that are re-encoded training photos."""
+    train = fruitclf.ImageFolderDataset(FLOWERS / "train")
+    test = fruitclf.ImageFolderDataset(FLOWERS / "test", class_names=train.class_names)
+
+    groups = train.find_duplicates(progress=False)
+    leaks = train.find_leakage(test, progress=False)
+
+    pairs = {tuple(g.relpaths): g.kind for g in groups}
+    assert pairs[("iris/image_0422.jpg", "iris/image_0469.jpg")] == "exact"
+    assert pairs[("daisy/image_0811.jpg", "daisy/image_0856.jpg")] == "near"
+    assert not any(g.conflicting for g in groups)
+    leaked = {(p.relpath, p.test_relpath) for p in leaks}
+    assert ("buttercup/image_1177.jpg", "buttercup/image_1123.jpg") in leaked
+    assert ("sunflower/image_0764.jpg", "sunflower/image_0746.jpg") in leaked
+    assert all(p.relpath.split("/")[0] == p.test_relpath.split("/")[0] for p in leaks)
+    assert 20 <= len({p.test_path for p in leaks}) <= 35

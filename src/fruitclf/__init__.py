@@ -42,6 +42,10 @@ if TYPE_CHECKING:
     from .data.check import CleanReport as CleanReport
     from .data.check import FileProblem as FileProblem
     from .data.check import restore_quarantine as restore_quarantine
+    from .data.quality import DuplicateGroup as DuplicateGroup
+    from .data.quality import LeakedPair as LeakedPair
+    from .data.quality import QualityIssue as QualityIssue
+    from .data.quality import QualityThresholds as QualityThresholds
     from .demo import DemoDataset as DemoDataset
     from .demo import write_demo_dataset as write_demo_dataset
     from .evaluation import EvaluationResult as EvaluationResult
@@ -75,6 +79,10 @@ _LAZY = {
     "CleanReport": "data",
     "FileProblem": "data",
     "restore_quarantine": "data",
+    "DuplicateGroup": "data.quality",
+    "LeakedPair": "data.quality",
+    "QualityIssue": "data.quality",
+    "QualityThresholds": "data.quality",
     "CachePlan": "data",
     "DatasetSplit": "data",
     "DatasetSummary": "data",
@@ -126,6 +134,7 @@ __all__ = [
     "DatasetSummary",
     "DemoDataset",
     "DenseLayer",
+    "DuplicateGroup",
     "EvaluationResult",
     "Evaluator",
     "FileProblem",
@@ -133,11 +142,14 @@ __all__ = [
     "IgnoredFile",
     "ImageFolderDataset",
     "LayerRow",
+    "LeakedPair",
     "LoadedModel",
     "Misclassified",
     "ModelFileError",
     "Predictions",
     "Preprocessing",
+    "QualityIssue",
+    "QualityThresholds",
     "Recipe",
     "RunConfig",
     "RunFolderError",

@@ -547,8 +547,8 @@ class ImageFolderDataset:
         ----------
         threshold : float, optional
             Fingerprint distance (cosine, 0-1) under which two images are near duplicates.
-            By default 0.015, or a fifth of the median distance from an image to its nearest
-            neighbour when that is less (folders of look-alike images such as digits; see
+            By default 0.015, or less in a folder of look-alike images such as digits (a
+            55th of the median distance between two of its images; see
             :func:`~fruitclf.data.quality.resolve_threshold`). Lower finds fewer, closer
             copies.
         progress : bool, optional
