@@ -16,10 +16,10 @@ Usage::
    is ``near``; the pair itself is checked). The real-photo set first
    drops photos that already have a look-alike in the folder (cosine distance under 0.05),
    so that the count is about the planted copies only.
-2. Cost: ``check()`` plus ``find_duplicates()`` and ``quality_issues()`` on large photos
-   (2000-4000 px JPEGs), against the same check with the fingerprint switched off; and the
-   whole ``fruitclf scan --json`` command in a fresh process, with and without. Measured
-   alternately in this run (median of 3).
+2. Cost: ``check()`` plus ``find_duplicates()`` and ``quality_issues()`` on the large-photo
+   set of ``bench_pipeline.py`` (240 JPEGs of 2000-4000 px), against the same check with the
+   fingerprint switched off; and the whole ``fruitclf scan --json`` command in a fresh
+   process, with and without. Measured alternately in this run (median of 5).
 3. Scale: ``find_duplicates`` over 100,000 fingerprints of distinct pictures, 1% of them
    with a brightened copy.
 """
@@ -222,18 +222,12 @@ def bench_planted(tmp: Path, quick: bool) -> None:
 
 
 def bench_cost(tmp: Path, quick: bool) -> None:
+    from bench_pipeline import write_photos  # the large-photo set of the pipeline benchmark
+
     import fruitclf
     from fruitclf.data import check as check_module
 
-    rng = np.random.default_rng(1)
-    root = tmp / "large"
-    for label in range(4):
-        (root / f"class_{label}").mkdir(parents=True)
-        for i in range(3 if quick else 15):
-            w, h = (int(v) for v in rng.integers(2000, 4000, 2))
-            Image.fromarray(photo(rng, label, 512)).resize((w, h), Image.Resampling.BICUBIC
-                                                           ).save(root / f"class_{label}" /
-                                                                  f"{i:03d}.jpg", quality=90)
+    root = write_photos(tmp / "large", 6 if quick else 60, (2000, 4000), seed=1)
     fingerprint = check_module.fingerprint
 
     def with_prints() -> float:
@@ -257,7 +251,9 @@ def bench_cost(tmp: Path, quick: bool) -> None:
         """``fruitclf scan ROOT --json`` in a fresh process; without fingerprints it is the
         scan as it was before the duplicate and quality pass."""
         off = "" if fingerprints else (
-            "import fruitclf.data.check as c; c.fingerprint = lambda *a, **k: None; ")
+            "import fruitclf.data.check as c; c.fingerprint = lambda *a, **k: None; "
+            "from fruitclf import ImageFolderDataset as D; "
+            "D.find_duplicates = D.quality_issues = lambda *a, **k: []; ")
         code = f"{off}import sys; from fruitclf.cli import main; sys.exit(main(sys.argv[1:]))"
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", code, "scan", str(root), "--json"], check=True,
@@ -268,13 +264,14 @@ def bench_cost(tmp: Path, quick: bool) -> None:
     timings: dict[str, list[float]] = {
         "check only": [], "check + duplicates + quality": [],
         "`fruitclf scan`, check only": [], "`fruitclf scan` (all of it)": []}
-    for _ in range(3):
+    for _ in range(5):
         timings["check only"].append(without())
         timings["check + duplicates + quality"].append(with_prints())
         timings["`fruitclf scan`, check only"].append(command(False))
         timings["`fruitclf scan` (all of it)"].append(command(True))
     count = len(fruitclf.ImageFolderDataset(root))
-    print(f"\n== Cost inside scan: {count} large photos (2000-4000 px JPEG), median of 3 ==")
+    print(f"\n== Cost inside scan: {count} large photos (2000-4000 px JPEG, the set of "
+          "bench_pipeline.py), median of 5 ==")
     names = list(timings)
     for i, name in enumerate(names):
         value = statistics.median(timings[name])

@@ -614,6 +614,7 @@ def check_files(
     With ``prepare``, each readable file is decoded at the scale the pipeline uses and kept as
     its model-ready array in ``report.images``: one decode serves the check and the training.
     """
+    from threadpoolctl import threadpool_limits
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
@@ -629,7 +630,10 @@ def check_files(
         disable=None if progress is None else not progress,
         leave=False,
     )
-    with bar, ThreadPoolExecutor(max_workers=workers) as pool:
+    # The fingerprints are many small matrix products in parallel threads: BLAS's own
+    # threads would only contend with them (and with TensorFlow's decoders).
+    with bar, threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(
+            max_workers=workers) as pool:
         verdicts = pool.map(lambda f: _check_one(f[0], f[1], max_pixels, prepare), files)
         for (path, _), verdict in zip(files, verdicts):
             bar.update(1)

@@ -547,8 +547,7 @@ class ImageFolderDataset:
         ----------
         threshold : float, optional
             Fingerprint distance (cosine, 0-1) under which two images are near duplicates.
-            By default 0.015, or less in a folder of look-alike images such as digits (a
-            55th of the median distance between two of its images; see
+            By default 0.015, or less in a folder of look-alike images such as digits (see
             :func:`~fruitclf.data.quality.resolve_threshold`). Lower finds fewer, closer
             copies.
         progress : bool, optional

@@ -38,7 +38,7 @@ import numpy as np
 
 __all__ = [
     "NEAR_DUPLICATE_THRESHOLD",
-    "SPREAD_SHARE",
+    "SPREAD_REFERENCE",
     "DuplicateGroup",
     "Fingerprint",
     "ImageMeasures",
@@ -58,12 +58,13 @@ __all__ = [
 #: distinct photos of one kind of flower 0.02 and up, most above 0.1 (``benchmarks/README.md``).
 NEAR_DUPLICATE_THRESHOLD = 0.015
 
-#: In folders of simple, alike images (digits, icons) distinct images come closer than in
-#: photos, so the default threshold is also at most this share of the median distance
-#: between two images of the folder (a statistic that duplicates barely move): photo folders
-#: (median 0.8-1.0) keep 0.015, scikit-learn's digits (median 0.34) get 0.006, under the
-#: 0.008 of their closest distinct pair.
-SPREAD_SHARE = 1 / 55
+#: In folders of simple, alike images (digits, icons) distinct images come much closer than
+#: in photos. The median distance between two images of a folder measures that (duplicates
+#: barely move it): below this reference the default threshold shrinks with the square of
+#: the ratio, since look-alikes crowd together faster than the median falls. Photo folders
+#: (median 0.8-1.0) keep 0.015; scikit-learn's digits (median 0.34) get 0.0027, under the
+#: 0.005 of their closest distinct pair.
+SPREAD_REFERENCE = 0.8
 
 #: The smallest side (pixels) the check decodes a JPEG at, so the measures see enough detail.
 MEASURE_SIDE = 128
@@ -215,16 +216,30 @@ def _vectors(thumb: np.ndarray) -> np.ndarray:
     # Resample each window and take its DCT in two matrix products per window (batched).
     structure = (dct_rows @ grey @ dct_cols.transpose(0, 2, 1)).reshape(len(_WINDOWS), -1)
     structure = _unit_rows(structure[:, 1:])  # the mean (DC) says nothing about structure
-    channels = rgb.transpose(2, 0, 1)[None]  # (1, 3, 64, 64)
-    colour = col_rows[:, None] @ channels @ col_cols.transpose(0, 2, 1)[:, None]
-    colour = colour - colour.mean(axis=(2, 3), keepdims=True)
-    colour = _unit_rows(colour.transpose(0, 2, 3, 1).reshape(len(_WINDOWS), -1))
+    # Rows of every window at once, then each window's columns: (windows, 4 rows x 3, 4).
+    count = len(_WINDOWS)
+    rows = (col_rows.reshape(-1, _THUMB) @ rgb.reshape(_THUMB, -1)).reshape(
+        count, _COLOUR * _THUMB, 3)
+    rows = rows.reshape(count, _COLOUR, _THUMB, 3).transpose(0, 1, 3, 2).reshape(
+        count, _COLOUR * 3, _THUMB)
+    colour = (rows @ col_cols.transpose(0, 2, 1)).reshape(count, _COLOUR, 3, _COLOUR)
+    colour = colour.transpose(0, 1, 3, 2)  # (windows, 4, 4, 3)
+    colour = colour - colour.mean(axis=(1, 2), keepdims=True)
+    colour = _unit_rows(colour.reshape(count, -1))
     return (np.concatenate([structure, colour], axis=1) / math.sqrt(2)).astype(np.float16)
 
 
 #: Variance the Laplacian of the grey levels gets from rounding each channel to an integer
 #: alone (20 x the rounding variance 1/12 of the luminance mix): not detail, so taken off.
 _ROUNDING_VARIANCE = 20 * (0.299**2 + 0.587**2 + 0.114**2) / 12
+
+
+def _colour_spread(rgb: np.ndarray) -> float:
+    """Mean of max(R, G, B) - min(R, G, B) over the pixels, 0-1 (channel by channel: numpy
+    reduces a last axis of 3 slowly)."""
+    r, g, b = (rgb[..., i].astype(np.int16) for i in range(3))
+    spread = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
+    return float(spread.mean()) / 255
 
 
 def _measures(small: np.ndarray, thumb: np.ndarray, size: tuple[int, int]) -> ImageMeasures:
@@ -248,7 +263,7 @@ def _measures(small: np.ndarray, thumb: np.ndarray, size: tuple[int, int]) -> Im
         shadows=float(np.searchsorted(cumulative, 0.05)) / 255,
         information=max(0.0, float(-(shares * np.log2(shares)).sum()) / 8),
         sharpness=round(sharpness, 6),
-        colourfulness=float(np.ptp(thumb, axis=2).mean()) / 255,
+        colourfulness=_colour_spread(thumb),
     )
 
 
@@ -288,10 +303,8 @@ def fingerprint(data: bytes, image: np.ndarray, *, size: tuple[int, int] | None 
 
     height, width = image.shape[:2]
     picture = Image.fromarray(np.ascontiguousarray(image))
-    if max(height, width) > MEASURE_SIDE:
-        scale = MEASURE_SIDE / max(height, width)
-        picture = picture.resize((max(1, round(width * scale)), max(1, round(height * scale))),
-                                 Image.Resampling.BOX)
+    if max(height, width) > MEASURE_SIDE:  # box averaging by a whole factor: the fastest
+        picture = picture.reduce(math.ceil(max(height, width) / MEASURE_SIDE))
     small = np.asarray(picture)
     thumb = np.asarray(picture.resize((_THUMB, _THUMB), Image.Resampling.BOX))
     pixels = None
@@ -474,9 +487,10 @@ def median_pair_distance(vectors: np.ndarray, *, pairs: int = 20_000) -> float:
 
 
 def resolve_threshold(threshold: float | None, vectors: np.ndarray) -> float:
-    """``threshold`` checked, or the default for these whole-image vectors: the smaller of
-    :data:`~fruitclf.data.quality.NEAR_DUPLICATE_THRESHOLD` and
-    :data:`~fruitclf.data.quality.SPREAD_SHARE` of the median distance between two images.
+    """``threshold`` checked, or the default for these whole-image vectors:
+    :data:`~fruitclf.data.quality.NEAR_DUPLICATE_THRESHOLD`, scaled down by the square of the
+    median distance between two images over :data:`~fruitclf.data.quality.SPREAD_REFERENCE`
+    when that is below 1.
 
     Examples
     --------
@@ -489,7 +503,8 @@ def resolve_threshold(threshold: float | None, vectors: np.ndarray) -> float:
     from .._validation import check_float
 
     if threshold is None:
-        return min(NEAR_DUPLICATE_THRESHOLD, SPREAD_SHARE * median_pair_distance(vectors))
+        spread = min(1.0, median_pair_distance(vectors) / SPREAD_REFERENCE)
+        return NEAR_DUPLICATE_THRESHOLD * spread**2
     return check_float(threshold, "threshold", min_value=0.0, max_value=1.0,
                        hint=f"The default is at most {NEAR_DUPLICATE_THRESHOLD}")
 
