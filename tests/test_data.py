@@ -151,8 +151,32 @@ def test_split_round_trips_through_a_file(image_folder, tmp_path):
 @pytest.mark.parametrize("fraction", [1, -0.1, 1.5])
 def test_split_fraction_must_be_inside_zero_one(image_folder, fraction):
     """Check that a validation fraction outside [0, 1) is rejected with the value."""
-    with pytest.raises(ValueError, match=f"validation_fraction={float(fraction)!r}"):
+    with pytest.raises(ValueError, match=f"validation_split={float(fraction)!r}"):
         ImageFolderDataset(image_folder).split(fraction)
+
+
+def test_one_name_for_the_validation_share(image_folder, tmp_path, capsys):
+    """Check that the old spellings still work and warn: the keyword, the attribute, the
+    split file key and the --val-split option."""
+    import json
+
+    from fruitclf.cli import build_parser
+
+    ds = ImageFolderDataset(image_folder)
+    with pytest.warns(DeprecationWarning, match="validation_fraction"):
+        old = ds.split(validation_fraction=0.25, seed=1)
+    new = ds.split(validation_split=0.25, seed=1)
+    assert old.validation.paths == new.validation.paths
+    with pytest.warns(DeprecationWarning, match="validation_split"):
+        assert new.validation_fraction == 0.25
+    payload = new.to_dict()
+    assert payload["validation_split"] == 0.25 and "validation_fraction" not in payload
+    payload["validation_fraction"] = payload.pop("validation_split")  # a file from 0.1
+    (tmp_path / "old.json").write_text(json.dumps(payload))
+    assert ds.load_split(tmp_path / "old.json").validation_split == 0.25
+    args = build_parser().parse_args(["train", "d", "--out", "o", "--val-split", "0.3"])
+    assert args.validation_split == 0.3
+    assert "--val-split is deprecated; use --validation-split" in capsys.readouterr().err
 
 
 def test_split_fraction_zero_keeps_every_image_for_training(image_folder):

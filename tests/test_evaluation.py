@@ -18,7 +18,14 @@ def test_evaluate_on_a_test_folder(trained, test_folder):
     test = ImageFolderDataset(test_folder, class_names=trained["dataset"].class_names)
     result = evaluator.evaluate(test)
     assert result.paths == test.paths
-    assert 0 <= result.accuracy <= 1 and result.loss > 0
+    # The same numbers computed here, straight from the model's outputs.
+    images = np.concatenate([x.numpy() for x, _ in test.to_tf_dataset(
+        preprocessing=trained["preprocessing"], batch_size=8)])
+    probs = trained["model"].predict(images, verbose=0)
+    assert result.accuracy == pytest.approx(float(np.mean(probs.argmax(1) == test.labels)))
+    picked = probs[np.arange(len(probs)), test.labels]
+    assert result.loss == pytest.approx(float(-np.mean(np.log(np.clip(picked, 1e-7, 1)))),
+                                        rel=1e-4)
     report = result.classification_report(output_dict=True)
     assert set(report) >= {"class_0", "class_1", "class_2", "accuracy"}
     assert report["accuracy"] == pytest.approx(result.accuracy)
@@ -28,7 +35,15 @@ def test_evaluate_on_a_test_folder(trained, test_folder):
     assert len(wrong) == int((result.y_true != result.y_pred).sum())
     fig = result.plot_confusion_matrix(normalize=True)
     assert fig.axes[0].get_ylabel() == "True label"
-    result.plot_misclassified()
+    fig = result.plot_misclassified()
+    shown = [ax for ax in fig.axes if ax.images]
+    if wrong:
+        assert len(shown) == min(len(wrong), 16)
+        first = wrong[0]
+        assert shown[0].get_title() == (f"{first.true_label} -> {first.predicted_label}\n"
+                                        f"({first.confidence:.2f})")
+    else:
+        assert [ax.get_title() for ax in shown] == ["no misclassified images"]
 
 
 def test_metrics_are_computed_correctly():
@@ -79,3 +94,21 @@ def test_predict_errors(trained, tmp_path):
                                class_names=["class_2", "class_1", "class_0"])
     with pytest.raises(DatasetError, match="differ from the model's"):
         evaluator.evaluate(other)
+
+
+def test_predict_on_a_folder_skips_what_the_dataset_skips(trained, tmp_path):
+    """Check that a folder given to predict follows the dataset's rule for image files."""
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    for rel in ("a.png", "sub/b.png", "__MACOSX/c.png", ".cache/d.png", "sub/.e.png",
+                "notes.txt"):
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        if rel.endswith(".png"):
+            Image.new("RGB", (24, 24)).save(folder / rel)
+        else:
+            (folder / rel).write_text("not an image")
+    evaluator = Evaluator(trained["model"], trained["dataset"].class_names,
+                          preprocessing=trained["preprocessing"])
+    predictions = evaluator.predict([folder])
+    assert predictions.paths == [str(folder / "a.png"), str(folder / "sub" / "b.png")]

@@ -15,10 +15,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+import fruitclf
 from _images import class_pattern, write_many_frame_gif, write_png_chunks
 from fruitclf import ImageFolderDataset, Preprocessing, Trainer, restore_quarantine
 
@@ -153,3 +155,30 @@ def test_training_and_predict_complete_over_the_cleaned_folder(classes, tiny_spe
         assert set(predictions.errors) == set(bad_paths)
         assert sum(label != "" for label in predictions.labels) == len(expected) - len(
             bad_paths)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"min_value": 0.0, "exclusive": True}, "`x` must be a number > 0.0. Received: x=0.0"),
+        ({"max_value": 0.0, "exclusive": True}, "`x` must be a number < 0.0. Received: x=0.0"),
+        ({"min_value": 0.0, "max_value": 0.0, "exclusive": True},
+         "`x` must be a number strictly between 0.0 and 0.0. Received: x=0.0"),
+    ],
+)
+def test_one_sided_exclusive_bounds_name_the_bound(kwargs, message):
+    """Check the one-sided exclusive message (it once said "between 0.0 and None")."""
+    from fruitclf._validation import check_float
+
+    with pytest.raises(ValueError, match="must be a number") as info:
+        check_float(0.0, "x", **kwargs)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_learning_rate_must_be_finite(value, tiny_spec):
+    """Check that an infinite or NaN learning rate is refused before anything is built."""
+    with pytest.raises(ValueError, match=r"`learning_rate` must be a finite number"):
+        fruitclf.Trainer(tiny_spec, class_names=["a", "b", "c"], learning_rate=value)
+    with pytest.raises(ValueError, match=r"`learning_rate` must be a finite number"):
+        fruitclf.run("nowhere", out="nowhere-run", learning_rate=value)

@@ -193,3 +193,16 @@ def test_auto_precision_follows_the_cpu(monkeypatch, native, expected):
     monkeypatch.setattr(_compat, "_gpu_precision", lambda: None)
     assert _compat.resolve_precision("auto") == expected
     assert _compat.resolve_precision("float32") == "float32"
+
+
+def test_monitor_is_known_before_fit(tiny_spec, image_folder):
+    """Check that Trainer.monitor answers before fit() (it once raised AttributeError)."""
+    from fruitclf import ImageFolderDataset, Preprocessing, Trainer
+
+    assert Trainer(tiny_spec, class_names=["a", "b", "c"], verbose=0).monitor is None
+    chosen = Trainer(tiny_spec, class_names=["a", "b", "c"], monitor="accuracy", verbose=0)
+    assert chosen.monitor == "accuracy"
+    prep = Preprocessing(image_size=(24, 24))
+    trainer = Trainer(tiny_spec, class_names=["a", "b", "c"], preprocessing=prep, verbose=0)
+    trainer.fit(ImageFolderDataset(image_folder).to_tf_dataset(preprocessing=prep), epochs=1)
+    assert trainer.monitor == "loss"  # the default without validation data

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -12,7 +11,6 @@ import fruitclf
 
 def test_worksheet_end_to_end(tmp_path, image_folder, test_folder):
     """Check the worksheet's steps 1-7 as library calls, on generated images."""
-    start = time.perf_counter()
     ds = fruitclf.ImageFolderDataset(image_folder)  # 1. load
     assert ds.plot_samples(rows=2, seed=0).axes  # look at the data
     assert ds.check(progress=False).ok  # 2. check (nothing to clean here)
@@ -39,7 +37,6 @@ def test_worksheet_end_to_end(tmp_path, image_folder, test_folder):
     assert again.accuracy == result.accuracy
     assert loaded.predict(test.paths[:3]).labels[0] in ds.class_names
     assert "precision" in result.classification_report()
-    assert time.perf_counter() - start < 60
 
 
 def test_run_writes_every_file(tmp_path, image_folder, test_folder):

@@ -4,15 +4,37 @@ Messages name the argument, say what is allowed and show what was received, in t
 Keras and scikit-learn::
 
     `batch_size` must be a positive int. Received: batch_size=0
+
+A wrong type raises ``TypeError`` and a wrong value ``ValueError``, unless the caller passes
+``error``: the model specs raise :class:`~fruitclf.SpecError` for both.
+
+Examples
+--------
+>>> check_int(3, "epochs", min_value=1)
+3
+>>> check_float(0.0, "learning_rate", min_value=0.0, exclusive=True)
+Traceback (most recent call last):
+ValueError: `learning_rate` must be a number > 0.0. Received: learning_rate=0.0
+>>> check_float(float("inf"), "learning_rate", min_value=0.0)
+Traceback (most recent call last):
+ValueError: `learning_rate` must be a finite number. Received: learning_rate=inf
 """
 
 from __future__ import annotations
 
+import math
 import numbers
+import os
 from collections.abc import Collection, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+def invalid(name: str, allowed: str, value: Any, error: type[Exception] = ValueError
+            ) -> Exception:
+    """The exception for ``name`` not being ``allowed``: raise it."""
+    return error(f"`{name}` must be {allowed}. Received: {name}={value!r}")
 
 
 def check_int(
@@ -22,14 +44,16 @@ def check_int(
     min_value: int | None = None,
     max_value: int | None = None,
     hint: str = "",
+    error: type[Exception] | None = None,
 ) -> int:
     """Return ``value`` as an int after checking its type and bounds."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
+        raise (error or TypeError)(
             f"`{name}` must be an int. Received: {name}={value!r} of type {type(value).__name__}"
         )
     result = int(value)
-    _check_bounds(result, name, min_value, max_value, hint, kind="an int")
+    _check_bounds(result, name, min_value, max_value, hint, kind="an int",
+                  error=error or ValueError)
     return result
 
 
@@ -41,29 +65,23 @@ def check_float(
     max_value: float | None = None,
     exclusive: bool = False,
     hint: str = "",
+    error: type[Exception] | None = None,
 ) -> float:
-    """Return ``value`` as a float after checking its type and bounds.
+    """Return ``value`` as a finite float after checking its type and bounds.
 
     With ``exclusive=True`` the bounds themselves are not allowed.
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
+        raise (error or TypeError)(
             f"`{name}` must be a number. Received: {name}={value!r} of type "
             f"{type(value).__name__}"
         )
     result = float(value)
-    if result != result:  # NaN compares unequal to itself
-        raise ValueError(f"`{name}` must be a number, not NaN. Received: {name}={result!r}")
-    if exclusive:
-        low_bad = min_value is not None and result <= min_value
-        high_bad = max_value is not None and result >= max_value
-        if low_bad or high_bad:
-            raise ValueError(
-                f"`{name}` must be strictly between {min_value} and {max_value}. "
-                f"Received: {name}={result!r}{_hint(hint)}"
-            )
-        return result
-    _check_bounds(result, name, min_value, max_value, hint, kind="a number")
+    if not math.isfinite(result):  # NaN and infinities
+        raise (error or ValueError)(
+            f"`{name}` must be a finite number. Received: {name}={result!r}{_hint(hint)}")
+    _check_bounds(result, name, min_value, max_value, hint, kind="a number",
+                  exclusive=exclusive, error=error or ValueError)
     return result
 
 
@@ -75,26 +93,34 @@ def _check_bounds(
     hint: str,
     *,
     kind: str,
+    exclusive: bool = False,
+    error: type[Exception] = ValueError,
 ) -> None:
-    if min_value is not None and value < min_value:
-        allowed = "a positive" if min_value == 1 and kind == "an int" else None
-        what = f"{allowed} int" if allowed else f"{kind} >= {min_value}"
-        raise ValueError(f"`{name}` must be {what}. Received: {name}={value!r}{_hint(hint)}")
-    if max_value is not None and value > max_value:
-        raise ValueError(
-            f"`{name}` must be {kind} <= {max_value}. Received: {name}={value!r}{_hint(hint)}"
-        )
+    low_bad = min_value is not None and (value <= min_value if exclusive else value < min_value)
+    high_bad = max_value is not None and (value >= max_value if exclusive else value > max_value)
+    if not (low_bad or high_bad):
+        return
+    if min_value is not None and max_value is not None and exclusive:
+        allowed = f"{kind} strictly between {min_value} and {max_value}"
+    elif low_bad:
+        positive = min_value == 1 and kind == "an int"
+        allowed = "a positive int" if positive else (
+            f"{kind} {'>' if exclusive else '>='} {min_value}")
+    else:
+        allowed = f"{kind} {'<' if exclusive else '<='} {max_value}"
+    raise error(f"`{name}` must be {allowed}. Received: {name}={value!r}{_hint(hint)}")
 
 
-def check_choice(value: Any, name: str, choices: Collection[T]) -> T:
+def check_choice(value: Any, name: str, choices: Collection[T], *,
+                 error: type[Exception] = ValueError) -> T:
     """Return ``value`` if it is one of ``choices``; otherwise list them in the error."""
     if value not in choices:
-        allowed = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"`{name}` must be one of {allowed}. Received: {name}={value!r}")
+        raise invalid(name, "one of " + ", ".join(repr(c) for c in choices), value, error)
     return value  # type: ignore[no-any-return]
 
 
-def check_image_size(value: Any, name: str = "image_size") -> tuple[int, int]:
+def check_image_size(value: Any, name: str = "image_size", *,
+                     error: type[Exception] = ValueError) -> tuple[int, int]:
     """Return ``(height, width)`` from an int or a pair of positive ints."""
     received = value
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
@@ -106,12 +132,46 @@ def check_image_size(value: Any, name: str = "image_size") -> tuple[int, int]:
         or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in value)
         or any(int(v) <= 0 for v in value)
     ):
-        raise ValueError(
-            f"`{name}` must be a positive int or a pair of positive ints (height, width), "
-            f"e.g. (128, 128). Received: {name}={received!r}"
-        )
+        raise invalid(name, "a positive int or a pair of positive ints (height, width), "
+                      "e.g. (128, 128)", received, error)
     return int(value[0]), int(value[1])
 
 
 def _hint(hint: str) -> str:
     return f". {hint}" if hint else ""
+
+
+def check_class_names(class_names: Sequence[str], outputs: int, *,
+                      error: type[Exception] = ValueError, source: str | None = None
+                      ) -> list[str]:
+    """Return ``class_names`` as a list if there is one per model output.
+
+    ``source`` names the model file the names were read from, for the message.
+    """
+    names = list(class_names)
+    if len(names) != outputs:
+        where = (f"{source!r} stores {len(names)} class names" if source is not None
+                 else f"`class_names` has {len(names)} names")
+        raise error(f"{where} but the model has {outputs} outputs. "
+                    f"Received: class_names={names!r}")
+    return names
+
+
+#: The model file formats fruitclf reads and writes (``.hdf5`` is read as ``.h5``).
+MODEL_FORMATS = (".keras", ".h5")
+
+
+def model_format(path: str | os.PathLike[str], name: str = "path") -> str:
+    """``".keras"`` or ``".h5"`` from a model file's suffix; ValueError for any other.
+
+    Examples
+    --------
+    >>> model_format("runs/model.HDF5")
+    '.h5'
+    """
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    suffix = ".h5" if suffix == ".hdf5" else suffix
+    if suffix not in MODEL_FORMATS:
+        raise ValueError(
+            f"`{name}` must end in .keras or .h5. Received: {name}={os.fspath(path)!r}")
+    return suffix

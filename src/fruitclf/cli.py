@@ -47,6 +47,17 @@ class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
         return super()._get_help_string(action)
 
 
+class _DeprecatedAlias(argparse.Action):
+    """Store the value; say so on stderr when the old spelling (the second flag) is used."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        if option_string is not None and option_string != self.option_strings[0]:
+            print(f"fruitclf: warning: {option_string} is deprecated; use "
+                  f"{self.option_strings[0]}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def _add(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(
         name, help=help_text, description=help_text, formatter_class=_Formatter,
@@ -60,6 +71,8 @@ def _weights(value: str) -> str | None:
 
 
 def _add_train_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
+    from ._compat import PRECISIONS
+    from .config import RunConfig
     from .spec import CNNSpec
 
     group = p.add_mutually_exclusive_group()
@@ -79,10 +92,11 @@ def _add_train_options(p: argparse.ArgumentParser, *, demo: bool = False) -> Non
     p.add_argument("--patience", type=int, default=None,
                    help="early stopping patience in epochs, 0: off (default: the recipe's: 0; "
                    "worksheet 20)")
-    p.add_argument("--val-split", type=float, default=None,
+    p.add_argument("--validation-split", "--val-split", dest="validation_split", type=float,
+                   default=None, action=_DeprecatedAlias, metavar="SHARE",
                    help="share of each class held out for validation, 0: train on every image "
-                   "(default: the recipe's: 0; worksheet 0.2)")
-    p.add_argument("--seed", type=int, default=123,
+                   "(default: the recipe's: 0; worksheet 0.2; --val-split is the old spelling)")
+    p.add_argument("--seed", type=int, default=RunConfig.seed,
                    help="seed of the split, shuffling, weights and augmentation")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="random changes to training images"
@@ -99,15 +113,16 @@ def _add_train_options(p: argparse.ArgumentParser, *, demo: bool = False) -> Non
                    + (" (crops do not help on digits)" if demo else
                       " (default: the recipe's: 4 small-data; 1 worksheet and backbones)"))
     p.add_argument("--precision", default="float32" if demo else None,
-                   choices=("float32", "mixed_bfloat16", "mixed_float16", "auto"),
+                   choices=PRECISIONS,
                    help="dtype policy; auto = bfloat16 where the hardware has it natively"
                    + (" (32x32 digits are too small for bfloat16 to pay off)" if demo else
                       " (default: auto)"))
-    p.add_argument("--interpolation", default="bilinear",
+    p.add_argument("--interpolation", default=RunConfig.interpolation,
                    help="resize method (antialiased), e.g. bilinear, nearest, area")
-    p.add_argument("--cache", default="auto",
+    p.add_argument("--cache", default=RunConfig.cache,
                    help="decoded-image cache: auto, memory, none, or a file cache path")
-    p.add_argument("--checkpoint-interval", type=float, default=60.0, metavar="SECONDS",
+    p.add_argument("--checkpoint-interval", type=float, default=RunConfig.checkpoint_interval,
+                   metavar="SECONDS",
                    help="seconds between checkpoint writes; a kill loses at most about this "
                    "long or one epoch (0: every epoch)")
     run_group = p.add_mutually_exclusive_group()
@@ -119,21 +134,8 @@ def _add_train_options(p: argparse.ArgumentParser, *, demo: bool = False) -> Non
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argparse parser of the ``fruitclf`` command (the docs render it)."""
-    parser = argparse.ArgumentParser(
-        prog="fruitclf",
-        description="Train, evaluate and use image classifiers on folders of images sorted "
-                    "into one sub-folder per class.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  fruitclf demo\n  fruitclf scan data/train\n"
-               "  fruitclf train data/train --test data/test --out runs/fruits",
-    )
-    parser.add_argument("--version", action="version", version=f"fruitclf {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="show everything: TensorFlow's start-up messages and debug logs")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def _add_data_commands(sub: Any) -> None:
+    """scan, clean, restore, samples: the commands that read and tidy image folders."""
     p = _add(sub, "scan", "Count classes and images, report image sizes, every file that "
              "would crash training, duplicate photos, images that are dark, bright, blurry, "
              "uniform, grey, oddly shaped or tiny, and (with --test) test images that are also "
@@ -176,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=2)
     p.add_argument("--seed", type=int, default=None)
 
+
+def _add_model_commands(sub: Any) -> None:
+    """spec, train, evaluate, predict: the commands about models."""
     from .spec import CNNSpec
 
     p = _add(sub, "spec", "Show a model spec's layers, output shapes and parameter counts, "
@@ -222,11 +227,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", type=int, default=1, metavar="N",
                    help="test-time augmentation: views averaged per image (1: off)")
 
+
+def _add_demo_command(sub: Any) -> None:
+    """demo: the built-in dataset and the train job on it."""
     p = _add(sub, "demo", "Write the built-in demo dataset (scikit-learn's handwritten digits "
              "as PNG folders, no download) and run the train job on it.")
     p.add_argument("--out", default="fruitclf-demo", metavar="DIR",
                    help="demo folder: data/ and run/ go inside")
     _add_train_options(p, demo=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argparse parser of the ``fruitclf`` command (the docs render it)."""
+    parser = argparse.ArgumentParser(
+        prog="fruitclf",
+        description="Train, evaluate and use image classifiers on folders of images sorted "
+                    "into one sub-folder per class.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  fruitclf demo\n  fruitclf scan data/train\n"
+               "  fruitclf train data/train --test data/test --out runs/fruits",
+    )
+    parser.add_argument("--version", action="version", version=f"fruitclf {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show everything: TensorFlow's start-up messages and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_data_commands(sub)
+    _add_model_commands(sub)
+    _add_demo_command(sub)
     return parser
 
 
@@ -393,7 +420,7 @@ def _train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "spec": args.spec or args.preset or "small-data",
         "image_size": args.image_size, "batch_size": args.batch_size, "epochs": args.epochs,
-        "patience": args.patience, "validation_split": args.val_split,
+        "patience": args.patience, "validation_split": args.validation_split,
         "seed": args.seed, "learning_rate": args.learning_rate, "precision": args.precision,
         "weights": args.weights, "tta": args.tta, "interpolation": args.interpolation,
         "cache": None if args.cache == "none" else args.cache,

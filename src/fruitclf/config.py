@@ -39,26 +39,46 @@ class Recipe:
     250
     """
 
-    name: str  # the recipe's name (that of its preset)
-    image_size: int = 64  # input height and width
-    batch_size: int = 32  # images per batch
-    epochs: int | None = None  # epoch limit; None: from the data size (epochs_for)
-    images_seen: int = 36_000  # with epochs=None: images shown in training in total ...
-    min_epochs: int = 40  # ... but at least this many epochs
-    max_epochs: int = 300  # ... and at most this many
-    patience: int = 0  # early stopping patience in epochs; 0: train every epoch
-    validation_split: float = 0.0  # share of each class held out for validation (0: none)
-    optimizer: str = "adamw"  # Keras optimizer name
-    learning_rate: float = 2e-3  # peak learning rate
-    weight_decay: float = 0.05  # decoupled weight decay (adamw only)
-    schedule: str = "cosine"  # "cosine": warm-up then cosine decay to 0; "constant"
-    warmup_epochs: int = 3  # linear warm-up from a tenth of the peak (cosine schedule)
-    label_smoothing: float = 0.1  # share of the target spread over the other classes
-    keep: str = "last"  # weights kept at the end: "last" epoch, or "best" monitored epoch
-    freeze_epochs: int = 0  # backbones: epochs with the backbone frozen before fine-tuning
-    fine_tune_learning_rate: float = 1e-4  # backbones: peak learning rate of fine-tuning
-    precision: str = "auto"  # dtype policy (auto: bfloat16 where the hardware has it)
-    tta: int = 4  # test-time augmentation views averaged when evaluating the test folder
+    #: The recipe's name (that of its preset)
+    name: str
+    #: Input height and width
+    image_size: int = 64
+    #: Images per batch
+    batch_size: int = 32
+    #: Epoch limit; None: from the data size (epochs_for)
+    epochs: int | None = None
+    #: With epochs=None: images shown in training in total ...
+    images_seen: int = 36_000
+    #: ... but at least this many epochs
+    min_epochs: int = 40
+    #: ... and at most this many
+    max_epochs: int = 300
+    #: Early stopping patience in epochs; 0: train every epoch
+    patience: int = 0
+    #: Share of each class held out for validation (0: none)
+    validation_split: float = 0.0
+    #: Keras optimizer name
+    optimizer: str = "adamw"
+    #: Peak learning rate
+    learning_rate: float = 2e-3
+    #: Decoupled weight decay (adamw only)
+    weight_decay: float = 0.05
+    #: "cosine": warm-up then cosine decay to 0; "constant"
+    schedule: str = "cosine"
+    #: Linear warm-up from a tenth of the peak (cosine schedule)
+    warmup_epochs: int = 3
+    #: Share of the target spread over the other classes
+    label_smoothing: float = 0.1
+    #: Weights kept at the end: "last" epoch, or "best" monitored epoch
+    keep: str = "last"
+    #: Backbones: epochs with the backbone frozen before fine-tuning
+    freeze_epochs: int = 0
+    #: Backbones: peak learning rate of fine-tuning
+    fine_tune_learning_rate: float = 1e-4
+    #: Dtype policy (auto: bfloat16 where the hardware has it)
+    precision: str = "auto"
+    #: Test-time augmentation views averaged when evaluating the test folder
+    tta: int = 4
 
     def __post_init__(self) -> None:
         check_int(self.image_size, "image_size", min_value=1)
@@ -146,28 +166,50 @@ class RunConfig:
     200
     """
 
-    spec: str = "small-data"  # preset name or spec JSON path
-    image_size: tuple[int, int] = (64, 64)  # input height, width
-    batch_size: int = 32  # images per batch
-    epochs: int = 200  # epochs trained at most
-    patience: int | None = None  # early stopping patience (None: train all epochs)
-    validation_split: float = 0.0  # share of the training folder for validation
-    seed: int = 123  # split, shuffling, initial weights and augmentation
-    augment: bool = True  # random changes to training images inside the model
-    optimizer: str = "adamw"  # Keras optimizer
-    learning_rate: float = 2e-3  # peak learning rate
-    weight_decay: float = 0.05  # decoupled weight decay
-    schedule: str = "cosine"  # learning-rate schedule
-    warmup_epochs: int = 3  # warm-up epochs of the cosine schedule
-    label_smoothing: float = 0.1  # label smoothing of the loss
-    keep: str = "last"  # weights kept: the last epoch's or the best monitored one's
-    freeze_epochs: int = 0  # backbone frozen for this many epochs
-    weights: str | None = None  # backbone weights
-    precision: str = "auto"  # dtype policy actually used
-    interpolation: str = "bilinear"  # resize method (the worksheet used "nearest")
-    cache: str = "auto"  # keep decoded images in memory when they fit
-    tta: int = 4  # views averaged per test image
-    checkpoint_interval: float = 60.0  # seconds between checkpoint writes (0: every epoch)
+    #: Preset name or spec JSON path
+    spec: str = "small-data"
+    #: Input height, width
+    image_size: tuple[int, int] = (64, 64)
+    #: Images per batch
+    batch_size: int = 32
+    #: Epochs trained at most
+    epochs: int = 200
+    #: Early stopping patience (None: train all epochs)
+    patience: int | None = None
+    #: Share of the training folder for validation
+    validation_split: float = 0.0
+    #: Split, shuffling, initial weights and augmentation
+    seed: int = 123
+    #: Random changes to training images inside the model
+    augment: bool = True
+    #: Keras optimizer
+    optimizer: str = "adamw"
+    #: Peak learning rate
+    learning_rate: float = 2e-3
+    #: Decoupled weight decay
+    weight_decay: float = 0.05
+    #: Learning-rate schedule
+    schedule: str = "cosine"
+    #: Warm-up epochs of the cosine schedule
+    warmup_epochs: int = 3
+    #: Label smoothing of the loss
+    label_smoothing: float = 0.1
+    #: Weights kept: the last epoch's or the best monitored one's
+    keep: str = "last"
+    #: Backbone frozen for this many epochs
+    freeze_epochs: int = 0
+    #: Backbone weights
+    weights: str | None = None
+    #: Dtype policy actually used
+    precision: str = "auto"
+    #: Resize method (the worksheet used "nearest")
+    interpolation: str = "bilinear"
+    #: Keep decoded images in memory when they fit
+    cache: str = "auto"
+    #: Views averaged per test image
+    tta: int = 4
+    #: Seconds between checkpoint writes (0: every epoch)
+    checkpoint_interval: float = 60.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types."""

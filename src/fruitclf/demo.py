@@ -39,8 +39,8 @@ class DemoDataset:
 
     Examples
     --------
-    >>> demo = write_demo_dataset("demo-data")  # doctest: +SKIP
-    >>> demo.train_dir  # doctest: +SKIP
+    >>> demo = write_demo_dataset("demo-data")
+    >>> demo.train_dir
     PosixPath('demo-data/train')
     """
 
@@ -86,8 +86,8 @@ def write_demo_dataset(
 
     Examples
     --------
-    >>> demo = write_demo_dataset("demo-data")  # doctest: +SKIP
-    >>> demo.num_train, demo.num_test  # doctest: +SKIP
+    >>> demo = write_demo_dataset("demo-data", overwrite=True)
+    >>> demo.num_train, demo.num_test
     (1347, 450)
     """
     from PIL import Image

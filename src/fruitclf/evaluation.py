@@ -12,15 +12,16 @@ import functools
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._validation import check_int
+from ._arrays import row_shares
+from ._validation import check_class_names, check_int
 from .data import ImageFolderDataset, Preprocessing, build_pipeline
 from .data import check as _check
 from .data.check import FileProblem
+from .data.folder import image_files
 from .exceptions import CorruptedImagesError, DatasetError
 
 if TYPE_CHECKING:
@@ -125,10 +126,14 @@ class Misclassified:
     [('test/acai/3.jpg', 'tucuma')]
     """
 
-    path: str | None  # the file, when known
-    true_label: str  # its class
-    predicted_label: str  # what the model said
-    confidence: float  # probability of the predicted class
+    #: The file, when known
+    path: str | None
+    #: Its class
+    true_label: str
+    #: What the model said
+    predicted_label: str
+    #: Probability of the predicted class
+    confidence: float
 
 
 @dataclasses.dataclass
@@ -201,11 +206,7 @@ class EvaluationResult:
 
         matrix = confusion_matrix(self.y_true, self.y_pred,
                                   labels=list(range(len(self.class_names))))
-        if not normalize:
-            return np.asarray(matrix)
-        totals = matrix.sum(axis=1, keepdims=True)
-        return np.asarray(np.divide(matrix, totals, out=np.zeros(matrix.shape, dtype=np.float64),
-                                    where=totals > 0))
+        return row_shares(matrix) if normalize else np.asarray(matrix)
 
     def misclassified(self) -> list[Misclassified]:
         """Every wrong prediction, most confident first."""
@@ -315,13 +316,7 @@ class Evaluator:
         preprocessing: Preprocessing | None = None,
     ) -> None:
         self.model = model
-        self.class_names = list(class_names)
-        outputs = int(model.output_shape[-1])
-        if len(self.class_names) != outputs:
-            raise ValueError(
-                f"`class_names` has {len(self.class_names)} names but the model has {outputs} "
-                f"outputs. Received: class_names={self.class_names!r}"
-            )
+        self.class_names = check_class_names(class_names, int(model.output_shape[-1]))
         if preprocessing is None:
             height, width, channels = model.input_shape[1:4]
             preprocessing = Preprocessing(image_size=(height, width),
@@ -615,12 +610,7 @@ def _expand_paths(items: Sequence[str | os.PathLike[str]]) -> list[tuple[str, st
     for item in items:
         path = os.fspath(item)
         if os.path.isdir(path):
-            found = sorted(
-                str(p) for p in Path(path).rglob("*")
-                if p.suffix.lower() in _check.IMAGE_EXTENSIONS
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                and not p.is_dir()
-            )
+            found = [p for p, _ in image_files(path)]
             if not found:
                 out.append((path, "no images in this folder (allowed extensions: "
                                   + " ".join(_check.IMAGE_EXTENSIONS) + ")"))

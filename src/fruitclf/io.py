@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _files
 from ._compat import load_custom_objects, versions
+from ._validation import check_class_names, model_format
 from .data import Preprocessing
 from .exceptions import ModelFileError, VersionCompatibilityError
 
@@ -32,18 +33,6 @@ __all__ = ["LoadedModel", "load_model", "read_metadata", "save_model"]
 
 METADATA_KEY = "fruitclf_metadata"
 KERAS_ENTRY = "fruitclf.json"
-FORMATS = (".keras", ".h5")
-
-
-def _format_of(path: str | os.PathLike[str], name: str = "path") -> str:
-    suffix = Path(path).suffix.lower()
-    if suffix == ".hdf5":
-        suffix = ".h5"
-    if suffix not in FORMATS:
-        raise ValueError(
-            f"`{name}` must end in .keras or .h5. Received: {name}={os.fspath(path)!r}"
-        )
-    return suffix
 
 
 def model_precision(model: Any) -> str:
@@ -122,9 +111,12 @@ def save_model(
 
     Examples
     --------
-    >>> save_model(model, "run/model.h5", class_names=["acai", "cupuacu"])  # doctest: +SKIP
+    >>> spec = fruitclf.CNNSpec.preset("small-data", num_classes=2, input_shape=(32, 32, 3))
+    >>> model = fruitclf.build_cnn(spec)
+    >>> save_model(model, "run/model.h5", class_names=["acai", "cupuacu"])
+    PosixPath('run/model.h5')
     """
-    fmt = _format_of(path)
+    fmt = model_format(path)
     if preprocessing is None:
         height, width, channels = (*model.input_shape[1:4], None, None, None)[:3]
         if height and width:
@@ -133,11 +125,7 @@ def save_model(
     metadata = build_metadata(class_names=class_names, preprocessing=preprocessing, spec=spec,
                               training=training, extra=extra)
     metadata["precision"] = model_precision(model)
-    if model.output_shape[-1] != len(metadata["class_names"]):
-        raise ValueError(
-            f"`class_names` has {len(metadata['class_names'])} names but the model has "
-            f"{model.output_shape[-1]} outputs. Received: class_names={list(class_names)!r}"
-        )
+    check_class_names(metadata["class_names"], model.output_shape[-1])
     target = Path(path)
     tmp_name = os.fspath(_files.temporary_name(target))
     try:
@@ -178,7 +166,10 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Examples
     --------
-    >>> read_metadata("run/model.keras")["class_names"]  # doctest: +SKIP
+    >>> spec = fruitclf.CNNSpec.preset("small-data", num_classes=2, input_shape=(32, 32, 3))
+    >>> path = save_model(fruitclf.build_cnn(spec), "run/model.keras",
+    ...                   class_names=["acai", "cupuacu"])
+    >>> read_metadata("run/model.keras")["class_names"]  # no Keras needed to read it
     ['acai', 'cupuacu']
     """
     fmt = _check_model_file(path)
@@ -354,9 +345,12 @@ class LoadedModel:
 
     Examples
     --------
-    >>> loaded = fruitclf.load_model("run/model.h5")  # doctest: +SKIP
-    >>> loaded.class_names, loaded.metadata["versions"]["keras"]  # doctest: +SKIP
-    (['acai', 'cupuacu'], '3.15.1')
+    >>> spec = fruitclf.CNNSpec.preset("small-data", num_classes=2, input_shape=(32, 32, 3))
+    >>> path = fruitclf.save_model(fruitclf.build_cnn(spec), "run/model.h5",
+    ...                            class_names=["acai", "cupuacu"])
+    >>> loaded = fruitclf.load_model("run/model.h5")
+    >>> loaded.class_names, loaded.metadata["versions"]["keras"]
+    (['acai', 'cupuacu'], '3...')
     """
 
     model: keras.Model
@@ -398,9 +392,14 @@ class LoadedModel:
 
         Examples
         --------
-        >>> loaded = fruitclf.load_model("run/model.h5")  # doctest: +SKIP
-        >>> loaded.predict(["photo.jpg"], tta=2).labels  # doctest: +SKIP
-        ['acai']
+        >>> spec = fruitclf.CNNSpec.preset("small-data", num_classes=6,
+        ...                                input_shape=(32, 32, 3))
+        >>> path = fruitclf.save_model(fruitclf.build_cnn(spec), "run/model.h5",
+        ...                            class_names=ds.class_names)
+        >>> loaded = fruitclf.load_model("run/model.h5")
+        >>> predictions = loaded.predict(["fruits/test/acai/t01.jpg"], tta=2)
+        >>> predictions.labels[0] in ds.class_names  # untrained here: any class
+        True
         """
         from .evaluation import Evaluator
 
@@ -436,9 +435,12 @@ def load_model(
 
     Examples
     --------
-    >>> loaded = fruitclf.load_model("run/model.keras")  # doctest: +SKIP
-    >>> loaded.class_names  # doctest: +SKIP
-    ['acai', 'cupuacu']
+    >>> spec = fruitclf.CNNSpec.preset("small-data", num_classes=2, input_shape=(32, 32, 3))
+    >>> path = fruitclf.save_model(fruitclf.build_cnn(spec), "run/model.keras",
+    ...                            class_names=["acai", "cupuacu"])
+    >>> loaded = fruitclf.load_model("run/model.keras")
+    >>> loaded.class_names, loaded.preprocessing.image_size
+    (['acai', 'cupuacu'], (32, 32))
     """
     metadata = read_metadata(path)  # before importing Keras: a wrong path fails at once
     import keras
@@ -450,12 +452,8 @@ def load_model(
         model = None if compile else _rebuild_from_spec(path, metadata)
         if model is None:
             raise _load_error(path, metadata, exc) from exc
-    names = metadata["class_names"]
-    if len(names) != model.output_shape[-1]:
-        raise ModelFileError(
-            f"{os.fspath(path)!r} stores class names {names!r} that do not match the model's "
-            f"{model.output_shape[-1]} outputs."
-        )
+    names = check_class_names(metadata["class_names"], model.output_shape[-1],
+                              error=ModelFileError, source=os.fspath(path))
     size = tuple(Preprocessing.from_dict(metadata.get("preprocessing") or {}).image_size)
     expected = tuple(model.input_shape[1:3])
     if "preprocessing" in metadata and None not in expected and size != expected:

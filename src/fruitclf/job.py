@@ -82,9 +82,16 @@ class RunResult:
 
     Examples
     --------
-    >>> result = fruitclf.run("train", out="run")  # doctest: +SKIP
-    >>> result.metrics["best_epoch"], result.files["model.h5"]  # doctest: +SKIP
-    (37, PosixPath('run/model.h5'))
+    A short run (two epochs on 16 x 16 images), to show what comes back:
+
+    >>> result = fruitclf.run("fruits/train", test_dir="fruits/test", out="runs/short",
+    ...                       image_size=16, epochs=2, tta=1, verbose=0)
+    >>> result.metrics["epochs_run"], result.metrics["num_test_images"]
+    (2, 31)
+    >>> result.metrics["num_leaked_test_images"], result.leakage[0].test_relpath
+    (1, 'acai/t07.png')
+    >>> result.files["model.h5"], result.report_path
+    (PosixPath('runs/short/model.h5'), PosixPath('runs/short/report.md'))
     """
 
     out_dir: Path
@@ -182,24 +189,24 @@ def run(
     *,
     out: str | os.PathLike[str],
     test_dir: str | os.PathLike[str] | None = None,
-    spec: str | CNNSpec | os.PathLike[str] = "small-data",
+    spec: str | CNNSpec | os.PathLike[str] = RunConfig.spec,
     recipe: str | Recipe | None = None,
     image_size: int | tuple[int, int] | None = None,
     batch_size: int | None = None,
     epochs: int | None = None,
     patience: int | None = None,
     validation_split: float | None = None,
-    seed: int = 123,
-    augment: bool | Augmentation = True,
+    seed: int = RunConfig.seed,
+    augment: bool | Augmentation = RunConfig.augment,
     learning_rate: float | None = None,
     weights: str | os.PathLike[str] | None = "imagenet",
     tta: int | None = None,
     precision: str | None = None,
-    interpolation: str = "bilinear",
-    cache: str | None = "auto",
+    interpolation: str = RunConfig.interpolation,
+    cache: str | None = RunConfig.cache,
     resume: bool = False,
     overwrite: bool = False,
-    checkpoint_interval: float = 60.0,
+    checkpoint_interval: float = RunConfig.checkpoint_interval,
     drop_leaked: bool = False,
     verbose: str | int = "auto",
 ) -> RunResult:
@@ -306,119 +313,191 @@ def run(
     0.93
     """
     plan = _resolve_recipe(recipe, spec)
-    size = check_image_size(plan.image_size if image_size is None else image_size)
-    batch_size = check_int(plan.batch_size if batch_size is None else batch_size,
-                           "batch_size", min_value=1)
-    if epochs is not None:
-        epochs = check_int(epochs, "epochs", min_value=1, hint="Train for at least one epoch")
-    patience = check_int(plan.patience if patience is None else patience, "patience",
-                         min_value=0, hint="Use 0 to train every epoch")
-    validation_split = check_float(
-        plan.validation_split if validation_split is None else validation_split,
-        "validation_split", min_value=0.0, max_value=0.9,
-        hint="Use 0 to train on every image, or a share such as 0.2")
-    learning_rate = check_float(plan.learning_rate if learning_rate is None else learning_rate,
-                                "learning_rate", min_value=1e-12, max_value=10.0)
-    seed = check_int(seed, "seed", min_value=0)
-    checkpoint_interval = check_float(checkpoint_interval, "checkpoint_interval",
-                                      min_value=0.0, hint="Use 0 to write every epoch")
-    tta = check_int(plan.tta if tta is None else tta, "tta", min_value=1)
-    out_dir = Path(out)
-
-    dataset = ImageFolderDataset(train_dir)
-    dataset.require_trainable()
-    test = ImageFolderDataset(test_dir, class_names=dataset.class_names) if test_dir else None
-    model_spec = _resolve_spec(spec, dataset.num_classes, size, augment, weights)
-    height, width, channels = model_spec.input_shape
-    preprocessing = Preprocessing(image_size=(height, width), interpolation=interpolation,
-                                  color_mode="grayscale" if channels == 1 else "rgb")
+    job = _Job.resolve(
+        plan, train_dir=train_dir, test_dir=test_dir, out=out, spec=spec, augment=augment,
+        weights=weights, image_size=image_size, batch_size=batch_size, epochs=epochs,
+        patience=patience, validation_split=validation_split, seed=seed,
+        learning_rate=learning_rate, tta=tta, interpolation=interpolation,
+        checkpoint_interval=checkpoint_interval, drop_leaked=drop_leaked)
     # Everything above runs without TensorFlow, so that input errors come at once.
     policy = resolve_precision(plan.precision if precision is None else precision)
-    # The check decodes each file once and keeps the model-ready images for the pipelines.
-    _require_clean(dataset, "training", preprocessing)
-    leaks: list[LeakedPair] = []
-    if test is not None:
-        _require_clean(test, "test", preprocessing)
-        leaks = _leakage(dataset, test, drop_leaked)
+    leaks = job.check_data()
+    split = job.dataset.split(job.validation_split, seed=job.seed)
+    epochs = plan.epochs_for(len(split.training)) if job.epochs is None else job.epochs
+    config = job.config(plan, policy, epochs, cache, os.fspath(spec)
+                        if not isinstance(spec, CNNSpec) else job.spec.name)
+    files = _run_files(job.out_dir, plan)
+    trainer = job.trainer(plan, policy, files, verbose)
+    identity = {"config": config.to_dict(), "class_names": job.dataset.class_names,
+                "spec": job.spec.to_dict()}
+    with RunFolder(job.out_dir, identity, overwrite=overwrite, resume=resume) as folder:
+        if folder.complete_for(epochs):
+            logger.info("Nothing to resume: the run in %s is complete.", job.out_dir)
+            return _finished_run(job.out_dir, folder, job.dataset.class_names, job.spec)
+        split, history = job.train(folder, trainer, split, files, epochs, cache,
+                                   plan.name, policy)
+        result = job.evaluate_and_report(folder, trainer.model, split, history, config,
+                                         files, leaks)
+    logger.info("Run written to %s", job.out_dir)
+    return result
 
-    split = dataset.split(validation_split, seed=seed)
-    epochs = plan.epochs_for(len(split.training)) if epochs is None else epochs
-    config = RunConfig(
-        spec=os.fspath(spec) if not isinstance(spec, CNNSpec) else model_spec.name,
-        image_size=(height, width), batch_size=batch_size, epochs=epochs,
-        patience=patience or None, validation_split=validation_split, seed=seed,
-        augment=model_spec.augmentation is not None, optimizer=plan.optimizer,
-        learning_rate=learning_rate, weight_decay=plan.weight_decay, schedule=plan.schedule,
-        warmup_epochs=plan.warmup_epochs, label_smoothing=plan.label_smoothing,
-        keep=plan.keep, freeze_epochs=plan.freeze_epochs, weights=model_spec.weights,
-        precision=policy, interpolation=interpolation, cache=str(cache), tta=tta,
-        checkpoint_interval=checkpoint_interval,
-    )
+
+def _run_files(out_dir: Path, plan: Recipe) -> dict[str, Path]:
+    """The files a run writes while training (the final ones are added as written)."""
     files: dict[str, Path] = {"split": out_dir / "split.json"}
     if plan.keep == "best":
         files["checkpoint"] = out_dir / "best_model.keras"
     files["last_checkpoint"] = out_dir / "last_checkpoint.keras"
     files["history_json"] = out_dir / "history.json"
     files["history_csv"] = out_dir / "history.csv"
-    trainer = Trainer(
-        model_spec, class_names=dataset.class_names, optimizer=plan.optimizer,
-        learning_rate=learning_rate, weight_decay=plan.weight_decay, schedule=plan.schedule,
-        warmup_epochs=plan.warmup_epochs, label_smoothing=plan.label_smoothing,
-        freeze_epochs=plan.freeze_epochs, fine_tune_learning_rate=plan.fine_tune_learning_rate,
-        patience=patience or None, restore_best=plan.keep == "best",
-        checkpoint_path=files.get("checkpoint"), last_checkpoint_path=files["last_checkpoint"],
-        history_path=files["history_json"], checkpoint_interval=checkpoint_interval,
-        seed=seed, precision=policy,
-        preprocessing=preprocessing, verbose=verbose,
-    )
-    # A test-time view count the model cannot give fails now, not after training.
-    Evaluator(trainer.model, dataset.class_names).check_tta(tta)
+    return files
 
-    identity = {"config": config.to_dict(), "class_names": dataset.class_names,
-                "spec": model_spec.to_dict()}
-    with RunFolder(out_dir, identity, overwrite=overwrite, resume=resume) as folder:
-        if folder.complete_for(epochs):
-            logger.info("Nothing to resume: the run in %s is complete.", out_dir)
-            return _finished_run(out_dir, folder, dataset.class_names, model_spec)
+
+@dataclasses.dataclass
+class _Job:
+    """The checked settings and the data of one :func:`run`, and its steps."""
+
+    dataset: ImageFolderDataset
+    test: ImageFolderDataset | None
+    spec: CNNSpec
+    preprocessing: Preprocessing
+    out_dir: Path
+    batch_size: int
+    epochs: int | None
+    patience: int
+    validation_split: float
+    learning_rate: float
+    seed: int
+    tta: int
+    checkpoint_interval: float
+    drop_leaked: bool
+
+    @classmethod
+    def resolve(cls, plan: Recipe, *, train_dir: str | os.PathLike[str],
+                test_dir: str | os.PathLike[str] | None, out: str | os.PathLike[str],
+                spec: str | CNNSpec | os.PathLike[str], augment: bool | Augmentation,
+                weights: str | os.PathLike[str] | None, image_size: Any, batch_size: Any,
+                epochs: Any, patience: Any, validation_split: Any, seed: Any,
+                learning_rate: Any, tta: Any, interpolation: str, checkpoint_interval: Any,
+                drop_leaked: bool) -> _Job:
+        """Check every setting (recipe values for those left None), then find the data."""
+        size = check_image_size(plan.image_size if image_size is None else image_size)
+        batch = check_int(plan.batch_size if batch_size is None else batch_size, "batch_size",
+                          min_value=1)
+        if epochs is not None:
+            epochs = check_int(epochs, "epochs", min_value=1, hint="Train for at least one epoch")
+        wait = check_int(plan.patience if patience is None else patience, "patience",
+                         min_value=0, hint="Use 0 to train every epoch")
+        share = check_float(
+            plan.validation_split if validation_split is None else validation_split,
+            "validation_split", min_value=0.0, max_value=0.9,
+            hint="Use 0 to train on every image, or a share such as 0.2")
+        rate = check_float(plan.learning_rate if learning_rate is None else learning_rate,
+                           "learning_rate", min_value=0.0, exclusive=True)
+        seed = check_int(seed, "seed", min_value=0)
+        views = check_int(plan.tta if tta is None else tta, "tta", min_value=1)
+        interval = check_float(checkpoint_interval, "checkpoint_interval", min_value=0.0,
+                               hint="Use 0 to write every epoch")
+        dataset = ImageFolderDataset(train_dir)
+        dataset.require_trainable()
+        test = (ImageFolderDataset(test_dir, class_names=dataset.class_names) if test_dir
+                else None)
+        model_spec = _resolve_spec(spec, dataset.num_classes, size, augment, weights)
+        height, width, channels = model_spec.input_shape
+        preprocessing = Preprocessing(image_size=(height, width), interpolation=interpolation,
+                                      color_mode="grayscale" if channels == 1 else "rgb")
+        return cls(dataset, test, model_spec, preprocessing, Path(out), batch_size=batch,
+                   epochs=epochs, patience=wait, validation_split=share, learning_rate=rate,
+                   seed=seed, tta=views, checkpoint_interval=interval, drop_leaked=drop_leaked)
+
+    def check_data(self) -> list[LeakedPair]:
+        """Stop on files that would crash training; find leaked test images (one decode)."""
+        _require_clean(self.dataset, "training", self.preprocessing)
+        if self.test is None:
+            return []
+        _require_clean(self.test, "test", self.preprocessing)
+        return _leakage(self.dataset, self.test, self.drop_leaked)
+
+    def config(self, plan: Recipe, policy: str, epochs: int, cache: str | None,
+               spec_name: str) -> RunConfig:
+        """Every setting of the run, for the report and the resume check."""
+        return RunConfig(
+            spec=spec_name, image_size=self.preprocessing.image_size,
+            batch_size=self.batch_size, epochs=epochs, patience=self.patience or None,
+            validation_split=self.validation_split, seed=self.seed,
+            augment=self.spec.augmentation is not None, optimizer=plan.optimizer,
+            learning_rate=self.learning_rate, weight_decay=plan.weight_decay,
+            schedule=plan.schedule, warmup_epochs=plan.warmup_epochs,
+            label_smoothing=plan.label_smoothing, keep=plan.keep,
+            freeze_epochs=plan.freeze_epochs, weights=self.spec.weights, precision=policy,
+            interpolation=self.preprocessing.interpolation, cache=str(cache), tta=self.tta,
+            checkpoint_interval=self.checkpoint_interval,
+        )
+
+    def trainer(self, plan: Recipe, policy: str, files: Mapping[str, Path],
+                verbose: str | int) -> Trainer:
+        """The Trainer of the recipe; a TTA count the model cannot give fails here."""
+        trainer = Trainer(
+            self.spec, class_names=self.dataset.class_names, optimizer=plan.optimizer,
+            learning_rate=self.learning_rate, weight_decay=plan.weight_decay,
+            schedule=plan.schedule, warmup_epochs=plan.warmup_epochs,
+            label_smoothing=plan.label_smoothing, freeze_epochs=plan.freeze_epochs,
+            fine_tune_learning_rate=plan.fine_tune_learning_rate,
+            patience=self.patience or None, restore_best=plan.keep == "best",
+            checkpoint_path=files.get("checkpoint"),
+            last_checkpoint_path=files["last_checkpoint"], history_path=files["history_json"],
+            checkpoint_interval=self.checkpoint_interval, seed=self.seed, precision=policy,
+            preprocessing=self.preprocessing, verbose=verbose,
+        )
+        Evaluator(trainer.model, self.dataset.class_names).check_tta(self.tta)
+        return trainer
+
+    def train(self, folder: RunFolder, trainer: Trainer, split: DatasetSplit,
+              files: Mapping[str, Path], epochs: int, cache: str | None, recipe: str,
+              policy: str) -> tuple[DatasetSplit, TrainingHistory]:
+        """Fit in the run folder (resuming its split and checkpoint if it has them)."""
         folder.mark("training")
         if folder.previous is not None and files["split"].exists():
-            split = dataset.load_split(files["split"])
+            split = self.dataset.load_split(files["split"])
         else:
             split.save(files["split"])
-        logger.info("Training %s on %d images for %d epochs (%s, %s precision).",
-                    model_spec.name, len(split.training), epochs, plan.name + " recipe", policy)
-        train_tf = split.training.to_tf_dataset(preprocessing=preprocessing,
-                                                batch_size=batch_size, shuffle=True, seed=seed,
-                                                cache=cache)
-        val_tf = (split.validation.to_tf_dataset(preprocessing=preprocessing,
-                                                 batch_size=batch_size, cache=cache)
+        logger.info("Training %s on %d images for %d epochs (%s recipe, %s precision).",
+                    self.spec.name, len(split.training), epochs, recipe, policy)
+        train_tf = split.training.to_tf_dataset(
+            preprocessing=self.preprocessing, batch_size=self.batch_size, shuffle=True,
+            seed=self.seed, cache=cache)
+        val_tf = (split.validation.to_tf_dataset(preprocessing=self.preprocessing,
+                                                 batch_size=self.batch_size, cache=cache)
                   if len(split.validation) else None)
         history = trainer.fit(train_tf, val_tf, epochs=epochs,
                               resume=folder.previous is not None,
                               num_train_images=len(split.training))
         if not history.epochs_run:
             raise TrainingError("Training ran no epoch; nothing to save.")
+        return split, history
 
-        evaluator = Evaluator(trainer.model, dataset.class_names, preprocessing=preprocessing)
+    def evaluate_and_report(self, folder: RunFolder, model: keras.Model, split: DatasetSplit,
+                            history: TrainingHistory, config: RunConfig,
+                            files: dict[str, Path], leaks: list[LeakedPair]) -> RunResult:
+        """Evaluate, look for label errors, write the final files together, mark complete."""
+        evaluator = Evaluator(model, self.dataset.class_names, preprocessing=self.preprocessing)
         evaluation = None
-        if test is not None:
+        if self.test is not None:
             leaked = {p.test_path for p in leaks}
-            evaluation = evaluator.evaluate(test.exclude(leaked) if drop_leaked else test,
-                                            batch_size=batch_size, tta=tta)
-        suspects = _possible_label_errors(evaluator, split, batch_size)
-
+            evaluation = evaluator.evaluate(
+                self.test.exclude(leaked) if self.drop_leaked else self.test,
+                batch_size=self.batch_size, tta=self.tta)
+        suspects = _possible_label_errors(evaluator, split, self.batch_size)
         metrics = _metrics(history, evaluation, split_sizes=(len(split.training),
                                                              len(split.validation)))
-        if test is not None:
-            metrics.update(_leakage_metrics(leaks, evaluation, drop_leaked))
-        findings = Findings(leaks, suspects)
-        figures = _write_final_files(folder, files, trainer.model, dataset, test, config,
-                                     model_spec, preprocessing, history, metrics, evaluation,
-                                     seed, findings)
+        if self.test is not None:
+            metrics.update(_leakage_metrics(leaks, evaluation, self.drop_leaked))
+        figures = _write_final_files(folder, files, model, self.dataset, self.test, config,
+                                     self.spec, self.preprocessing, history, metrics,
+                                     evaluation, self.seed, Findings(leaks, suspects))
         folder.mark("complete", files, stopped_early=history.stopped_early)
-    logger.info("Run written to %s", out_dir)
-    return RunResult(out_dir, metrics, history, evaluation, trainer.model,
-                     dataset.class_names, model_spec, figures, files, leaks, suspects)
+        return RunResult(folder.path, metrics, history, evaluation, model,
+                         self.dataset.class_names, self.spec, figures, files, leaks, suspects)
 
 
 #: How many possible label errors the report shows.

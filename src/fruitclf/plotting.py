@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 from matplotlib.figure import Figure
 
+from ._arrays import row_shares
 from ._validation import check_int
 
 if TYPE_CHECKING:
@@ -287,8 +288,7 @@ def plot_confusion_matrix(
             f"Received: shape {values.shape}"
         )
     if normalize:
-        totals = values.sum(axis=1, keepdims=True)
-        values = np.divide(values, totals, out=np.zeros_like(values), where=totals > 0)
+        values = row_shares(values)
     if ax is None:
         side = max(4.0, 0.6 * n + 2.5)
         fig = Figure(figsize=(side + 1, side), layout="constrained")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from . import _files
-from ._validation import check_float, check_image_size, check_int
+from ._validation import check_choice, check_float, check_image_size, check_int, invalid
 from .backbones import BACKBONES
 from .exceptions import SpecError
 
@@ -42,27 +42,6 @@ INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "l
                 "ones", "orthogonal")
 REGULARIZERS = ("l1", "l2", "l1_l2")
 FLIPS = ("horizontal", "vertical", "horizontal_and_vertical")
-
-
-def _fail(field: str, allowed: str, value: Any) -> SpecError:
-    return SpecError(f"`{field}` must be {allowed}. Received: {field}={value!r}")
-
-
-def _spec_check(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run a shared check helper, re-raising its message as a SpecError."""
-    try:
-        return fn(*args, **kwargs)
-    except (TypeError, ValueError) as exc:
-        raise SpecError(str(exc)) from None
-
-
-def _check_member(value: Any, field: str, allowed: Sequence[Any]) -> None:
-    if value not in allowed:
-        raise _fail(field, "one of " + ", ".join(repr(a) for a in allowed), value)
-
-
-def _pair(value: Any, field: str) -> tuple[int, int]:
-    return _spec_check(check_image_size, value, field)  # type: ignore[no-any-return]
 
 
 class _SpecPart:
@@ -125,37 +104,52 @@ class ConvBlock(_SpecPart):
     32
     """
 
-    filters: int  # number of convolution kernels (output channels)
-    kernel_size: tuple[int, int] | int = (3, 3)  # kernel height, width
-    strides: int = 1  # convolution stride
-    padding: str = "same"  # "same" keeps the size at stride 1; "valid" shrinks it
-    activation: str = "relu"  # activation after the convolution (or batch norm)
-    pool: str | None = "max"  # "max", "average" or None
-    pool_size: int = 2  # pooling window
-    pool_strides: int | None = None  # pooling stride; None means pool_size
-    batch_norm: bool = False  # batch normalisation between convolution and activation
-    batch_norm_momentum: float = 0.99  # momentum of its moving mean and variance
-    dropout: float = 0.0  # dropout rate after pooling
-    kernel_regularizer: str | None = None  # "l1", "l2", "l1_l2" or None
-    regularization: float = 0.01  # regulariser factor
+    #: Number of convolution kernels (output channels)
+    filters: int
+    #: Kernel height, width
+    kernel_size: tuple[int, int] | int = (3, 3)
+    #: Convolution stride
+    strides: int = 1
+    #: "same" keeps the size at stride 1; "valid" shrinks it
+    padding: str = "same"
+    #: Activation after the convolution (or batch norm)
+    activation: str = "relu"
+    #: "max", "average" or None
+    pool: str | None = "max"
+    #: Pooling window
+    pool_size: int = 2
+    #: Pooling stride; None means pool_size
+    pool_strides: int | None = None
+    #: Batch normalisation between convolution and activation
+    batch_norm: bool = False
+    #: Momentum of its moving mean and variance
+    batch_norm_momentum: float = 0.99
+    #: Dropout rate after pooling
+    dropout: float = 0.0
+    #: "l1", "l2", "l1_l2" or None
+    kernel_regularizer: str | None = None
+    #: Regulariser factor
+    regularization: float = 0.01
 
     def __post_init__(self) -> None:
-        _spec_check(check_int, self.filters, "filters", min_value=1)
-        object.__setattr__(self, "kernel_size", _pair(self.kernel_size, "kernel_size"))
-        _spec_check(check_int, self.strides, "strides", min_value=1)
-        _check_member(self.padding, "padding", PADDINGS)
-        _check_member(self.activation, "activation", ACTIVATIONS)
-        _check_member(self.pool, "pool", (*POOLS, None))
-        _spec_check(check_int, self.pool_size, "pool_size", min_value=1)
+        check_int(self.filters, "filters", min_value=1, error=SpecError)
+        object.__setattr__(self, "kernel_size",
+                           check_image_size(self.kernel_size, "kernel_size", error=SpecError))
+        check_int(self.strides, "strides", min_value=1, error=SpecError)
+        check_choice(self.padding, "padding", PADDINGS, error=SpecError)
+        check_choice(self.activation, "activation", ACTIVATIONS, error=SpecError)
+        check_choice(self.pool, "pool", (*POOLS, None), error=SpecError)
+        check_int(self.pool_size, "pool_size", min_value=1, error=SpecError)
         if self.pool_strides is not None:
-            _spec_check(check_int, self.pool_strides, "pool_strides", min_value=1)
+            check_int(self.pool_strides, "pool_strides", min_value=1, error=SpecError)
         if not isinstance(self.batch_norm, bool):
-            raise _fail("batch_norm", "a bool", self.batch_norm)
-        _spec_check(check_float, self.batch_norm_momentum, "batch_norm_momentum",
-                    min_value=0.0, max_value=0.9999)
-        _spec_check(check_float, self.dropout, "dropout", min_value=0.0, max_value=0.99)
-        _check_member(self.kernel_regularizer, "kernel_regularizer", (*REGULARIZERS, None))
-        _spec_check(check_float, self.regularization, "regularization", min_value=0.0)
+            raise invalid("batch_norm", "a bool", self.batch_norm, SpecError)
+        check_float(self.batch_norm_momentum, "batch_norm_momentum",
+                    min_value=0.0, max_value=0.9999, error=SpecError)
+        check_float(self.dropout, "dropout", min_value=0.0, max_value=0.99, error=SpecError)
+        check_choice(self.kernel_regularizer, "kernel_regularizer", (*REGULARIZERS, None),
+                     error=SpecError)
+        check_float(self.regularization, "regularization", min_value=0.0, error=SpecError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,18 +162,24 @@ class DenseLayer(_SpecPart):
     64
     """
 
-    units: int  # neurons
-    activation: str = "relu"  # activation
-    dropout: float = 0.0  # dropout rate after the layer
-    kernel_regularizer: str | None = None  # "l1", "l2", "l1_l2" or None
-    regularization: float = 0.01  # regulariser factor
+    #: Neurons
+    units: int
+    #: Activation
+    activation: str = "relu"
+    #: Dropout rate after the layer
+    dropout: float = 0.0
+    #: "l1", "l2", "l1_l2" or None
+    kernel_regularizer: str | None = None
+    #: Regulariser factor
+    regularization: float = 0.01
 
     def __post_init__(self) -> None:
-        _spec_check(check_int, self.units, "units", min_value=1)
-        _check_member(self.activation, "activation", ACTIVATIONS)
-        _spec_check(check_float, self.dropout, "dropout", min_value=0.0, max_value=0.99)
-        _check_member(self.kernel_regularizer, "kernel_regularizer", (*REGULARIZERS, None))
-        _spec_check(check_float, self.regularization, "regularization", min_value=0.0)
+        check_int(self.units, "units", min_value=1, error=SpecError)
+        check_choice(self.activation, "activation", ACTIVATIONS, error=SpecError)
+        check_float(self.dropout, "dropout", min_value=0.0, max_value=0.99, error=SpecError)
+        check_choice(self.kernel_regularizer, "kernel_regularizer", (*REGULARIZERS, None),
+                     error=SpecError)
+        check_float(self.regularization, "regularization", min_value=0.0, error=SpecError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,16 +192,21 @@ class Augmentation(_SpecPart):
     0.05
     """
 
-    flip: str | None = "horizontal"  # "horizontal", "vertical", "horizontal_and_vertical"
-    rotation: float = 0.05  # max rotation, as a fraction of a full turn
-    zoom: float = 0.1  # max zoom in or out, as a fraction of the size
-    contrast: float = 0.1  # max contrast change, as a fraction
-    translation: float = 0.0  # max shift, as a fraction of the size
+    #: "horizontal", "vertical", "horizontal_and_vertical"
+    flip: str | None = "horizontal"
+    #: Max rotation, as a fraction of a full turn
+    rotation: float = 0.05
+    #: Max zoom in or out, as a fraction of the size
+    zoom: float = 0.1
+    #: Max contrast change, as a fraction
+    contrast: float = 0.1
+    #: Max shift, as a fraction of the size
+    translation: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_member(self.flip, "flip", (*FLIPS, None))
+        check_choice(self.flip, "flip", (*FLIPS, None), error=SpecError)
         for name in ("rotation", "zoom", "contrast", "translation"):
-            _spec_check(check_float, getattr(self, name), name, min_value=0.0, max_value=1.0)
+            check_float(getattr(self, name), name, min_value=0.0, max_value=1.0, error=SpecError)
 
     @property
     def active(self) -> bool:
@@ -226,12 +231,18 @@ class LayerRow:
     320
     """
 
-    name: str  # the Keras layer name in the built model
-    kind: str  # the Keras layer class
-    output_shape: tuple[int, ...]  # without the batch dimension
-    params: int  # weights (trainable and not)
-    shape_math: str  # how the output shape follows from the input
-    params_math: str  # how the parameter count follows
+    #: The Keras layer name in the built model
+    name: str
+    #: The Keras layer class
+    kind: str
+    #: Without the batch dimension
+    output_shape: tuple[int, ...]
+    #: Weights (trainable and not)
+    params: int
+    #: How the output shape follows from the input
+    shape_math: str
+    #: How the parameter count follows
+    params_math: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,7 +255,9 @@ class SpecDescription:
     225034
     """
 
+    #: One row per layer, input to output
     rows: tuple[LayerRow, ...]
+    #: The model input (height, width, channels)
     input_shape: tuple[int, int, int]
 
     @property
@@ -290,20 +303,34 @@ class CNNSpec(_SpecPart):
     225034
     """
 
-    input_shape: tuple[int, int, int] = (128, 128, 3)  # height, width, channels
-    num_classes: int = 2  # output units
-    conv_blocks: tuple[ConvBlock, ...] = (ConvBlock(32), ConvBlock(32))  # feature extractor
-    dense_layers: tuple[DenseLayer, ...] = (DenseLayer(64),)  # hidden dense layers
-    head: str = "flatten"  # "flatten", "global_average" or "global_max"
-    output_activation: str = "softmax"  # activation of the output layer
-    kernel_initializer: str = "glorot_uniform"  # initialiser of every kernel
-    rescale: float = 1 / 255  # factor applied to raw pixels first (a backbone brings its own)
-    augmentation: Augmentation | None = None  # random changes in training, or None
-    name: str = "cnn"  # the Keras model name
-    head_dropout: float = 0.0  # dropout rate between the head and the dense layers
-    backbone: str | None = None  # a keras.applications network instead of conv_blocks
-    weights: str | None = None  # backbone weights: "imagenet", a file path, or None (random)
-    fine_tune_layers: int = 0  # top backbone layers unfrozen after the frozen phase
+    #: Height, width, channels
+    input_shape: tuple[int, int, int] = (128, 128, 3)
+    #: Output units
+    num_classes: int = 2
+    #: Feature extractor
+    conv_blocks: tuple[ConvBlock, ...] = (ConvBlock(32), ConvBlock(32))
+    #: Hidden dense layers
+    dense_layers: tuple[DenseLayer, ...] = (DenseLayer(64),)
+    #: "flatten", "global_average" or "global_max"
+    head: str = "flatten"
+    #: Activation of the output layer
+    output_activation: str = "softmax"
+    #: Initialiser of every kernel
+    kernel_initializer: str = "glorot_uniform"
+    #: Factor applied to raw pixels first (a backbone brings its own)
+    rescale: float = 1 / 255
+    #: Random changes in training, or None
+    augmentation: Augmentation | None = None
+    #: The Keras model name
+    name: str = "cnn"
+    #: Dropout rate between the head and the dense layers
+    head_dropout: float = 0.0
+    #: A keras.applications network instead of conv_blocks
+    backbone: str | None = None
+    #: Backbone weights: "imagenet", a file path, or None (random)
+    weights: str | None = None
+    #: Top backbone layers unfrozen after the frozen phase
+    fine_tune_layers: int = 0
 
     _nested: ClassVar[dict[str, type[_SpecPart]]] = {
         "conv_blocks": ConvBlock, "dense_layers": DenseLayer, "augmentation": Augmentation,
@@ -315,55 +342,58 @@ class CNNSpec(_SpecPart):
         shape = self.input_shape
         if (not isinstance(shape, Sequence) or len(shape) != 3
                 or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in shape)):
-            raise _fail("input_shape", "three positive ints (height, width, channels), "
-                        "e.g. (128, 128, 3)", shape)
+            raise invalid("input_shape", "three positive ints (height, width, channels), "
+                        "e.g. (128, 128, 3)", shape, SpecError)
         object.__setattr__(self, "input_shape", tuple(shape))
         if shape[2] not in (1, 3):
-            raise _fail("input_shape", "an image shape with 1 (grayscale) or 3 (RGB) channels",
-                        shape)
-        _spec_check(check_int, self.num_classes, "num_classes", min_value=2)
+            raise invalid("input_shape", "an image shape with 1 (grayscale) or 3 (RGB) channels",
+                        shape, SpecError)
+        check_int(self.num_classes, "num_classes", min_value=2, error=SpecError)
         for field, kind in (("conv_blocks", ConvBlock), ("dense_layers", DenseLayer)):
             value = getattr(self, field)
             if isinstance(value, list):
                 value = tuple(value)
                 object.__setattr__(self, field, value)
             if not isinstance(value, tuple) or not all(isinstance(v, kind) for v in value):
-                raise _fail(field, f"a sequence of {kind.__name__}", value)
-        _check_member(self.head, "head", HEADS)
-        _check_member(self.output_activation, "output_activation", OUTPUT_ACTIVATIONS)
-        _check_member(self.kernel_initializer, "kernel_initializer", INITIALIZERS)
-        _spec_check(check_float, self.rescale, "rescale", min_value=0.0)
+                raise invalid(field, f"a sequence of {kind.__name__}", value, SpecError)
+        check_choice(self.head, "head", HEADS, error=SpecError)
+        check_choice(self.output_activation, "output_activation", OUTPUT_ACTIVATIONS,
+                     error=SpecError)
+        check_choice(self.kernel_initializer, "kernel_initializer", INITIALIZERS, error=SpecError)
+        check_float(self.rescale, "rescale", min_value=0.0, error=SpecError)
         if self.augmentation is not None and not isinstance(self.augmentation, Augmentation):
-            raise _fail("augmentation", "an Augmentation or None", self.augmentation)
+            raise invalid("augmentation", "an Augmentation or None", self.augmentation, SpecError)
         if not isinstance(self.name, str) or not self.name.isidentifier():
-            raise _fail("name", "a Python identifier, e.g. 'cnn'", self.name)
-        _spec_check(check_float, self.head_dropout, "head_dropout", min_value=0.0,
-                    max_value=0.99)
+            raise invalid("name", "a Python identifier, e.g. 'cnn'", self.name, SpecError)
+        check_float(self.head_dropout, "head_dropout", min_value=0.0,
+                    max_value=0.99, error=SpecError)
         self._check_backbone()
         self.describe()  # a spec whose shapes collapse to zero fails now, not in Keras
 
     def _check_backbone(self) -> None:
-        _spec_check(check_int, self.fine_tune_layers, "fine_tune_layers", min_value=0)
+        check_int(self.fine_tune_layers, "fine_tune_layers", min_value=0, error=SpecError)
         if self.backbone is None:
             for field in ("weights", "fine_tune_layers"):
                 if getattr(self, field):
-                    raise _fail(field, "left unset without a `backbone`", getattr(self, field))
+                    raise invalid(field, "left unset without a `backbone`",
+                                  getattr(self, field), SpecError)
             return
-        _check_member(self.backbone, "backbone", tuple(BACKBONES))
+        check_choice(self.backbone, "backbone", tuple(BACKBONES), error=SpecError)
         if isinstance(self.weights, os.PathLike):
             object.__setattr__(self, "weights", os.fspath(self.weights))
         if self.conv_blocks:
-            raise _fail("conv_blocks", "empty with a `backbone` (the backbone extracts the "
-                        "features)", self.conv_blocks)
+            raise invalid("conv_blocks", "empty with a `backbone` (the backbone extracts the "
+                        "features)", self.conv_blocks, SpecError)
         if self.input_shape[2] != 3:
-            raise _fail("input_shape", f"RGB (3 channels) for the {self.backbone} backbone",
-                        self.input_shape)
+            raise invalid("input_shape", f"RGB (3 channels) for the {self.backbone} backbone",
+                        self.input_shape, SpecError)
         if any(v < 32 or v % 32 for v in self.input_shape[:2]):
-            raise _fail("input_shape", "a height and width that are multiples of 32 (at least "
+            raise invalid("input_shape", "a height and width that are multiples of 32 (at least "
                         f"32) for the {self.backbone} backbone, e.g. (224, 224, 3)",
-                        self.input_shape)
+                        self.input_shape, SpecError)
         if self.weights is not None and not isinstance(self.weights, str):
-            raise _fail("weights", "'imagenet', a weights file path, or None", self.weights)
+            raise invalid("weights", "'imagenet', a weights file path, or None", self.weights,
+                          SpecError)
 
     # ------------------------------------------------------------ construction
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _files
 from ._compat import resolve_precision
-from ._validation import check_choice, check_float, check_int
+from ._validation import check_choice, check_class_names, check_float, check_int, model_format
 from .data import Preprocessing, set_pipeline_epoch
 from .exceptions import TrainingError
 from .io import load_model, model_precision, read_metadata, save_model
@@ -200,6 +200,8 @@ def _make_monitor_callback(trainer: Trainer, history: TrainingHistory, epochs: i
                            train: Any) -> Any:
     import keras
 
+    monitor = history.monitor
+
     class _RunMonitor(keras.callbacks.Callback):  # type: ignore[misc]
         """Tracks the best epoch, checkpoints, stops early, restores, writes history."""
 
@@ -220,12 +222,12 @@ def _make_monitor_callback(trainer: Trainer, history: TrainingHistory, epochs: i
         def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
             elapsed = time.perf_counter() - self.epoch_start
             logs = dict(logs or {})
-            if trainer.monitor not in logs:
+            if monitor not in logs:
                 raise TrainingError(
-                    f"Monitored metric {trainer.monitor!r} is not available. "
+                    f"Monitored metric {monitor!r} is not available. "
                     f"Available metrics: {', '.join(sorted(logs))}. "
                     + ("Pass validation data to monitor val_* metrics."
-                       if trainer.monitor.startswith("val_") else "")
+                       if monitor.startswith("val_") else "")
                 )
             lr = _current_lr(self.model)
             if lr is not None:
@@ -235,10 +237,10 @@ def _make_monitor_callback(trainer: Trainer, history: TrainingHistory, epochs: i
             history.epoch_seconds.append(elapsed)
             history.seconds += elapsed
             history.epochs_run = epoch + 1
-            value = float(logs[trainer.monitor])
+            value = float(logs[monitor])
             if math.isnan(value):
                 raise TrainingError(
-                    f"{trainer.monitor} became NaN at epoch {epoch + 1}; lower the learning rate."
+                    f"{monitor} became NaN at epoch {epoch + 1}; lower the learning rate."
                 )
             if _is_better(value, history.best_value, history.mode, trainer.min_delta):
                 history.best_value, history.best_epoch = value, epoch + 1
@@ -304,7 +306,7 @@ def _make_monitor_callback(trainer: Trainer, history: TrainingHistory, epochs: i
                 logger.info("Restored the weights of the best epoch (%s).", history.best_epoch)
             elif not trainer.restore_best and history.epochs_run:
                 history.best_epoch = history.epochs_run
-                history.best_value = history.metrics[trainer.monitor][-1]
+                history.best_value = history.metrics[monitor][-1]
 
     return _RunMonitor()
 
@@ -439,14 +441,8 @@ class Trainer:
         preprocessing: Preprocessing | None = None,
         verbose: str | int = "auto",
     ) -> None:
-        import keras
-
         self.learning_rate = check_float(learning_rate, "learning_rate", min_value=0.0,
-                                         exclusive=False)
-        if self.learning_rate <= 0:
-            raise ValueError(
-                f"`learning_rate` must be > 0. Received: learning_rate={learning_rate}"
-            )
+                                         exclusive=True)
         self.weight_decay = check_float(weight_decay, "weight_decay", min_value=0.0,
                                         max_value=1.0)
         self.schedule = check_choice(schedule, "schedule", ("constant", "cosine"))
@@ -455,8 +451,7 @@ class Trainer:
                                            max_value=0.5)
         self.freeze_epochs = check_int(freeze_epochs, "freeze_epochs", min_value=0)
         self.fine_tune_learning_rate = check_float(
-            fine_tune_learning_rate, "fine_tune_learning_rate", min_value=1e-12,
-            max_value=10.0)
+            fine_tune_learning_rate, "fine_tune_learning_rate", min_value=0.0, exclusive=True)
         if not isinstance(optimizer, str) and (self.schedule != "constant" or weight_decay):
             raise ValueError(
                 "`schedule` and `weight_decay` apply when `optimizer` is a name such as "
@@ -470,6 +465,7 @@ class Trainer:
                 f"smoothing instead. Received: loss={loss!r}, label_smoothing={label_smoothing}"
             )
         self.monitor_arg = monitor
+        self._monitor: str | None = monitor
         self.mode_arg = check_choice(mode, "mode", ("auto", "min", "max"))
         self.patience = None if patience is None else check_int(patience, "patience", min_value=1)
         self.min_delta = abs(check_float(min_delta, "min_delta"))
@@ -509,9 +505,16 @@ class Trainer:
 
             self._loss = SmoothedSparseCategoricalCrossentropy(self.label_smoothing)
         self._metrics = list(metrics)
+        self.model = self._build_and_compile(model, precision)
+
+    def _build_and_compile(self, model: CNNSpec | keras.Model, precision: str) -> keras.Model:
+        """The model (built from a spec, or the one given) compiled with this trainer's
+        optimizer, loss and metrics, inside the distribution strategy's scope."""
+        import keras
+
         with self._scope():
             if isinstance(model, CNNSpec):
-                self.model = build_cnn(model, seed=self.seed, precision=self.precision)
+                built = build_cnn(model, seed=self.seed, precision=self.precision)
             elif isinstance(model, keras.Model):
                 if precision not in ("float32", "auto"):
                     raise ValueError(
@@ -519,27 +522,22 @@ class Trainer:
                         "build the model with build_cnn(spec, precision=...). "
                         f"Received: precision={precision!r} with a built model"
                     )
-                self.model = model
-                self.precision = model_precision(model)
+                built, self.precision = model, model_precision(model)
             else:
                 raise TypeError(
                     f"`model` must be a keras.Model or a CNNSpec. Received: {type(model).__name__}"
                 )
+            self.model = built
             self._compile(self._make_optimizer())
-        if self.class_names is not None and len(self.class_names) != self.model.output_shape[-1]:
-            raise ValueError(
-                f"`class_names` has {len(self.class_names)} names but the model has "
-                f"{self.model.output_shape[-1]} outputs. Received: class_names={self.class_names}"
-            )
+        if self.class_names is not None:
+            check_class_names(self.class_names, built.output_shape[-1])
+        return built
 
     @staticmethod
     def _model_path(path: str | os.PathLike[str] | None, name: str) -> str | None:
         if path is None:
             return None
-        if Path(path).suffix.lower() not in (".keras", ".h5"):
-            raise ValueError(
-                f"`{name}` must end in .keras or .h5. Received: {name}={os.fspath(path)!r}"
-            )
+        model_format(path, name)
         return os.fspath(path)
 
     def _scope(self) -> Any:
@@ -582,8 +580,10 @@ class Trainer:
         return optimizer
 
     @property
-    def monitor(self) -> str:
-        """The metric that picks the best epoch."""
+    def monitor(self) -> str | None:
+        """The metric that picks the best epoch: the ``monitor`` argument, or the default that
+        :meth:`fit` chose (``val_loss`` with validation data, ``loss`` without); None before
+        the first ``fit()`` when no ``monitor`` was given."""
         return self._monitor
 
     def _save(self, path: str, history: TrainingHistory, *, include_optimizer: bool,

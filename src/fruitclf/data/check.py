@@ -273,8 +273,8 @@ def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
 
     Examples
     --------
-    >>> read_image_size("train/apple/001.jpg")  # doctest: +SKIP
-    (3024, 4032)
+    >>> read_image_size("fruits/train/acai/01.jpg")  # from the header, nothing decoded
+    (48, 48)
     """
     return read_image_header(path)[1]
 
@@ -409,8 +409,9 @@ class FileProblem:
 
     Examples
     --------
-    >>> [(p.relpath, p.reason) for p in ds.check().problems]  # doctest: +SKIP
-    [('acai/07.jpg', 'truncated')]
+    >>> raw = fruitclf.ImageFolderDataset("downloads/fruits")
+    >>> [(p.relpath, p.reason) for p in raw.check(progress=False).problems]
+    [('acai/07.jpg', 'truncated'), ('guarana/notes.png', 'not_an_image')]
     """
 
     path: str
@@ -556,9 +557,9 @@ class CheckReport:
 
     Examples
     --------
-    >>> report = ds.check()  # doctest: +SKIP
-    >>> report.ok, [p.reason for p in report.problems]  # doctest: +SKIP
-    (False, ['truncated'])
+    >>> report = fruitclf.ImageFolderDataset("downloads/fruits").check(progress=False)
+    >>> report.ok, [p.reason for p in report.problems]
+    (False, ['truncated', 'not_an_image'])
     """
 
     root: str
@@ -677,9 +678,11 @@ class CleanReport:
 
     Examples
     --------
-    >>> result = ds.remove_corrupted(quarantine="quarantine")  # doctest: +SKIP
-    >>> result.lines()  # doctest: +SKIP
-    ['Removed corrupted image: fruits/train/acai/07.jpg']
+    >>> raw = fruitclf.ImageFolderDataset("downloads/fruits")
+    >>> result = raw.remove_corrupted(dry_run=True)
+    >>> result.lines()
+    ['Would remove corrupted image: downloads/fruits/acai/07.jpg',
+     'Would remove corrupted image: downloads/fruits/guarana/notes.png']
     """
 
     action: str

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     import tensorflow as tf
     from matplotlib.figure import Figure
 
-__all__ = ["DatasetSummary", "IgnoredFile", "ImageFolderDataset"]
+__all__ = ["DatasetSummary", "IgnoredFile", "ImageFolderDataset", "image_files"]
 
 logger = logging.getLogger("fruitclf")
 
@@ -66,7 +67,7 @@ class IgnoredFile:
 
     Examples
     --------
-    >>> [i.path for i in ds.ignored]  # doctest: +SKIP
+    >>> [i.path for i in ds.ignored]
     ['acai/.DS_Store', 'notes.txt']
     """
 
@@ -105,9 +106,9 @@ class DatasetSummary:
 
     Examples
     --------
-    >>> summary = ds.summary()  # doctest: +SKIP
-    >>> summary.class_counts  # doctest: +SKIP
-    {'acai': 15, 'cupuacu': 14}
+    >>> summary = ds.summary()
+    >>> summary.class_counts
+    {'acai': 15, 'cupuacu': 15, 'graviola': 15, 'guarana': 15, 'pupunha': 15, 'tucuma': 15}
     """
 
     root: str
@@ -178,6 +179,54 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name in IGNORED_FOLDERS
 
 
+def image_files(
+    top: str | os.PathLike[str],
+    root: str | os.PathLike[str] | None = None,
+    *,
+    follow_links: bool = False,
+    ignored: list[IgnoredFile] | None = None,
+) -> list[tuple[str, str]]:
+    """Every candidate image under ``top``, as ``(path, relpath)`` sorted by folder and name.
+
+    The one rule for what counts as an image file, used for class folders and for the
+    folders given to ``predict``: an image extension (any case), not hidden (a name starting
+    with ``.``, ``__MACOSX``, ``__pycache__``, at any depth), links to folders only with
+    ``follow_links`` (and never round a loop). ``relpath`` is relative to ``root`` (default
+    ``top``) with ``/`` separators; files passed over are added to ``ignored`` with a reason.
+    """
+    top, base = os.fspath(top), os.fspath(root if root is not None else top)
+    skipped: list[IgnoredFile] = [] if ignored is None else ignored
+    found: list[tuple[str, str]] = []
+    seen_dirs: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=follow_links):
+        real = os.path.realpath(dirpath)
+        rel_dir = os.path.relpath(dirpath, base).replace(os.sep, "/")
+        if real in seen_dirs:  # a link loop
+            dirnames[:] = []
+            skipped.append(IgnoredFile(rel_dir, "link loop"))
+            continue
+        seen_dirs.add(real)
+        kept = []
+        for d in sorted(dirnames):
+            if _is_hidden(d):
+                skipped.append(IgnoredFile(f"{rel_dir}/{d}", "hidden"))
+            elif os.path.islink(os.path.join(dirpath, d)) and not follow_links:
+                skipped.append(IgnoredFile(
+                    f"{rel_dir}/{d}", "link to a folder (pass follow_links=True to follow)"))
+            else:
+                kept.append(d)
+        dirnames[:] = kept
+        for f in sorted(filenames):
+            rel = f"{rel_dir}/{f}" if rel_dir != "." else f
+            if _is_hidden(f):
+                skipped.append(IgnoredFile(rel, "hidden"))
+            elif os.path.splitext(f)[1].lower() not in IMAGE_EXTENSIONS:
+                skipped.append(IgnoredFile(rel, "not an image extension"))
+            else:
+                found.append((os.path.join(dirpath, f), rel))
+    return found
+
+
 class ImageFolderDataset:
     """Images in a folder with one sub-folder per class.
 
@@ -207,11 +256,11 @@ class ImageFolderDataset:
 
     Examples
     --------
-    >>> ds = fruitclf.ImageFolderDataset("fruits/train")  # doctest: +SKIP
-    >>> ds.class_names  # doctest: +SKIP
+    >>> ds = fruitclf.ImageFolderDataset("fruits/train")
+    >>> ds.class_names
     ['acai', 'cupuacu', 'graviola', 'guarana', 'pupunha', 'tucuma']
-    >>> train, val = ds.split(0.2, seed=123)  # doctest: +SKIP
-    >>> train_tf = train.to_tf_dataset(image_size=(128, 128), shuffle=True)  # doctest: +SKIP
+    >>> train, val = ds.split(0.2, seed=123)
+    >>> train_tf = train.to_tf_dataset(image_size=(128, 128), shuffle=True)
     """
 
     def __init__(
@@ -313,38 +362,9 @@ class ImageFolderDataset:
         return names
 
     def _discover_images(self, name: str, label: int, ignored: list[IgnoredFile]) -> list[_Entry]:
-        top = os.path.join(self._root, name)
-        entries: list[_Entry] = []
-        seen_dirs: set[str] = set()
-        for dirpath, dirnames, filenames in os.walk(top, followlinks=self._follow_links):
-            real = os.path.realpath(dirpath)
-            rel_dir = os.path.relpath(dirpath, self._root).replace(os.sep, "/")
-            if real in seen_dirs:  # a link loop
-                dirnames[:] = []
-                ignored.append(IgnoredFile(rel_dir, "link loop"))
-                continue
-            seen_dirs.add(real)
-            kept = []
-            for d in sorted(dirnames):
-                full = os.path.join(dirpath, d)
-                if _is_hidden(d):
-                    ignored.append(IgnoredFile(f"{rel_dir}/{d}", "hidden"))
-                elif os.path.islink(full) and not self._follow_links:
-                    ignored.append(IgnoredFile(
-                        f"{rel_dir}/{d}", "link to a folder (pass follow_links=True to follow)"
-                    ))
-                else:
-                    kept.append(d)
-            dirnames[:] = kept
-            for f in sorted(filenames):
-                rel = f"{rel_dir}/{f}"
-                if _is_hidden(f):
-                    ignored.append(IgnoredFile(rel, "hidden"))
-                elif os.path.splitext(f)[1].lower() not in IMAGE_EXTENSIONS:
-                    ignored.append(IgnoredFile(rel, "not an image extension"))
-                else:
-                    entries.append(_Entry(os.path.join(dirpath, f), rel, label))
-        return entries
+        found = image_files(os.path.join(self._root, name), self._root,
+                            follow_links=self._follow_links, ignored=ignored)
+        return [_Entry(path, rel, label) for path, rel in found]
 
     # ---------------------------------------------------------------- properties
 
@@ -426,7 +446,7 @@ class ImageFolderDataset:
 
         Examples
         --------
-        >>> print(fruitclf.ImageFolderDataset("fruits/train").summary())  # doctest: +SKIP
+        >>> print(fruitclf.ImageFolderDataset("fruits/train").summary())
         fruits/train: 6 classes, 90 images
         ...
         """
@@ -494,11 +514,12 @@ class ImageFolderDataset:
 
         Examples
         --------
-        >>> report = ds.check()  # doctest: +SKIP
-        >>> print(report)  # doctest: +SKIP
-        Checked 96 images in 'fruits/train': 2 would crash training:
+        >>> raw = fruitclf.ImageFolderDataset("downloads/fruits")
+        >>> report = raw.check(progress=False)
+        >>> print(report)
+        Checked 94 images in 'downloads/fruits': 2 would crash training:
           acai/07.jpg: truncated JPEG file (...)
-          guarana/notes.png: not an image (text or HTML, 812 bytes)
+          guarana/notes.png: not an image (text or HTML, 780 bytes)
         """
         max_pixels = check_int(max_pixels, "max_pixels", min_value=1)
         if num_workers is not None:
@@ -561,10 +582,11 @@ class ImageFolderDataset:
 
         Examples
         --------
-        >>> for group in ds.find_duplicates():  # doctest: +SKIP
+        >>> raw = fruitclf.ImageFolderDataset("downloads/fruits")
+        >>> for group in raw.find_duplicates(progress=False):
         ...     print(group.kind, group.relpaths)
-        exact ['acai/01.jpg', 'acai/01 copy.jpg']
-        near ['acai/02.jpg', 'acai/02-small.png']
+        exact ['acai/01.jpg', 'acai/copy of 01.jpg']
+        near ['acai/02-small.png', 'acai/02.jpg']
         """
         found = self._fingerprinted(progress)
         names = self._class_names
@@ -598,10 +620,10 @@ class ImageFolderDataset:
 
         Examples
         --------
-        >>> leaks = train.find_leakage(test)  # doctest: +SKIP
-        >>> len({p.test_path for p in leaks}), "test images have a twin in training"
-        ... # doctest: +SKIP
-        (3, 'test images have a twin in training')
+        >>> train = fruitclf.ImageFolderDataset("fruits/train")
+        >>> test = fruitclf.ImageFolderDataset("fruits/test", class_names=train.class_names)
+        >>> [(p.relpath, p.test_relpath, p.kind) for p in train.find_leakage(test)]
+        [('acai/07.jpg', 'acai/t07.png', 'near')]
         """
         if not isinstance(other, ImageFolderDataset):
             raise TypeError(
@@ -642,8 +664,9 @@ class ImageFolderDataset:
 
         Examples
         --------
-        >>> [(q.relpath, q.issue, q.score) for q in ds.quality_issues()]  # doctest: +SKIP
-        [('acai/night.jpg', 'dark', 0.07)]
+        >>> raw = fruitclf.ImageFolderDataset("downloads/fruits")
+        >>> [(q.relpath, q.issue) for q in raw.quality_issues(progress=False)]
+        [('acai/night.jpg', 'dark'), ('acai/night.jpg', 'low_information')]
         """
         if thresholds is not None and not isinstance(thresholds, QualityThresholds):
             raise TypeError(
@@ -684,8 +707,11 @@ class ImageFolderDataset:
 
         Examples
         --------
-        >>> print(ds.remove_duplicates(dry_run=True))  # doctest: +SKIP
-        Would remove duplicate image: fruits/train/acai/01 copy.jpg (duplicate of acai/01.jpg)
+        >>> raw = fruitclf.ImageFolderDataset("downloads/fruits")
+        >>> for line in raw.remove_duplicates(dry_run=True).lines():
+        ...     print(line.replace("Would remove duplicate image: downloads/fruits/", ""))
+        acai/copy of 01.jpg (exact duplicate of acai/01.jpg)
+        acai/02-small.png (near duplicate of acai/02.jpg)
         """
         if delete and quarantine is not None:
             raise ValueError(
@@ -775,9 +801,10 @@ class ImageFolderDataset:
 
         Examples
         --------
-        >>> result = ds.remove_corrupted(dry_run=True)  # doctest: +SKIP
-        >>> print(result)  # doctest: +SKIP
-        Would remove corrupted image: fruits/train/acai/07.jpg
+        >>> raw = fruitclf.ImageFolderDataset("downloads/fruits")
+        >>> print(raw.remove_corrupted(dry_run=True))
+        Would remove corrupted image: downloads/fruits/acai/07.jpg
+        Would remove corrupted image: downloads/fruits/guarana/notes.png
         """
         if delete and quarantine is not None:
             raise ValueError(
@@ -807,7 +834,10 @@ class ImageFolderDataset:
 
         Examples
         --------
-        >>> readable = ds.exclude(ds.check().paths)  # doctest: +SKIP
+        >>> raw = fruitclf.ImageFolderDataset("downloads/fruits")
+        >>> readable = raw.exclude(raw.check(progress=False).paths)
+        >>> len(raw), len(readable)
+        (94, 92)
         """
         gone = {os.fspath(p) for p in paths}
         return self._from_entries(self, [e for e in self._entries if e.path not in gone])
@@ -832,16 +862,17 @@ class ImageFolderDataset:
 
     def split(
         self,
-        validation_fraction: float = 0.2,
+        validation_split: float = 0.2,
         *,
         seed: int = 123,
         stratify: bool = True,
+        validation_fraction: float | None = None,
     ) -> DatasetSplit:
         """Split into training and validation, reproducibly.
 
         Each file gets a rank from a hash of ``seed`` and its relative path, so the split
         depends only on the file names and the seed: the same on every machine and run. With
-        ``stratify=True`` each class contributes ``round(n * validation_fraction)`` images
+        ``stratify=True`` each class contributes ``round(n * validation_split)`` images
         (at least one, and at least one left for training, when it has two or more), and
         adding a file moves at most one existing file of its class between the subsets. With
         ``stratify=False`` each file's subset depends on its own hash alone, so adding files
@@ -849,13 +880,16 @@ class ImageFolderDataset:
 
         Parameters
         ----------
-        validation_fraction : float, default=0.2
+        validation_split : float, default=0.2
             Share of images for validation, at least 0 and below 1; 0 gives an empty
-            validation part.
+            validation part. The same name as :func:`fruitclf.run`'s and the CLI's
+            ``--validation-split``.
         seed : int, default=123
             Seed of the hash.
         stratify : bool, default=True
             Keep class proportions.
+        validation_fraction : float, optional
+            Deprecated spelling of ``validation_split``.
 
         Returns
         -------
@@ -869,16 +903,20 @@ class ImageFolderDataset:
 
         Examples
         --------
-        >>> train, val = ds.split(0.2, seed=123)  # doctest: +SKIP
-        >>> len(train), len(val)  # doctest: +SKIP
+        >>> train, val = ds.split(0.2, seed=123)
+        >>> len(train), len(val)
         (72, 18)
         """
-        fraction = check_float(validation_fraction, "validation_fraction", min_value=0.0,
-                               max_value=1.0)
+        if validation_fraction is not None:
+            warnings.warn("`validation_fraction` is deprecated; pass `validation_split` (the "
+                          "name run() and the CLI use).", DeprecationWarning, stacklevel=2)
+            validation_split = validation_fraction
+        fraction = check_float(validation_split, "validation_split", min_value=0.0,
+                               max_value=1.0, hint="Use 0 to train on every image")
         if fraction == 1.0:
             raise ValueError(
-                "`validation_fraction` must be at least 0 and below 1 (0 keeps every image for "
-                "training). Received: validation_fraction=1.0"
+                "`validation_split` must be at least 0 and below 1 (0 keeps every image for "
+                "training). Received: validation_split=1.0"
             )
         seed = check_int(seed, "seed")
         self.require_trainable()
@@ -894,7 +932,7 @@ class ImageFolderDataset:
         return DatasetSplit(
             training=ImageFolderDataset._from_entries(self, train),
             validation=ImageFolderDataset._from_entries(self, val),
-            validation_fraction=fraction,
+            validation_split=fraction,
             seed=seed,
             stratify=stratify,
         )
@@ -930,7 +968,8 @@ class ImageFolderDataset:
         new = sorted(known - listed)
         if new:
             logger.info("%d files are not in the split file; they go to training.", len(new))
-        return self._make_split(set(payload["validation"]), float(payload["validation_fraction"]),
+        key = "validation_split" if "validation_split" in payload else "validation_fraction"
+        return self._make_split(set(payload["validation"]), float(payload[key]),
                                 int(payload["seed"]), bool(payload["stratify"]))
 
     # ---------------------------------------------------------------- tf.data
@@ -997,9 +1036,9 @@ class ImageFolderDataset:
 
         Examples
         --------
-        >>> pipeline = ds.to_tf_dataset(image_size=128, batch_size=16)  # doctest: +SKIP
-        >>> images, labels = next(iter(pipeline))  # doctest: +SKIP
-        >>> images.shape  # doctest: +SKIP
+        >>> pipeline = ds.to_tf_dataset(image_size=128, batch_size=16)
+        >>> images, labels = next(iter(pipeline))
+        >>> images.shape
         TensorShape([16, 128, 128, 3])
         """
         if preprocessing is None:
@@ -1026,8 +1065,8 @@ class ImageFolderDataset:
 
         Examples
         --------
-        >>> fig = ds.plot_samples(rows=2, seed=0)  # doctest: +SKIP
-        >>> fig.savefig("samples.png")  # doctest: +SKIP
+        >>> fig = ds.plot_samples(rows=2, seed=0)
+        >>> fig.savefig("samples.png")
         """
         from ..plotting import plot_samples
 

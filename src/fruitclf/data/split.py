@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +52,7 @@ class DatasetSplit:
     ----------
     training, validation : ImageFolderDataset
         The two parts (same root and classes).
-    validation_fraction : float
+    validation_split : float
         The requested share of validation images.
     seed : int
         The hash seed.
@@ -60,16 +61,25 @@ class DatasetSplit:
 
     Examples
     --------
-    >>> split = ds.split(0.2, seed=123)  # doctest: +SKIP
-    >>> train, val = split  # doctest: +SKIP
-    >>> split.save("split.json")  # doctest: +SKIP
+    >>> split = ds.split(0.2, seed=123)
+    >>> train, val = split
+    >>> split.counts()["validation"]["acai"], split.validation_split
+    (3, 0.2)
+    >>> split.save("split.json")
     """
 
     training: ImageFolderDataset
     validation: ImageFolderDataset
-    validation_fraction: float
+    validation_split: float
     seed: int
     stratify: bool
+
+    @property
+    def validation_fraction(self) -> float:
+        """Deprecated name of :attr:`validation_split`."""
+        warnings.warn("`DatasetSplit.validation_fraction` is deprecated; use "
+                      "`validation_split`.", DeprecationWarning, stacklevel=2)
+        return self.validation_split
 
     def __iter__(self) -> Iterator[ImageFolderDataset]:
         return iter((self.training, self.validation))
@@ -81,7 +91,7 @@ class DatasetSplit:
             "version": 1,
             "root": self.training.root,
             "class_names": self.training.class_names,
-            "validation_fraction": self.validation_fraction,
+            "validation_split": self.validation_split,
             "seed": self.seed,
             "stratify": self.stratify,
             "training": self.training.relpaths,
@@ -93,8 +103,10 @@ class DatasetSplit:
 
         Examples
         --------
-        >>> ds.split(0.2, seed=1).save("run/split.json")  # doctest: +SKIP
-        >>> train, val = ds.load_split("run/split.json")  # doctest: +SKIP
+        >>> ds.split(0.2, seed=1).save("run/split.json")
+        >>> train, val = ds.load_split("run/split.json")
+        >>> len(train), len(val)
+        (72, 18)
         """
         _files.write_json(path, self.to_dict())
 
