@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     from .spec import ConvBlock as ConvBlock
     from .spec import DenseLayer as DenseLayer
     from .spec import LayerRow as LayerRow
+    from .spec import PlannedLayer as PlannedLayer
     from .spec import SpecDescription as SpecDescription
     from .training import Trainer as Trainer
     from .training import TrainingHistory as TrainingHistory
@@ -116,6 +117,7 @@ _LAZY = {
     "ConvBlock": "spec",
     "DenseLayer": "spec",
     "LayerRow": "spec",
+    "PlannedLayer": "spec",
     "SpecDescription": "spec",
     "Trainer": "training",
     "TrainingHistory": "training",
@@ -146,6 +148,7 @@ __all__ = [
     "LoadedModel",
     "Misclassified",
     "ModelFileError",
+    "PlannedLayer",
     "Predictions",
     "Preprocessing",
     "QualityIssue",

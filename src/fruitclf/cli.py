@@ -121,6 +121,13 @@ def _add_train_options(p: argparse.ArgumentParser, *, demo: bool = False) -> Non
                    help="resize method (antialiased), e.g. bilinear, nearest, area")
     p.add_argument("--cache", default=RunConfig.cache,
                    help="decoded-image cache: auto, memory, none, or a file cache path")
+    _add_run_folder_options(p)
+
+
+def _add_run_folder_options(p: argparse.ArgumentParser) -> None:
+    """How a run uses its folder: checkpoints, resume or overwrite, progress bars."""
+    from .config import RunConfig
+
     p.add_argument("--checkpoint-interval", type=float, default=RunConfig.checkpoint_interval,
                    metavar="SECONDS",
                    help="seconds between checkpoint writes; a kill loses at most about this "

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from ._compat import resolve_precision
 from ._validation import check_int
 from .backbones import BACKBONES, build_backbone
-from .spec import Augmentation, CNNSpec
+from .spec import Augmentation, CNNSpec, ConvBlock, DenseLayer, PlannedLayer
 
 if TYPE_CHECKING:
     import keras
@@ -117,59 +117,54 @@ def build_cnn(
     if seed is not None:
         seed = check_int(seed, "seed", min_value=0)
     policy = resolve_precision(precision)
-    layers = keras.layers
     inputs = keras.Input(shape=spec.input_shape, name="image")
     x = inputs
-    if spec.augmentation is not None and spec.augmentation.active:
-        x = build_augmentation(spec.augmentation, seed=seed, dtype=policy)(x)
-    if spec.backbone is not None:
-        x = _apply_backbone(spec, x, policy)
-    else:
-        x = layers.Rescaling(spec.rescale, name="rescaling", dtype=policy)(x)
-    for i, block in enumerate(spec.conv_blocks, start=1):
-        x = layers.Conv2D(
-            block.filters, block.kernel_size, strides=block.strides, padding=block.padding,
-            activation=None if block.batch_norm else block.activation,
-            kernel_initializer=_initializer(spec.kernel_initializer, _seed(seed, 10 + i)),
-            kernel_regularizer=_regularizer(block.kernel_regularizer, block.regularization),
-            name=f"conv{i}", dtype=policy,
-        )(x)
-        if block.batch_norm:
-            x = layers.BatchNormalization(momentum=block.batch_norm_momentum, name=f"bn{i}",
-                                          dtype=policy)(x)
-            x = layers.Activation(block.activation, name=f"act{i}", dtype=policy)(x)
-        if block.pool is not None:
-            pool_cls = layers.MaxPooling2D if block.pool == "max" else layers.AveragePooling2D
-            x = pool_cls(block.pool_size, strides=block.pool_strides or block.pool_size,
-                         name=f"pool{i}", dtype=policy)(x)
-        if block.dropout:
-            x = layers.Dropout(block.dropout, seed=_seed(seed, 100 + i), name=f"conv_dropout{i}",
-                               dtype=policy)(x)
-    if spec.head == "flatten":
-        x = layers.Flatten(name="flatten", dtype=policy)(x)
-    elif spec.head == "global_average":
-        x = layers.GlobalAveragePooling2D(name="global_pool", dtype=policy)(x)
-    else:
-        x = layers.GlobalMaxPooling2D(name="global_pool", dtype=policy)(x)
-    if spec.head_dropout:
-        x = layers.Dropout(spec.head_dropout, seed=_seed(seed, 150), name="head_dropout",
-                           dtype=policy)(x)
-    for j, dense in enumerate(spec.dense_layers, start=1):
-        x = layers.Dense(
-            dense.units, activation=dense.activation,
-            kernel_initializer=_initializer(spec.kernel_initializer, _seed(seed, 200 + j)),
-            kernel_regularizer=_regularizer(dense.kernel_regularizer, dense.regularization),
-            name=f"dense{j}", dtype=policy,
-        )(x)
-        if dense.dropout:
-            x = layers.Dropout(dense.dropout, seed=_seed(seed, 300 + j), name=f"dense_dropout{j}",
-                               dtype=policy)(x)
-    outputs = layers.Dense(
-        spec.num_classes, activation=spec.output_activation,
-        kernel_initializer=_initializer(spec.kernel_initializer, _seed(seed, 400)),
-        name="predictions", dtype="float32",
-    )(x)
-    return keras.Model(inputs, outputs, name=spec.name)
+    for layer in spec.layer_plan():  # the same plan as describe(): names and order agree
+        if layer.kind == "Backbone":
+            x = _apply_backbone(spec, x, policy)
+        else:
+            x = _keras_layer(layer, spec, seed, policy)(x)
+    return keras.Model(inputs, x, name=spec.name)
+
+
+def _keras_layer(layer: PlannedLayer, spec: CNNSpec, seed: int | None, policy: str) -> Any:
+    """The Keras layer of one planned layer (the output layer always computes in float32)."""
+    import keras
+
+    layers, name, part = keras.layers, layer.name, layer.part
+    init = _initializer(spec.kernel_initializer, _seed(seed, layer.seed_offset))
+    if layer.kind == "Sequential":
+        assert spec.augmentation is not None  # planned only with an active augmentation
+        return build_augmentation(spec.augmentation, seed=seed, dtype=policy)
+    if layer.kind == "Rescaling":
+        return layers.Rescaling(spec.rescale, name=name, dtype=policy)
+    if layer.kind == "Dropout":
+        return layers.Dropout(layer.rate, seed=_seed(seed, layer.seed_offset), name=name,
+                              dtype=policy)
+    if layer.kind in ("Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D"):
+        return getattr(layers, layer.kind)(name=name, dtype=policy)
+    if layer.kind == "Dense" and isinstance(part, DenseLayer):
+        return layers.Dense(
+            part.units, activation=part.activation, kernel_initializer=init,
+            kernel_regularizer=_regularizer(part.kernel_regularizer, part.regularization),
+            name=name, dtype=policy)
+    if layer.kind == "Dense":
+        return layers.Dense(spec.num_classes, activation=spec.output_activation,
+                            kernel_initializer=init, name=name, dtype="float32")
+    assert isinstance(part, ConvBlock)  # the remaining kinds belong to a conv block
+    if layer.kind == "Conv2D":
+        return layers.Conv2D(
+            part.filters, part.kernel_size, strides=part.strides, padding=part.padding,
+            activation=None if part.batch_norm else part.activation, kernel_initializer=init,
+            kernel_regularizer=_regularizer(part.kernel_regularizer, part.regularization),
+            name=name, dtype=policy)
+    if layer.kind == "BatchNormalization":
+        return layers.BatchNormalization(momentum=part.batch_norm_momentum, name=name,
+                                         dtype=policy)
+    if layer.kind == "Activation":
+        return layers.Activation(part.activation, name=name, dtype=policy)
+    return getattr(layers, layer.kind)(part.pool_size, strides=part.pool_strides or
+                                       part.pool_size, name=name, dtype=policy)
 
 
 def _apply_backbone(spec: CNNSpec, x: Any, policy: str) -> Any:

@@ -27,6 +27,7 @@ __all__ = [
     "ConvBlock",
     "DenseLayer",
     "LayerRow",
+    "PlannedLayer",
     "SpecDescription",
 ]
 
@@ -219,6 +220,36 @@ class Augmentation(_SpecPart):
 #: contrast changes. No vertical flips and no hue changes: colour often tells classes apart.
 SMALL_DATA_AUGMENTATION = Augmentation(flip="horizontal", rotation=0.05, zoom=0.2,
                                        contrast=0.2, translation=0.1)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedLayer:
+    """One layer of a spec's model, before any shape is known.
+
+    :meth:`CNNSpec.layer_plan` lists them in order; :meth:`CNNSpec.describe` measures each
+    and :func:`fruitclf.build_cnn` builds each, so the table and the model cannot disagree.
+
+    Examples
+    --------
+    >>> [layer.name for layer in CNNSpec.preset("keras-mnist").layer_plan()][:4]
+    ['rescaling', 'conv1', 'pool1', 'conv2']
+    """
+
+    #: The Keras layer name in the built model
+    name: str
+    #: The Keras layer class ("Backbone" for a pretrained backbone, "Sequential" for the
+    #: augmentation)
+    kind: str
+    #: The conv block or dense layer it belongs to, if any
+    part: ConvBlock | DenseLayer | None = None
+    #: That block's (or dense layer's) position, from 1
+    index: int = 0
+    #: Dropout rate (Dropout layers)
+    rate: float = 0.0
+    #: Output units (Dense layers)
+    units: int = 0
+    #: Added to the build seed, so that each random layer has its own stream
+    seed_offset: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -557,6 +588,46 @@ class CNNSpec(_SpecPart):
 
     # ------------------------------------------------------------ explanation
 
+    def layer_plan(self) -> tuple[PlannedLayer, ...]:
+        """The layers of the model this spec describes, in order, with their names.
+
+        Examples
+        --------
+        >>> [layer.name for layer in CNNSpec.preset("keras-mnist").layer_plan()][-3:]
+        ['flatten', 'dense1', 'predictions']
+        """
+        plan: list[PlannedLayer] = []
+        if self.augmentation is not None and self.augmentation.active:
+            plan.append(PlannedLayer("augmentation", "Sequential"))
+        plan.append(PlannedLayer("backbone", "Backbone") if self.backbone is not None
+                    else PlannedLayer("rescaling", "Rescaling"))
+        for i, block in enumerate(self.conv_blocks, start=1):
+            plan.append(PlannedLayer(f"conv{i}", "Conv2D", block, i, seed_offset=10 + i))
+            if block.batch_norm:
+                plan.append(PlannedLayer(f"bn{i}", "BatchNormalization", block, i))
+                plan.append(PlannedLayer(f"act{i}", "Activation", block, i))
+            if block.pool is not None:
+                kind = "MaxPooling2D" if block.pool == "max" else "AveragePooling2D"
+                plan.append(PlannedLayer(f"pool{i}", kind, block, i))
+            if block.dropout:
+                plan.append(PlannedLayer(f"conv_dropout{i}", "Dropout", block, i,
+                                         rate=block.dropout, seed_offset=100 + i))
+        plan.append(PlannedLayer("flatten", "Flatten") if self.head == "flatten" else
+                    PlannedLayer("global_pool", "GlobalAveragePooling2D"
+                                 if self.head == "global_average" else "GlobalMaxPooling2D"))
+        if self.head_dropout:
+            plan.append(PlannedLayer("head_dropout", "Dropout", rate=self.head_dropout,
+                                     seed_offset=150))
+        for j, dense in enumerate(self.dense_layers, start=1):
+            plan.append(PlannedLayer(f"dense{j}", "Dense", dense, j, units=dense.units,
+                                     seed_offset=200 + j))
+            if dense.dropout:
+                plan.append(PlannedLayer(f"dense_dropout{j}", "Dropout", dense, j,
+                                         rate=dense.dropout, seed_offset=300 + j))
+        plan.append(PlannedLayer("predictions", "Dense", units=self.num_classes,
+                                 seed_offset=400))
+        return tuple(plan)
+
     def describe(self) -> SpecDescription:
         """Compute every layer's output shape and parameter count from the spec alone.
 
@@ -575,74 +646,24 @@ class CNNSpec(_SpecPart):
         >>> rows[1].shape_math, rows[1].params_math
         ('(28 - 3)/1 + 1 = 26', '3*3*1*32 + 32 = 320')
         """
-        h, w, c = self.input_shape
         rows: list[LayerRow] = []
-        if self.augmentation is not None and self.augmentation.active:
-            rows.append(LayerRow("augmentation", "Sequential", (h, w, c), 0, "unchanged", "0"))
-        if self.backbone is not None:
-            h, w, c = self._describe_backbone(rows)
-        else:
-            rows.append(LayerRow("rescaling", "Rescaling", (h, w, c), 0,
-                                 f"x * {self.rescale:.6g}", "0"))
-        for i, block in enumerate(self.conv_blocks, start=1):
-            kh, kw = block.kernel_size  # type: ignore[misc]
-            h2, hm = _conv_out(h, kh, block.strides, block.padding)
-            w2, _ = _conv_out(w, kw, block.strides, block.padding)
-            params = kh * kw * c * block.filters + block.filters
-            rows.append(LayerRow(
-                f"conv{i}", "Conv2D", (h2, w2, block.filters), params,
-                hm if h == w and kh == kw else f"{hm}; width: {w2}",
-                f"{kh}*{kw}*{c}*{block.filters} + {block.filters} = {params}",
-            ))
-            h, w, c = h2, w2, block.filters
-            if block.batch_norm:
-                rows.append(LayerRow(f"bn{i}", "BatchNormalization", (h, w, c), 4 * c,
-                                     "unchanged", f"4*{c} = {4 * c} (2*{c} trainable)"))
-                rows.append(LayerRow(f"act{i}", "Activation", (h, w, c), 0, "unchanged", "0"))
-            if block.pool is not None:
-                stride = block.pool_strides or block.pool_size
-                h2, hm = _conv_out(h, block.pool_size, stride, "valid")
-                w2, _ = _conv_out(w, block.pool_size, stride, "valid")
-                kind = "MaxPooling2D" if block.pool == "max" else "AveragePooling2D"
-                rows.append(LayerRow(f"pool{i}", kind, (h2, w2, c), 0,
-                                     hm if h == w else f"{hm}; width: {w2}", "0"))
-                h, w = h2, w2
-            if block.dropout:
-                rows.append(LayerRow(f"conv_dropout{i}", "Dropout", (h, w, c), 0, "unchanged",
-                                     "0"))
-            if h < 1 or w < 1:
+        shape: tuple[int, ...] = self.input_shape
+        for layer in self.layer_plan():
+            row = (self._describe_backbone(rows) if layer.kind == "Backbone"
+                   else _describe_layer(layer, shape, self))
+            rows.append(row)
+            shape = row.output_shape
+            if isinstance(layer.part, ConvBlock) and min(shape[:2]) < 1:
                 raise SpecError(
-                    f"`conv_blocks[{i - 1}]` shrinks the image to {h}x{w}: the input "
-                    f"{self.input_shape[:2]} is too small for {len(self.conv_blocks)} blocks. "
-                    "Use a larger input, padding='same', or fewer blocks."
+                    f"`conv_blocks[{layer.index - 1}]` shrinks the image to "
+                    f"{shape[0]}x{shape[1]}: the input {self.input_shape[:2]} is too small for "
+                    f"{len(self.conv_blocks)} blocks. Use a larger input, padding='same', or "
+                    "fewer blocks."
                 )
-        if self.head == "flatten":
-            units = h * w * c
-            rows.append(LayerRow("flatten", "Flatten", (units,), 0, f"{h}*{w}*{c} = {units}",
-                                 "0"))
-        else:
-            units = c
-            kind = "GlobalAveragePooling2D" if self.head == "global_average" else \
-                "GlobalMaxPooling2D"
-            rows.append(LayerRow("global_pool", kind, (c,), 0, f"one value per channel: {c}",
-                                 "0"))
-        if self.head_dropout:
-            rows.append(LayerRow("head_dropout", "Dropout", (units,), 0, "unchanged", "0"))
-        for j, dense in enumerate(self.dense_layers, start=1):
-            params = units * dense.units + dense.units
-            rows.append(LayerRow(f"dense{j}", "Dense", (dense.units,), params, "units",
-                                 f"{units}*{dense.units} + {dense.units} = {params}"))
-            units = dense.units
-            if dense.dropout:
-                rows.append(LayerRow(f"dense_dropout{j}", "Dropout", (units,), 0, "unchanged",
-                                     "0"))
-        n = self.num_classes
-        params = units * n + n
-        rows.append(LayerRow("predictions", "Dense", (n,), params, "num_classes",
-                             f"{units}*{n} + {n} = {params}"))
         return SpecDescription(tuple(rows), self.input_shape)
 
-    def _describe_backbone(self, rows: list[LayerRow]) -> tuple[int, int, int]:
+    def _describe_backbone(self, rows: list[LayerRow]) -> LayerRow:
+        """The backbone's row; its own input rescaling, if any, goes into ``rows`` first."""
         assert self.backbone is not None  # only called for backbone specs
         info = BACKBONES[self.backbone]
         h, w, c = self.input_shape
@@ -651,13 +672,57 @@ class CNNSpec(_SpecPart):
             rows.append(LayerRow("rescaling", "Rescaling", (h, w, c), 0,
                                  f"x * {scale:.6g} {offset:+g}", "0"))
         r = info.reduction
-        shape = (h // r, w // r, info.channels)
-        rows.append(LayerRow(
-            "backbone", info.keras_name, shape, info.params,
+        return LayerRow(
+            "backbone", info.keras_name, (h // r, w // r, info.channels), info.params,
             f"{h}/{r} = {h // r}" if h == w else f"{h}/{r} = {h // r}; width: {w // r}",
             f"{info.keras_name} without its classifier = {info.params}",
-        ))
-        return shape
+        )
+
+
+def _describe_layer(layer: PlannedLayer, shape: tuple[int, ...], spec: CNNSpec) -> LayerRow:
+    """The output shape and parameter count of one planned layer, with the arithmetic."""
+    name, kind = layer.name, layer.kind
+    if kind in ("Sequential", "Activation", "Dropout"):
+        return LayerRow(name, kind, shape, 0, "unchanged", "0")
+    if kind == "Rescaling":
+        return LayerRow(name, kind, shape, 0, f"x * {spec.rescale:.6g}", "0")
+    if kind == "BatchNormalization":
+        c = shape[-1]
+        return LayerRow(name, kind, shape, 4 * c, "unchanged",
+                        f"4*{c} = {4 * c} (2*{c} trainable)")
+    if kind == "Flatten":
+        units = math.prod(shape)
+        return LayerRow(name, kind, (units,), 0, "*".join(map(str, shape)) + f" = {units}",
+                        "0")
+    if kind.startswith("Global"):
+        return LayerRow(name, kind, (shape[-1],), 0, f"one value per channel: {shape[-1]}",
+                        "0")
+    if kind == "Dense":
+        n_in, n = shape[-1], layer.units
+        return LayerRow(name, kind, (n,), n_in * n + n,
+                        "units" if layer.part is not None else "num_classes",
+                        f"{n_in}*{n} + {n} = {n_in * n + n}")
+    return _describe_window(layer, shape)
+
+
+def _describe_window(layer: PlannedLayer, shape: tuple[int, ...]) -> LayerRow:
+    """A convolution or a pooling layer: the output size follows from the window."""
+    block = layer.part
+    assert isinstance(block, ConvBlock)  # the plan gives windows their block
+    h, w, c = shape
+    if layer.kind == "Conv2D":
+        kh, kw = block.kernel_size  # type: ignore[misc]
+        h2, hm = _conv_out(h, kh, block.strides, block.padding)
+        w2, _ = _conv_out(w, kw, block.strides, block.padding)
+        params = kh * kw * c * block.filters + block.filters
+        return LayerRow(layer.name, layer.kind, (h2, w2, block.filters), params,
+                        hm if h == w and kh == kw else f"{hm}; width: {w2}",
+                        f"{kh}*{kw}*{c}*{block.filters} + {block.filters} = {params}")
+    stride = block.pool_strides or block.pool_size
+    h2, hm = _conv_out(h, block.pool_size, stride, "valid")
+    w2, _ = _conv_out(w, block.pool_size, stride, "valid")
+    return LayerRow(layer.name, layer.kind, (h2, w2, c), 0,
+                    hm if h == w else f"{hm}; width: {w2}", "0")
 
 
 def _conv_out(size: int, kernel: int, stride: int, padding: str) -> tuple[int, str]:

@@ -196,119 +196,130 @@ def _rng_variables(model: Any) -> list[Any]:
     return [v for v in model.variables if "seed_generator_state" in v.name]
 
 
+class _RunMonitorSteps:
+    """What the Trainer's own callback does: tracks the best epoch, checkpoints, stops early,
+    restores the best weights, writes the history. A plain class, so that defining it needs
+    no Keras; :func:`_make_monitor_callback` mixes it into a Keras callback."""
+
+    model: Any  # the model being trained: Keras's Callback provides it
+
+    def __init__(self, trainer: Trainer, history: TrainingHistory, epochs: int,
+                 train: Any) -> None:
+        super().__init__()
+        self.trainer, self.history, self.epochs, self.train = trainer, history, epochs, train
+        self.monitor = history.monitor
+        self.best_weights: list[Any] | None = None
+        self.wait = 0
+        self.epoch_start = 0.0
+        self.last_write = time.monotonic()
+        self.best_unsaved = False
+        self.stop_requested = False
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        # The data order of an epoch depends on (seed, epoch) only, also after a resume.
+        set_pipeline_epoch(self.train, epoch)
+        self.epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        elapsed = time.perf_counter() - self.epoch_start
+        logs = dict(logs or {})
+        if self.monitor not in logs:
+            raise TrainingError(
+                f"Monitored metric {self.monitor!r} is not available. "
+                f"Available metrics: {', '.join(sorted(logs))}. "
+                + ("Pass validation data to monitor val_* metrics."
+                   if self.monitor.startswith("val_") else "")
+            )
+        lr = _current_lr(self.model)
+        if lr is not None:
+            logs.setdefault("lr", lr)
+        for key, value in logs.items():
+            self.history.metrics.setdefault(key, []).append(float(value))
+        self.history.epoch_seconds.append(elapsed)
+        self.history.seconds += elapsed
+        self.history.epochs_run = epoch + 1
+        value = float(logs[self.monitor])
+        if math.isnan(value):
+            raise TrainingError(
+                f"{self.monitor} became NaN at epoch {epoch + 1}; lower the learning rate."
+            )
+        if _is_better(value, self.history.best_value, self.history.mode, self.trainer.min_delta):
+            self.history.best_value, self.history.best_epoch = value, epoch + 1
+            self.best_weights = self.model.get_weights()  # kept in memory
+            self.best_unsaved = True
+            self.wait = 0
+        else:
+            self.wait += 1
+            if self.trainer.patience is not None and self.wait >= self.trainer.patience:
+                self.history.stopped_early = epoch + 1 < self.epochs
+                self.model.stop_training = True
+        if self.stop_requested:
+            self.model.stop_training = True
+        # Write when waiting one more epoch would pass the interval, so a kill loses at
+        # most the interval or one epoch; always at the end and when asked to stop.
+        due = (epoch + 1 >= self.epochs or self.model.stop_training
+               or time.monotonic() - self.last_write + elapsed >= self.trainer.checkpoint_interval)
+        if due:
+            self.write_checkpoints(self.history)
+        if self.trainer.history_path is not None:
+            self.history.save(self.trainer.history_path)
+            self.history.save(Path(self.trainer.history_path).with_suffix(".csv"))
+
+    def write_checkpoints(self, history: TrainingHistory) -> None:
+        """Best model first, then the resume state that refers to it: a kill between the
+        two resumes from the last complete state."""
+        start = time.perf_counter()
+        if self.best_unsaved and self.trainer.checkpoint_path is not None:
+            self.save_best(history)
+        self.best_unsaved = False
+        if self.trainer.last_checkpoint_path is not None:
+            self.trainer._save(self.trainer.last_checkpoint_path, history, include_optimizer=True,
+                          state=self.state())
+        self.last_write = time.monotonic()
+        history.checkpoint_seconds += time.perf_counter() - start
+
+    def save_best(self, history: TrainingHistory) -> None:
+        assert self.trainer.checkpoint_path is not None and self.best_weights is not None
+        if history.best_epoch == history.epochs_run:
+            self.trainer._save(self.trainer.checkpoint_path, history, include_optimizer=False)
+            return
+        current = self.model.get_weights()
+        self.model.set_weights(self.best_weights)
+        try:
+            self.trainer._save(self.trainer.checkpoint_path, history, include_optimizer=False)
+        finally:
+            self.model.set_weights(current)
+
+    def state(self) -> dict[str, Any]:
+        """What the next epoch depends on besides weights, optimizer and history."""
+        import keras
+
+        callbacks = {}
+        for cb in self.trainer.user_callbacks + self.trainer._own_callbacks:
+            if isinstance(cb, keras.callbacks.ReduceLROnPlateau):
+                callbacks["reduce_lr"] = {"wait": cb.wait, "best": float(cb.best),
+                                          "cooldown_counter": cb.cooldown_counter}
+        return {"wait": self.wait, "callbacks": callbacks,
+                "rng": [v.numpy().tolist() for v in _rng_variables(self.model)]}
+
+    def finish(self) -> None:
+        """End of the last phase: the best epoch's weights, or the last epoch's."""
+        if self.trainer.restore_best and self.best_weights is not None:
+            self.trainer.model.set_weights(self.best_weights)
+            logger.info("Restored the weights of the best epoch (%s).", self.history.best_epoch)
+        elif not self.trainer.restore_best and self.history.epochs_run:
+            self.history.best_epoch = self.history.epochs_run
+            self.history.best_value = self.history.metrics[self.monitor][-1]
+
+
 def _make_monitor_callback(trainer: Trainer, history: TrainingHistory, epochs: int,
                            train: Any) -> Any:
     import keras
 
-    monitor = history.monitor
+    class _RunMonitor(_RunMonitorSteps, keras.callbacks.Callback):  # type: ignore[misc]
+        """The run monitor as a Keras callback (Keras is imported here, when training)."""
 
-    class _RunMonitor(keras.callbacks.Callback):  # type: ignore[misc]
-        """Tracks the best epoch, checkpoints, stops early, restores, writes history."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.best_weights: list[Any] | None = None
-            self.wait = 0
-            self.epoch_start = 0.0
-            self.last_write = time.monotonic()
-            self.best_unsaved = False
-            self.stop_requested = False
-
-        def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-            # The data order of an epoch depends on (seed, epoch) only, also after a resume.
-            set_pipeline_epoch(train, epoch)
-            self.epoch_start = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-            elapsed = time.perf_counter() - self.epoch_start
-            logs = dict(logs or {})
-            if monitor not in logs:
-                raise TrainingError(
-                    f"Monitored metric {monitor!r} is not available. "
-                    f"Available metrics: {', '.join(sorted(logs))}. "
-                    + ("Pass validation data to monitor val_* metrics."
-                       if monitor.startswith("val_") else "")
-                )
-            lr = _current_lr(self.model)
-            if lr is not None:
-                logs.setdefault("lr", lr)
-            for key, value in logs.items():
-                history.metrics.setdefault(key, []).append(float(value))
-            history.epoch_seconds.append(elapsed)
-            history.seconds += elapsed
-            history.epochs_run = epoch + 1
-            value = float(logs[monitor])
-            if math.isnan(value):
-                raise TrainingError(
-                    f"{monitor} became NaN at epoch {epoch + 1}; lower the learning rate."
-                )
-            if _is_better(value, history.best_value, history.mode, trainer.min_delta):
-                history.best_value, history.best_epoch = value, epoch + 1
-                self.best_weights = self.model.get_weights()  # kept in memory
-                self.best_unsaved = True
-                self.wait = 0
-            else:
-                self.wait += 1
-                if trainer.patience is not None and self.wait >= trainer.patience:
-                    history.stopped_early = epoch + 1 < epochs
-                    self.model.stop_training = True
-            if self.stop_requested:
-                self.model.stop_training = True
-            # Write when waiting one more epoch would pass the interval, so a kill loses at
-            # most the interval or one epoch; always at the end and when asked to stop.
-            due = (epoch + 1 >= epochs or self.model.stop_training
-                   or time.monotonic() - self.last_write + elapsed >= trainer.checkpoint_interval)
-            if due:
-                self.write_checkpoints(history)
-            if trainer.history_path is not None:
-                history.save(trainer.history_path)
-                history.save(Path(trainer.history_path).with_suffix(".csv"))
-
-        def write_checkpoints(self, history: TrainingHistory) -> None:
-            """Best model first, then the resume state that refers to it: a kill between the
-            two resumes from the last complete state."""
-            start = time.perf_counter()
-            if self.best_unsaved and trainer.checkpoint_path is not None:
-                self.save_best(history)
-            self.best_unsaved = False
-            if trainer.last_checkpoint_path is not None:
-                trainer._save(trainer.last_checkpoint_path, history, include_optimizer=True,
-                              state=self.state())
-            self.last_write = time.monotonic()
-            history.checkpoint_seconds += time.perf_counter() - start
-
-        def save_best(self, history: TrainingHistory) -> None:
-            assert trainer.checkpoint_path is not None and self.best_weights is not None
-            if history.best_epoch == history.epochs_run:
-                trainer._save(trainer.checkpoint_path, history, include_optimizer=False)
-                return
-            current = self.model.get_weights()
-            self.model.set_weights(self.best_weights)
-            try:
-                trainer._save(trainer.checkpoint_path, history, include_optimizer=False)
-            finally:
-                self.model.set_weights(current)
-
-        def state(self) -> dict[str, Any]:
-            """What the next epoch depends on besides weights, optimizer and history."""
-            callbacks = {}
-            for cb in trainer.user_callbacks + trainer._own_callbacks:
-                if isinstance(cb, keras.callbacks.ReduceLROnPlateau):
-                    callbacks["reduce_lr"] = {"wait": cb.wait, "best": float(cb.best),
-                                              "cooldown_counter": cb.cooldown_counter}
-            return {"wait": self.wait, "callbacks": callbacks,
-                    "rng": [v.numpy().tolist() for v in _rng_variables(self.model)]}
-
-        def finish(self) -> None:
-            """End of the last phase: the best epoch's weights, or the last epoch's."""
-            if trainer.restore_best and self.best_weights is not None:
-                trainer.model.set_weights(self.best_weights)
-                logger.info("Restored the weights of the best epoch (%s).", history.best_epoch)
-            elif not trainer.restore_best and history.epochs_run:
-                history.best_epoch = history.epochs_run
-                history.best_value = history.metrics[monitor][-1]
-
-    return _RunMonitor()
+    return _RunMonitor(trainer, history, epochs, train)
 
 
 def _current_lr(model: Any) -> float | None:
@@ -452,18 +463,6 @@ class Trainer:
         self.freeze_epochs = check_int(freeze_epochs, "freeze_epochs", min_value=0)
         self.fine_tune_learning_rate = check_float(
             fine_tune_learning_rate, "fine_tune_learning_rate", min_value=0.0, exclusive=True)
-        if not isinstance(optimizer, str) and (self.schedule != "constant" or weight_decay):
-            raise ValueError(
-                "`schedule` and `weight_decay` apply when `optimizer` is a name such as "
-                f"'adamw'; configure your optimizer instance instead. Received: "
-                f"optimizer={type(optimizer).__name__}, schedule={schedule!r}, "
-                f"weight_decay={weight_decay}"
-            )
-        if label_smoothing and loss != "sparse_categorical_crossentropy":
-            raise ValueError(
-                "`label_smoothing` applies to the default loss; pass a loss with its own "
-                f"smoothing instead. Received: loss={loss!r}, label_smoothing={label_smoothing}"
-            )
         self.monitor_arg = monitor
         self._monitor: str | None = monitor
         self.mode_arg = check_choice(mode, "mode", ("auto", "min", "max"))
@@ -473,12 +472,7 @@ class Trainer:
         self.reduce_lr_patience = (None if reduce_lr_patience is None else
                                    check_int(reduce_lr_patience, "reduce_lr_patience",
                                              min_value=1))
-        if self.reduce_lr_patience is not None and self.schedule != "constant":
-            raise ValueError(
-                "`reduce_lr_patience` changes a constant learning rate; the cosine schedule "
-                "sets it at every step. Use one or the other. Received: "
-                f"reduce_lr_patience={reduce_lr_patience}, schedule={schedule!r}"
-            )
+        self._check_combinations(optimizer, loss)
         self.checkpoint_path = self._model_path(checkpoint_path, "checkpoint_path")
         self.checkpoint_interval = check_float(checkpoint_interval, "checkpoint_interval",
                                                min_value=0.0, hint="Use 0 to write every epoch")
@@ -532,6 +526,29 @@ class Trainer:
         if self.class_names is not None:
             check_class_names(self.class_names, built.output_shape[-1])
         return built
+
+    def _check_combinations(self, optimizer: Any, loss: Any) -> None:
+        """Refuse settings that each make sense but not together."""
+        if not isinstance(optimizer, str) and (self.schedule != "constant"
+                                               or self.weight_decay):
+            raise ValueError(
+                "`schedule` and `weight_decay` apply when `optimizer` is a name such as "
+                f"'adamw'; configure your optimizer instance instead. Received: "
+                f"optimizer={type(optimizer).__name__}, schedule={self.schedule!r}, "
+                f"weight_decay={self.weight_decay}"
+            )
+        if self.label_smoothing and loss != "sparse_categorical_crossentropy":
+            raise ValueError(
+                "`label_smoothing` applies to the default loss; pass a loss with its own "
+                f"smoothing instead. Received: loss={loss!r}, "
+                f"label_smoothing={self.label_smoothing}"
+            )
+        if self.reduce_lr_patience is not None and self.schedule != "constant":
+            raise ValueError(
+                "`reduce_lr_patience` changes a constant learning rate; the cosine schedule "
+                "sets it at every step. Use one or the other. Received: "
+                f"reduce_lr_patience={self.reduce_lr_patience}, schedule={self.schedule!r}"
+            )
 
     @staticmethod
     def _model_path(path: str | os.PathLike[str] | None, name: str) -> str | None:

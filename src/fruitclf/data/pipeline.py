@@ -211,18 +211,8 @@ def build_pipeline(
     """
     import tensorflow as tf
 
-    over = [] if decoded is not None else [
-        (path, message) for path, (fmt, stored) in zip(paths, headers)
-        if (message := _files.regular_file_problem(path)
-            or _check.read_pixel_budget(path, fmt, stored, max_pixels))]
-    if over:
-        raise CorruptedImagesError(
-            f"{len(over)} files cannot be decoded safely: "
-            + "; ".join(f"{path}: {message}" for path, message in over[:5])
-            + ". Run `fruitclf clean` on the folder to quarantine them.",
-            [path for path, _ in over],
-        )
-
+    if decoded is None:
+        _refuse_unsafe_files(paths, headers, max_pixels)
     batch_size = check_int(batch_size, "batch_size", min_value=1)
     if seed is not None:
         seed = check_int(seed, "seed")
@@ -241,21 +231,7 @@ def build_pipeline(
         base = tf.data.Dataset.from_tensor_slices((
             np.asarray(decoded, dtype=np.uint8), np.asarray(labels, dtype=np.int32)))
     else:
-        scale = [
-            _check.SCALE_RATIOS.index(_check.jpeg_ratio(stored, size))
-            if preprocessing.fast_decode and fmt == "JPEG" else 0
-            for fmt, stored in headers
-        ]
-
-        def load(path: tf.Tensor, label: tf.Tensor, scale_index: tf.Tensor) -> Any:
-            image = _check.decode_image_scaled(tf.io.read_file(path), scale_index)
-            return finish_image(image, preprocessing), label
-
-        files = tf.data.Dataset.from_tensor_slices((
-            np.asarray(list(paths), dtype=object).astype(str),
-            np.asarray(labels, dtype=np.int32),
-            np.asarray(scale, dtype=np.int32),
-        ))
+        files, load = _file_source(paths, labels, headers, preprocessing)
         if plan.kind == "memory":
             base = files.map(load, num_parallel_calls=tf.data.AUTOTUNE,
                              deterministic=True).cache()
@@ -273,7 +249,7 @@ def build_pipeline(
     if shuffle:
         epoch = _epoch_variable()
         ds = _shuffled_by_epoch(base, buffer, seed, epoch, count=len(paths))
-    if decoded is None and base is files:
+    if decoded is None and base is files:  # streaming: decode after the shuffle
         ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y),
@@ -285,6 +261,46 @@ def build_pipeline(
     if epoch is not None:
         ds._fruitclf_epoch = epoch  # read by set_pipeline_epoch
     return ds
+
+
+def _refuse_unsafe_files(paths: Sequence[str], headers: Sequence[tuple[str | None, Any]],
+                         max_pixels: int) -> None:
+    """Stop before decoding a FIFO, a device or a decompression bomb."""
+    over = [
+        (path, message) for path, (fmt, stored) in zip(paths, headers)
+        if (message := _files.regular_file_problem(path)
+            or _check.read_pixel_budget(path, fmt, stored, max_pixels))]
+    if over:
+        raise CorruptedImagesError(
+            f"{len(over)} files cannot be decoded safely: "
+            + "; ".join(f"{path}: {message}" for path, message in over[:5])
+            + ". Run `fruitclf clean` on the folder to quarantine them.",
+            [path for path, _ in over],
+        )
+
+
+def _file_source(paths: Sequence[str], labels: Any, headers: Sequence[tuple[str | None, Any]],
+                 preprocessing: Preprocessing) -> tuple[tf.data.Dataset, Any]:
+    """``(path, label, JPEG scale)`` records, and the function that loads one (read, decode
+    at that scale, finish as the check would)."""
+    import tensorflow as tf
+
+    scale = [
+        _check.SCALE_RATIOS.index(_check.jpeg_ratio(stored, preprocessing.image_size))
+        if preprocessing.fast_decode and fmt == "JPEG" else 0
+        for fmt, stored in headers
+    ]
+
+    def load(path: tf.Tensor, label: tf.Tensor, scale_index: tf.Tensor) -> Any:
+        image = _check.decode_image_scaled(tf.io.read_file(path), scale_index)
+        return finish_image(image, preprocessing), label
+
+    files = tf.data.Dataset.from_tensor_slices((
+        np.asarray(list(paths), dtype=object).astype(str),
+        np.asarray(labels, dtype=np.int32),
+        np.asarray(scale, dtype=np.int32),
+    ))
+    return files, load
 
 
 def finish_image(image: tf.Tensor, preprocessing: Preprocessing) -> tf.Tensor:
