@@ -51,11 +51,17 @@ def test_most_examples_run():
 
 
 def _documented_fields(cls: type) -> set[str]:
-    """Fields with a ``#:`` comment or an entry in the docstring's Attributes section."""
-    from sphinx.pycode import ModuleAnalyzer
+    """Fields with a ``#:`` comment (Sphinx's attribute doc comment) right above them, or an
+    entry in the docstring's Attributes section."""
+    import itertools
+    import re
 
-    attr_docs = ModuleAnalyzer.for_module(cls.__module__).find_attr_docs()
-    names = {field for owner, field in attr_docs if owner == cls.__name__}
+    source = inspect.getsource(cls).splitlines()
+    names = set()
+    for above, line in itertools.pairwise(source):
+        field = re.match(r"\s+(\w+)\s*:", line)
+        if field and above.strip().startswith("#:"):
+            names.add(field.group(1))
     for line in (inspect.getdoc(cls) or "").splitlines():
         head, sep, _ = line.partition(" : ")
         if sep and not line.startswith(" "):
