@@ -56,16 +56,17 @@ def _documented_fields(cls: type) -> set[str]:
     import itertools
     import re
 
-    source = inspect.getsource(cls).splitlines()
     names = set()
-    for above, line in itertools.pairwise(source):
-        field = re.match(r"\s+(\w+)\s*:", line)
-        if field and above.strip().startswith("#:"):
-            names.add(field.group(1))
-    for line in (inspect.getdoc(cls) or "").splitlines():
-        head, sep, _ = line.partition(" : ")
-        if sep and not line.startswith(" "):
-            names.update(part.strip() for part in head.split(","))
+    for owner in cls.__mro__[:-1]:  # a base dataclass documents its own fields
+        source = inspect.getsource(owner).splitlines()
+        for above, line in itertools.pairwise(source):
+            field = re.match(r"\s+(\w+)\s*:", line)
+            if field and above.strip().startswith("#:"):
+                names.add(field.group(1))
+        for line in (inspect.getdoc(owner) or "").splitlines():
+            head, sep, _ = line.partition(" : ")
+            if sep and not line.startswith(" "):
+                names.update(part.strip() for part in head.split(","))
     return names
 
 

@@ -31,6 +31,7 @@ from .exceptions import WriteError as WriteError
 if TYPE_CHECKING:
     from .config import Recipe as Recipe
     from .config import RunConfig as RunConfig
+    from .config import TrainingChoices as TrainingChoices
     from .data import CachePlan as CachePlan
     from .data import DatasetSplit as DatasetSplit
     from .data import DatasetSummary as DatasetSummary
@@ -104,6 +105,7 @@ _LAZY = {
     "save_model": "io",
     "Recipe": "config",
     "RunConfig": "config",
+    "TrainingChoices": "config",
     "RunResult": "job",
     "run": "job",
     "build_augmentation": "model",
@@ -160,6 +162,7 @@ __all__ = [
     "SpecDescription",
     "SpecError",
     "Trainer",
+    "TrainingChoices",
     "TrainingError",
     "TrainingHistory",
     "VersionCompatibilityError",

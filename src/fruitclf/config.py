@@ -16,14 +16,45 @@ from typing import Any
 
 from ._validation import check_choice, check_float, check_int
 
-__all__ = ["Recipe", "RunConfig"]
+__all__ = ["Recipe", "RunConfig", "TrainingChoices"]
 
 SCHEDULES = ("constant", "cosine")
 KEEP = ("best", "last")
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainingChoices:
+    """The optimisation settings a :class:`Recipe` proposes and a :class:`RunConfig` records.
+
+    Examples
+    --------
+    >>> TrainingChoices().schedule, TrainingChoices(keep="best").keep
+    ('cosine', 'best')
+    """
+
+    #: Keras optimizer name
+    optimizer: str = "adamw"
+    #: Peak learning rate
+    learning_rate: float = 2e-3
+    #: Decoupled weight decay (adamw only)
+    weight_decay: float = 0.05
+    #: "cosine": linear warm-up from a tenth of the peak, then cosine decay to 0; "constant"
+    schedule: str = "cosine"
+    #: Warm-up epochs of the cosine schedule
+    warmup_epochs: int = 3
+    #: Label smoothing: the share of the target spread over the other classes
+    label_smoothing: float = 0.1
+    #: Weights kept at the end: the "last" epoch's, or the "best" monitored epoch's
+    keep: str = "last"
+    #: Backbones: epochs with the backbone frozen before fine-tuning
+    freeze_epochs: int = 0
+
+
+_CHOICES = [f.name for f in dataclasses.fields(TrainingChoices)]
+
+
 @dataclasses.dataclass(frozen=True)
-class Recipe:
+class Recipe(TrainingChoices):
     """How to train a preset: the defaults of :func:`fruitclf.run` for it.
 
     ``Recipe.preset(name)`` gives the recipe of a :meth:`fruitclf.CNNSpec.preset`; change a
@@ -57,22 +88,6 @@ class Recipe:
     patience: int = 0
     #: Share of each class held out for validation (0: none)
     validation_split: float = 0.0
-    #: Keras optimizer name
-    optimizer: str = "adamw"
-    #: Peak learning rate
-    learning_rate: float = 2e-3
-    #: Decoupled weight decay (adamw only)
-    weight_decay: float = 0.05
-    #: "cosine": warm-up then cosine decay to 0; "constant"
-    schedule: str = "cosine"
-    #: Linear warm-up from a tenth of the peak (cosine schedule)
-    warmup_epochs: int = 3
-    #: Share of the target spread over the other classes
-    label_smoothing: float = 0.1
-    #: Weights kept at the end: "last" epoch, or "best" monitored epoch
-    keep: str = "last"
-    #: Backbones: epochs with the backbone frozen before fine-tuning
-    freeze_epochs: int = 0
     #: Backbones: peak learning rate of fine-tuning
     fine_tune_learning_rate: float = 1e-4
     #: Dtype policy (auto: bfloat16 where the hardware has it)
@@ -157,7 +172,7 @@ class Recipe:
 
 
 @dataclasses.dataclass(frozen=True)
-class RunConfig:
+class RunConfig(TrainingChoices):
     """Every setting a :func:`fruitclf.run` used, defaults resolved; written to ``report.md``.
 
     Examples
@@ -182,22 +197,6 @@ class RunConfig:
     seed: int = 123
     #: Random changes to training images inside the model
     augment: bool = True
-    #: Keras optimizer
-    optimizer: str = "adamw"
-    #: Peak learning rate
-    learning_rate: float = 2e-3
-    #: Decoupled weight decay
-    weight_decay: float = 0.05
-    #: Learning-rate schedule
-    schedule: str = "cosine"
-    #: Warm-up epochs of the cosine schedule
-    warmup_epochs: int = 3
-    #: Label smoothing of the loss
-    label_smoothing: float = 0.1
-    #: Weights kept: the last epoch's or the best monitored one's
-    keep: str = "last"
-    #: Backbone frozen for this many epochs
-    freeze_epochs: int = 0
     #: Backbone weights
     weights: str | None = None
     #: Dtype policy actually used
@@ -212,7 +211,10 @@ class RunConfig:
     checkpoint_interval: float = 60.0
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types."""
-        out = dataclasses.asdict(self)
-        out["image_size"] = list(self.image_size)
-        return out
+        """Plain JSON types: what was trained on, then how (the :class:`TrainingChoices`),
+        then the rest."""
+        values = dataclasses.asdict(self)
+        values["image_size"] = list(self.image_size)
+        own = [f.name for f in dataclasses.fields(self) if f.name not in _CHOICES]
+        cut = own.index("augment") + 1
+        return {name: values[name] for name in [*own[:cut], *_CHOICES, *own[cut:]]}

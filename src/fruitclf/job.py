@@ -25,13 +25,7 @@ from .data import DatasetSplit, ImageFolderDataset, Preprocessing
 from .data.check import describe_problems
 from .data.quality import LeakedPair
 from .evaluation import EvaluationResult, Evaluator, Misclassified, plot_misclassified
-from .exceptions import (
-    CorruptedImagesError,
-    DatasetError,
-    RunFolderError,
-    SpecError,
-    TrainingError,
-)
+from .exceptions import CorruptedImagesError, DatasetError, RunFolderError, SpecError, TrainingError
 from .io import save_model
 from .spec import Augmentation, CNNSpec
 from .training import Trainer, TrainingHistory

@@ -101,6 +101,7 @@ def plot_images(
     Returns
     -------
     matplotlib.figure.Figure
+        The grid; save it, or let a notebook show it.
 
     Examples
     --------

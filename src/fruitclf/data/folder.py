@@ -704,6 +704,7 @@ class ImageFolderDataset:
         Returns
         -------
         CleanReport
+            The copies moved or deleted (or that would be, in a dry run).
 
         Examples
         --------
