@@ -369,6 +369,8 @@ def test_train_warns_about_leakage_and_drop_leaked_changes_the_count(capsys, lea
     assert metrics["num_leaked_test_images"] == 2
     assert 0.0 <= metrics["test_accuracy_without_leaked"] <= 1.0
     assert "test_accuracy_without_leaked" in out
+    summary = [line for line in out.split("\n\n")[-2].splitlines() if line]  # the metrics
+    assert len(summary) >= 5 and len({line.index(": ") for line in summary}) == 1, summary
     leakage = json.loads((tmp_path / "run" / "leakage.json").read_text())
     assert {p["test_path"] for p in leakage} == {"class_1/seen.jpg", "class_2/seen cropped.jpg"}
     report = (tmp_path / "run" / "report.md").read_text()

@@ -439,14 +439,16 @@ def _train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def _print_run(result: Any) -> None:
     metrics = result.metrics
+    shown = [key for key in ("val_accuracy", "test_accuracy", "test_accuracy_without_leaked",
+                             "test_loss", "num_leaked_test_images", "best_epoch", "epochs_run",
+                             "train_seconds", "images_per_second")
+             if metrics.get(key) is not None]
+    width = max((len(key) for key in shown), default=0)
     print()
-    for key in ("val_accuracy", "test_accuracy", "test_accuracy_without_leaked", "test_loss",
-                "num_leaked_test_images", "best_epoch", "epochs_run", "train_seconds",
-                "images_per_second"):
-        if metrics.get(key) is not None:
-            value = metrics[key]
-            print(f"{key:>18}: {value:.4f}" if isinstance(value, float) else
-                  f"{key:>18}: {value}")
+    for key in shown:
+        value = metrics[key]
+        print(f"{key:>{width}}: {value:.4f}" if isinstance(value, float) else
+              f"{key:>{width}}: {value}")
     print(f"\nModel:  {result.files['model.h5']} and {result.files['model.keras']}")
     print(f"Report: {result.report_path}")
 
