@@ -499,11 +499,11 @@ class Trainer:
 
             self._loss = SmoothedSparseCategoricalCrossentropy(self.label_smoothing)
         self._metrics = list(metrics)
-        self.model = self._build_and_compile(model, precision)
+        self._build_and_compile(model, precision)
 
-    def _build_and_compile(self, model: CNNSpec | keras.Model, precision: str) -> keras.Model:
-        """The model (built from a spec, or the one given) compiled with this trainer's
-        optimizer, loss and metrics, inside the distribution strategy's scope."""
+    def _build_and_compile(self, model: CNNSpec | keras.Model, precision: str) -> None:
+        """Set ``self.model``: built from a spec (or the one given), compiled with this
+        trainer's optimizer, loss and metrics, inside the distribution strategy's scope."""
         import keras
 
         with self._scope():
@@ -525,7 +525,6 @@ class Trainer:
             self._compile(self._make_optimizer())
         if self.class_names is not None:
             check_class_names(self.class_names, built.output_shape[-1])
-        return built
 
     def _check_combinations(self, optimizer: Any, loss: Any) -> None:
         """Refuse settings that each make sense but not together."""

@@ -526,10 +526,10 @@ def _check_one(path: str, relpath: str, max_pixels: int, prepare: Prepare | None
     if size is None:
         size = (int(decoded.shape[1]) * ratio, int(decoded.shape[0]) * ratio)
     # The duplicate and quality checks work from this decode: no file is read twice.
-    print_of_image = fingerprint(data, decoded.numpy(), size=size, full_scale=ratio == 1,
-                         file_size=st.st_size, mtime_ns=st.st_mtime_ns)
+    image_print = fingerprint(data, decoded.numpy(), size=size, full_scale=ratio == 1,
+                              file_size=st.st_size, mtime_ns=st.st_mtime_ns)
     return _Verdict(size, None, None if prepare is None else prepare.finish(decoded),
-                    print_of_image)
+                    image_print)
 
 
 @dataclasses.dataclass
@@ -723,11 +723,22 @@ def _removal(problem: FileProblem) -> str:
     return f"corrupted image: {problem.path}"
 
 
+def same_file(path: str, size: int, mtime_ns: int) -> bool:
+    """True when ``path`` still has the size and modification time it had when read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return st.st_size == size and st.st_mtime_ns == mtime_ns
+
+
 def _unchanged(problem: FileProblem) -> bool:
+    if problem.reason not in ("unreadable", "broken_link"):
+        return same_file(problem.path, problem.size, problem.mtime_ns)
     try:
         st = os.lstat(problem.path) if problem.reason == "broken_link" else os.stat(problem.path)
     except OSError:
-        return problem.reason in ("unreadable", "broken_link") and os.path.lexists(problem.path)
+        return os.path.lexists(problem.path)
     return st.st_size == problem.size and st.st_mtime_ns == problem.mtime_ns
 
 

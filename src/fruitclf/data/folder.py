@@ -38,7 +38,6 @@ from .quality import (
     find_duplicates,
     find_leakage,
     quality_issues,
-    stat_of,
 )
 from .split import SPLIT_FORMAT, DatasetSplit, validation_relpaths
 
@@ -173,6 +172,15 @@ class _Decoded:
         if not self.covers(preprocessing, paths):
             return None
         return np.stack([self.images[p] for p in paths])
+
+
+def _one_destination(quarantine: str | os.PathLike[str] | None, delete: bool) -> None:
+    """Refuse a quarantine folder together with ``delete=True`` (before any work)."""
+    if delete and quarantine is not None:
+        raise ValueError(
+            "Pass either `quarantine` (move files there) or `delete=True`, not both. "
+            f"Received: quarantine={os.fspath(quarantine)!r}, delete=True"
+        )
 
 
 def _is_hidden(name: str) -> bool:
@@ -714,11 +722,7 @@ class ImageFolderDataset:
         acai/copy of 01.jpg (exact duplicate of acai/01.jpg)
         acai/02-small.png (near duplicate of acai/02.jpg)
         """
-        if delete and quarantine is not None:
-            raise ValueError(
-                "Pass either `quarantine` (move files there) or `delete=True`, not both. "
-                f"Received: quarantine={os.fspath(quarantine)!r}, delete=True"
-            )
+        _one_destination(quarantine, delete)
         groups = self.find_duplicates() if groups is None else groups
         known = {e.path: e for e in self._entries}
         surplus: list[_check.FileProblem] = []
@@ -734,7 +738,13 @@ class ImageFolderDataset:
                                "label is right): %s", ", ".join(group.paths))
                 continue
             surplus += self._surplus_copies(group)
-        result = _check.remove_files(surplus, root=self._root, quarantine=quarantine,
+        return self._remove(surplus, quarantine, delete, dry_run)
+
+    def _remove(self, files: Sequence[_check.FileProblem],
+                quarantine: str | os.PathLike[str] | None, delete: bool, dry_run: bool
+                ) -> CleanReport:
+        """Move or delete ``files`` (unchanged since read) and drop them from this dataset."""
+        result = _check.remove_files(files, root=self._root, quarantine=quarantine,
                                      delete=delete, dry_run=dry_run)
         if not dry_run:
             gone = {p.path for p in result.removed}
@@ -751,10 +761,9 @@ class ImageFolderDataset:
             return (-fp.measures.width * fp.measures.height, -fp.file_size)
 
         order = sorted(range(len(group.paths)), key=lambda i: rank(group.paths[i]))
-        keep = group.relpaths[order[0]]
-        kept = prints.get(group.paths[order[0]])
-        if kept is None or stat_of(group.paths[order[0]]) != (kept.file_size,
-                                                                       kept.mtime_ns):
+        keep, kept = group.relpaths[order[0]], prints.get(group.paths[order[0]])
+        if kept is None or not _check.same_file(group.paths[order[0]], kept.file_size,
+                                                kept.mtime_ns):
             logger.warning("Left alone, the copy to keep changed since the check: %s",
                            group.paths[order[0]])
             return []
@@ -807,11 +816,7 @@ class ImageFolderDataset:
         Would remove corrupted image: downloads/fruits/acai/07.jpg
         Would remove corrupted image: downloads/fruits/guarana/notes.png
         """
-        if delete and quarantine is not None:
-            raise ValueError(
-                "Pass either `quarantine` (move files there) or `delete=True`, not both. "
-                f"Received: quarantine={os.fspath(quarantine)!r}, delete=True"
-            )
+        _one_destination(quarantine, delete)
         if report is None:
             report = self.check()
         known = {e.path for e in self._entries}
@@ -821,14 +826,7 @@ class ImageFolderDataset:
                 f"`report` lists files that are not in this dataset, e.g. {foreign[0]!r}. "
                 "Pass the report of this dataset's own check()."
             )
-        result = _check.remove_files(
-            report.problems, root=self._root, quarantine=quarantine, delete=delete,
-            dry_run=dry_run,
-        )
-        if not dry_run:
-            gone = {p.path for p in result.removed}
-            self._entries = [e for e in self._entries if e.path not in gone]
-        return result
+        return self._remove(report.problems, quarantine, delete, dry_run)
 
     def exclude(self, paths: Iterable[str | os.PathLike[str]]) -> ImageFolderDataset:
         """A view of this dataset without the given files (nothing on disk changes).

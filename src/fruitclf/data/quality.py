@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -458,19 +457,31 @@ def _exact_key(a: Fingerprint, b: Fingerprint) -> bool:
     return same and np.array_equal(a.vectors, b.vectors)
 
 
+def _by_checksum(prints: Sequence[Fingerprint]) -> dict[bytes, list[int]]:
+    """Indices of ``prints`` by each of their checksums (bytes, and pixels when known)."""
+    index: dict[bytes, list[int]] = {}
+    for i, fp in enumerate(prints):
+        for key in (fp.digest, fp.pixels):
+            if key is not None:
+                index.setdefault(key, []).append(i)
+    return index
+
+
+def _exact_twins(fp: Fingerprint, prints: Sequence[Fingerprint],
+                 index: dict[bytes, list[int]]) -> set[int]:
+    """Indices of the ``prints`` (indexed by :func:`_by_checksum`) exactly equal to ``fp``."""
+    return {i for key in (fp.digest, fp.pixels) if key is not None
+            for i in index.get(key, []) if _exact_key(prints[i], fp)}
+
+
 def _exact_links(prints: Sequence[Fingerprint]) -> list[tuple[int, int]]:
-    links: list[tuple[int, int]] = []
-    for key in ("digest", "pixels"):
-        seen: dict[bytes, list[int]] = {}
-        for i, fp in enumerate(prints):
-            value = getattr(fp, key)
-            if value is None:
-                continue
-            match = next((j for j in seen.get(value, []) if _exact_key(prints[j], fp)), None)
-            if match is None:
-                seen.setdefault(value, []).append(i)
-            else:
-                links.append((match, i))
+    """Each image linked to the first earlier image it exactly equals (enough for groups)."""
+    index = _by_checksum(prints)
+    links = []
+    for j, fp in enumerate(prints):
+        earlier = [i for i in _exact_twins(fp, prints, index) if i < j]
+        if earlier:
+            links.append((min(earlier), j))
     return links
 
 
@@ -572,17 +583,10 @@ def find_leakage(
     """
     both = [fp.vectors[0] for fp in (*train_prints, *test_prints)]
     threshold = resolve_threshold(threshold, np.stack(both) if both else np.zeros((0, 1)))
-    pairs: dict[tuple[int, int], tuple[str, float]] = {}
-    by_digest: dict[bytes, list[int]] = {}
-    for i, fp in enumerate(train_prints):
-        by_digest.setdefault(fp.digest, []).append(i)
-        if fp.pixels is not None:
-            by_digest.setdefault(fp.pixels, []).append(i)
-    for j, fp in enumerate(test_prints):
-        for key in (fp.digest, fp.pixels):
-            for i in by_digest.get(key, []) if key is not None else []:
-                if _exact_key(train_prints[i], fp):
-                    pairs[(i, j)] = ("exact", 0.0)
+    index = _by_checksum(train_prints)
+    pairs: dict[tuple[int, int], tuple[str, float]] = {
+        (i, j): ("exact", 0.0)
+        for j, fp in enumerate(test_prints) for i in _exact_twins(fp, train_prints, index)}
     if train_prints and test_prints:
         train_windows = np.stack([fp.vectors for fp in train_prints])
         test_windows = np.stack([fp.vectors for fp in test_prints])
@@ -778,12 +782,3 @@ def quality_issues(
                                                   colour_dataset)
     ]
     return sorted(issues, key=lambda q: (q.relpath, q.issue))
-
-
-def stat_of(path: str) -> tuple[int, int]:
-    """``(size, mtime_ns)`` of a file, or ``(-1, -1)`` when it is gone."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return (-1, -1)
-    return (st.st_size, st.st_mtime_ns)
