@@ -24,11 +24,16 @@ KERAS_FOR_TF = {
 }
 OLDEST, NEWEST = min(KERAS_FOR_TF), max(KERAS_FOR_TF)
 
+#: onnx 1.19 and later need ml_dtypes >= 0.5, which TensorFlow 2.16-2.18 do not allow.
+ONNX_FOR_TF = {version: "onnx<1.19" if version <= "2.18" else "onnx>=1.14"
+               for version in KERAS_FOR_TF}
+
 
 def _install_stack(session: nox.Session, tensorflow: str) -> None:
-    session.install(f"tensorflow=={tensorflow}.*", f"keras=={KERAS_FOR_TF[tensorflow]}")
-    session.install("-e", ".[test]", f"tensorflow=={tensorflow}.*",
-                    f"keras=={KERAS_FOR_TF[tensorflow]}")
+    pins = [f"tensorflow=={tensorflow}.*", f"keras=={KERAS_FOR_TF[tensorflow]}",
+            ONNX_FOR_TF[tensorflow]]
+    session.install(*pins)
+    session.install("-e", ".[test]", *pins)
 
 
 @nox.session(python=PYTHON)

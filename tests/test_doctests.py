@@ -21,7 +21,7 @@ import fruitclf
 from _images import photo_like
 
 MODULES = ["_arrays", "_validation", "config", "data.check", "data.folder", "data.pipeline",
-           "data.quality", "data.split", "demo", "evaluation", "io", "job", "model",
+           "data.quality", "data.split", "demo", "evaluation", "export", "io", "job", "model",
            "plotting", "spec", "training"]
 FRUITS = ["acai", "cupuacu", "graviola", "guarana", "pupunha", "tucuma"]
 

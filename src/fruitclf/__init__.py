@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__ as __version__
 from .exceptions import CorruptedImagesError as CorruptedImagesError
 from .exceptions import DatasetError as DatasetError
+from .exceptions import ExportError as ExportError
 from .exceptions import FruitclfError as FruitclfError
+from .exceptions import MissingExtraError as MissingExtraError
 from .exceptions import ModelFileError as ModelFileError
 from .exceptions import RunFolderError as RunFolderError
 from .exceptions import SpecError as SpecError
@@ -54,6 +56,9 @@ if TYPE_CHECKING:
     from .evaluation import Misclassified as Misclassified
     from .evaluation import Predictions as Predictions
     from .evaluation import tta_views as tta_views
+    from .export import ExportResult as ExportResult
+    from .export import export_model as export_model
+    from .export import read_export_metadata as read_export_metadata
     from .io import LoadedModel as LoadedModel
     from .io import load_model as load_model
     from .io import read_metadata as read_metadata
@@ -99,6 +104,9 @@ _LAZY = {
     "Misclassified": "evaluation",
     "Predictions": "evaluation",
     "tta_views": "evaluation",
+    "ExportResult": "export",
+    "export_model": "export",
+    "read_export_metadata": "export",
     "LoadedModel": "io",
     "load_model": "io",
     "read_metadata": "io",
@@ -141,6 +149,8 @@ __all__ = [
     "DuplicateGroup",
     "EvaluationResult",
     "Evaluator",
+    "ExportError",
+    "ExportResult",
     "FileProblem",
     "FruitclfError",
     "IgnoredFile",
@@ -149,6 +159,7 @@ __all__ = [
     "LeakedPair",
     "LoadedModel",
     "Misclassified",
+    "MissingExtraError",
     "ModelFileError",
     "PlannedLayer",
     "Predictions",
@@ -171,12 +182,14 @@ __all__ = [
     "__version__",
     "build_augmentation",
     "build_cnn",
+    "export_model",
     "load_model",
     "plan_cache",
     "plot_confusion_matrix",
     "plot_history",
     "plot_images",
     "plot_samples",
+    "read_export_metadata",
     "read_metadata",
     "restore_quarantine",
     "run",

@@ -30,6 +30,8 @@ _PREFIX = (r"(?:[{levels}]\d{{4}} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] "  # absl (T
 NOISE = re.compile(
     r"^(?:WARNING: All log messages before absl::InitializeLog\(\) is called"
     r"|To enable the following instructions:"
+    r"|fully_quantize: \d+, inference_type: "  # the TFLite converter's quantisation summary
+    r"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."
     + "|" + _PREFIX.format(levels="IW")
     + "|" + _PREFIX.format(levels="E")
     + r".*(?:cuInit|CUDA|cuda|cuDNN|cuFFT|cuBLAS|TensorRT))"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -35,6 +36,11 @@ EXAMPLES = {
     "evaluate": ("fruitclf evaluate runs/fruits/model.h5 data/test --out runs/fruits/test\n"
                  "  fruitclf evaluate runs/fruits/model.keras data/test --tta 4"),
     "predict": "fruitclf predict runs/fruits/model.keras photo1.jpg photos/ --top-k 3 --tta 2",
+    "export": ("fruitclf export runs/fruits/model.keras --out exports/fruits.tflite\n"
+               "  fruitclf export runs/fruits/model.keras --out exports/fruits.onnx\n"
+               "  fruitclf export runs/fruits/model.keras --format savedmodel --out "
+               "exports/fruits\n  fruitclf export runs/fruits/model.keras --out "
+               "exports/fruits-int8.tflite --quantize int8 --calibration data/train"),
     "demo": "fruitclf demo --out fruitclf-demo",
 }
 
@@ -235,6 +241,31 @@ def _add_model_commands(sub: Any) -> None:
                    help="test-time augmentation: views averaged per image (1: off)")
 
 
+def _add_export_command(sub: Any) -> None:
+    """export: a saved model to SavedModel, TFLite or ONNX."""
+    from .export import FORMATS, QUANTIZATIONS
+
+    p = _add(sub, "export", "Export a saved model to SavedModel, TFLite or ONNX for use "
+             "elsewhere: same input as the model (0-255 pixels at its size), class names "
+             "inside the file where the format allows and always in OUT.labels.txt and "
+             "OUT.json beside it. The export is run on a few images and compared with the "
+             "model.")
+    p.add_argument("model", help="a .keras or .h5 file written by fruitclf")
+    p.add_argument("--out", required=True, metavar="PATH",
+                   help="a .tflite or .onnx file, or a folder for a SavedModel")
+    p.add_argument("--format", default=None, choices=FORMATS,
+                   help="export format (default: from the suffix of --out: .tflite, .onnx; "
+                   "no suffix: savedmodel)")
+    p.add_argument("--quantize", default="none", choices=QUANTIZATIONS,
+                   help="TFLite only: float16 halves the file, int8 quarters it (needs "
+                   "--calibration)")
+    p.add_argument("--calibration", default=None, metavar="DIR",
+                   help="images like those the model will see, e.g. the training folder: "
+                   "calibrate int8 and check the export on them (default: random images)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing export and its .labels.txt/.json files")
+
+
 def _add_demo_command(sub: Any) -> None:
     """demo: the built-in dataset and the train job on it."""
     p = _add(sub, "demo", "Write the built-in demo dataset (scikit-learn's handwritten digits "
@@ -260,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_data_commands(sub)
     _add_model_commands(sub)
+    _add_export_command(sub)
     _add_demo_command(sub)
     return parser
 
@@ -517,6 +549,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return status
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from . import _quiet
+    from .export import export_model
+
+    with (_quiet.filtered_native_stderr() if not args.verbose else contextlib.nullcontext()):
+        result = export_model(args.model, args.out, format=args.format,
+                              quantize=args.quantize, calibration=args.calibration,
+                              overwrite=args.overwrite)
+    print(result.summary())
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import DEMO_AUGMENTATION, write_demo_dataset
     from .job import run
@@ -541,7 +585,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "scan": _cmd_scan, "clean": _cmd_clean, "restore": _cmd_restore, "samples": _cmd_samples,
     "spec": _cmd_spec, "train": _cmd_train, "evaluate": _cmd_evaluate,
-    "predict": _cmd_predict, "demo": _cmd_demo,
+    "predict": _cmd_predict, "export": _cmd_export, "demo": _cmd_demo,
 }
 
 

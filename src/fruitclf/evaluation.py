@@ -18,10 +18,11 @@ import numpy as np
 
 from ._arrays import row_shares
 from ._validation import check_class_names, check_int
-from .data import ImageFolderDataset, Preprocessing, build_pipeline
+from .data import ImageFolderDataset, Preprocessing
 from .data import check as _check
 from .data.check import FileProblem
 from .data.folder import image_files
+from .data.pipeline import file_images
 from .exceptions import CorruptedImagesError, DatasetError
 
 if TYPE_CHECKING:
@@ -512,10 +513,7 @@ class Evaluator:
         good = [p for p in candidates if p not in errors]
         probs = np.full((len(paths), len(self.class_names)), np.nan)
         if good:
-            headers = [_check.read_image_header(p) for p in good]
-            pipeline = build_pipeline(good, np.zeros(len(good), np.int32), headers,
-                                      self.preprocessing, batch_size=batch_size, cache=False)
-            pipeline = pipeline.map(lambda x, y: x)
+            pipeline = file_images(good, self.preprocessing, batch_size=batch_size)
             found = dict(zip(good, self._probabilities(pipeline, batch_size, tta)))
             for row, path in enumerate(paths):  # a path given twice gets its row twice
                 if path in found:

@@ -13,6 +13,8 @@ built-in :class:`TypeError` / :class:`ValueError` (the data and spec errors belo
     ├── RunFolderError
     ├── WeightsError (also OSError)
     ├── WriteError (also OSError)
+    ├── ExportError
+    ├── MissingExtraError (also ImportError)
     └── ModelFileError (also OSError)
         └── VersionCompatibilityError
 """
@@ -24,7 +26,9 @@ from collections.abc import Sequence
 __all__ = [
     "CorruptedImagesError",
     "DatasetError",
+    "ExportError",
     "FruitclfError",
+    "MissingExtraError",
     "ModelFileError",
     "RunFolderError",
     "SpecError",
@@ -65,6 +69,19 @@ class SpecError(FruitclfError, ValueError):
 
 class TrainingError(FruitclfError):
     """Training cannot start or continue (e.g. a monitored metric does not exist)."""
+
+
+class ExportError(FruitclfError):
+    """A model cannot be exported as asked (format, quantisation, existing target, converter).
+
+    Nothing is written when it is raised before the conversion; a failed conversion leaves
+    existing files as they were.
+    """
+
+
+class MissingExtraError(FruitclfError, ImportError):
+    """An optional feature needs packages that are not installed; the message says which
+    ``pip install`` adds them (e.g. ``pip install "fruitclf[export]"``)."""
 
 
 class RunFolderError(FruitclfError):

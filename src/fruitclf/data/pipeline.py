@@ -263,6 +263,15 @@ def build_pipeline(
     return ds
 
 
+def file_images(paths: Sequence[str], preprocessing: Preprocessing, *,
+                batch_size: int = 32) -> tf.data.Dataset:
+    """Batches of model-ready images (``float32``, 0–255) of checked files, in order."""
+    headers = [_check.read_image_header(p) for p in paths]
+    pipeline = build_pipeline(paths, np.zeros(len(paths), np.int32), headers, preprocessing,
+                              batch_size=batch_size, cache=False)
+    return pipeline.map(lambda x, y: x)
+
+
 def _refuse_unsafe_files(paths: Sequence[str], headers: Sequence[tuple[str | None, Any]],
                          max_pixels: int) -> None:
     """Stop before decoding a FIFO, a device or a decompression bomb."""
