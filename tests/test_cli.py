@@ -84,11 +84,11 @@ def test_scan_json(capsys, dirty):
 def test_clean_dry_run_then_quarantine(capsys, dirty, tmp_path):
     """Check clean: dry run lists, quarantine moves, a second clean finds nothing."""
     code, out, _ = _run(capsys, "clean", str(dirty), "--dry-run")
-    assert code == 0 and "Would remove corrupted image:" in out
+    assert code == 0 and "Would move corrupted image:" in out
     assert (dirty / "class_1" / "truncated.jpg").exists()
     code, out, _ = _run(capsys, "clean", str(dirty), "--quarantine", str(tmp_path / "q"))
     assert code == 0
-    assert f"Removed corrupted image: {dirty / 'class_1' / 'truncated.jpg'}" in out
+    assert f"Moved corrupted image: {dirty / 'class_1' / 'truncated.jpg'}" in out
     assert (tmp_path / "q" / "class_1" / "truncated.jpg").exists()
     code, out, _ = _run(capsys, "clean", str(dirty))
     assert out.strip() == "No corrupted images found."
@@ -174,10 +174,15 @@ def test_predict_json_reports_unreadable_files(capsys, run_dir, test_folder, tmp
     ("argv", "match"),
     [
         (["train", "{missing}", "--out", "{tmp}/r"], "Image folder not found"),
-        (["train", "{train}", "--out", "{tmp}/r", "--epochs", "0"], "epochs=0"),
-        (["train", "{train}", "--out", "{tmp}/r", "--image-size", "0"], "image_size=0"),
+        (["train", "{train}", "--out", "{tmp}/r", "--epochs", "0"],
+         "`--epochs` must be a positive int. Received: --epochs 0"),
+        (["train", "{train}", "--out", "{tmp}/r", "--image-size", "0"],
+         "`--image-size` must be .* Received: --image-size 0"),
         (["train", "{train}", "--out", "{tmp}/r", "--validation-split", "1.5"],
-         "validation_split=1.5"),
+         "`--validation-split` must be .* Received: --validation-split 1.5"),
+        (["train", "{train}", "--out", "{tmp}/r", "--val-split", "1.5"],
+         "^[^_]*Received: --validation-split 1.5"),
+        (["predict", "{run}", "{train}"], r"is a run folder.*pass the model in it: .*model\.keras"),
         (["train", "{train}", "--out", "{tmp}/r", "--test", "{other}"], "not in `class_names`"),
         (["train", "{train}", "--out", "{tmp}/r", "--spec", "{typo}"], "Did you mean 'filters'"),
         (["train", "{dirty}", "--out", "{tmp}/r"], "would crash training.*fruitclf clean"),
@@ -197,13 +202,39 @@ def test_errors_are_one_line(capsys, tmp_path, image_folder, dirty, argv, match)
     typo.write_text(json.dumps({"num_classes": 3, "conv_blocks": [{"filter": 8}]}))
     notmodel = tmp_path / "model.h5"
     notmodel.write_text("hello")
-    values = {"missing": tmp_path / "missing", "tmp": tmp_path, "train": image_folder,
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"PK")
+    values = {"missing": tmp_path / "missing", "tmp": tmp_path, "train": image_folder, "run": run,
               "other": tmp_path / "other", "typo": typo, "dirty": dirty, "notmodel": notmodel}
     code, _, err = _run(capsys, *[a.format(**values) for a in argv])
     assert code == 1
     lines = [line for line in err.splitlines() if line.startswith("fruitclf: error:")]
     assert len(lines) == 1 and re.search(match, lines[0]), err
     assert "Traceback" not in err
+
+
+def test_a_mistyped_command_gets_a_suggestion(capsys):
+    """Check that a near miss of a command name says which command was meant."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tran", "data/train"])
+    assert exit_info.value.code == 2
+    assert "unknown command 'tran'; did you mean 'train'?" in capsys.readouterr().err
+
+
+def test_every_option_says_what_it_does(capsys):
+    """Check that every option of every command has help, and that no help shows
+    "(default: None)" or two defaults."""
+    import re
+
+    subparsers = next(a for a in build_parser()._actions if a.dest == "command")
+    for name, sub in subparsers.choices.items():
+        for action in sub._actions:
+            assert action.help, (name, action.option_strings or action.dest)
+        text = sub.format_help()
+        assert "(default: None)" not in text, name
+        for entry in re.split(r"\n  (?=-)", text):
+            assert entry.count("(default:") <= 1, (name, entry)
 
 
 @pytest.mark.slow
@@ -232,7 +263,7 @@ def test_log_lines_are_printed_once(capsys, image_folder, tmp_path):
     logging.getLogger().addHandler(root_handler)
     try:
         code, _, err = _run(capsys, "train", str(image_folder), "--out", str(tmp_path / "r"),
-                            "--image-size", "16", "--epochs", "1", "--quiet")
+                            "--image-size", "16", "--epochs", "1")
     finally:
         logging.getLogger().removeHandler(root_handler)
     assert code == 0

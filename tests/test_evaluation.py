@@ -112,3 +112,42 @@ def test_predict_on_a_folder_skips_what_the_dataset_skips(trained, tmp_path):
                           preprocessing=trained["preprocessing"])
     predictions = evaluator.predict([folder])
     assert predictions.paths == [str(folder / "a.png"), str(folder / "sub" / "b.png")]
+
+
+def test_confusion_matrix_shows_accuracy_and_leaves_zeros_blank():
+    """Check that the confusion matrix titles its accuracy, prints no zero cells and keeps
+    its axis labels inside the figure with twelve long class names."""
+    from fruitclf import plot_confusion_matrix
+
+    names = [f"long class name {i}" for i in range(12)]
+    matrix = np.diag(np.full(12, 9))
+    matrix[0, 1] = 2
+    fig = plot_confusion_matrix(matrix, names)
+    ax = fig.axes[0]
+    assert ax.get_title() == "Confusion matrix: accuracy 0.982 (108/110)"
+    assert sorted(t.get_text() for t in ax.texts) == ["2"] + ["9"] * 12
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    inside = fig.bbox
+    for label in (ax.yaxis.label, ax.xaxis.label, ax.title):
+        box = label.get_window_extent(renderer)
+        assert box.x0 >= inside.x0 and box.y0 >= inside.y0 and box.x1 <= inside.x1, label
+
+
+def test_history_plot_marks_the_epoch_the_model_kept():
+    """Check that the curves mark the kept epoch with a line, a legend entry and a star on
+    the validation curve."""
+    from fruitclf import plot_history
+
+    history = {"loss": [1.0, 0.8, 0.7], "val_loss": [1.1, 0.9, 1.0],
+               "accuracy": [0.5, 0.6, 0.7], "val_accuracy": [0.4, 0.5, 0.6]}
+    fig = plot_history(history, best_epoch=2, marked_label="model kept")
+    for ax, values in zip(fig.axes, (history["val_loss"], history["val_accuracy"])):
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert "model kept (epoch 2)" in legend
+        stars = [line for line in ax.get_lines() if line.get_marker() == "*"]
+        assert [tuple(s.get_xydata()[0]) for s in stars] == [(2.0, values[1])]
+

@@ -12,8 +12,8 @@ def test_all_is_sorted_and_complete():
     assert fruitclf.__all__ == sorted(fruitclf.__all__)
     public = {name for name in dir(fruitclf)
               if not name.startswith("_") and not inspect.ismodule(getattr(fruitclf, name))}
-    public -= {"annotations", "TYPE_CHECKING", "Any"}
     assert public == set(fruitclf.__all__) - {"__version__"}
+    assert not {"annotations", "TYPE_CHECKING", "Any", "importlib"} & set(dir(fruitclf))
 
 
 def test_every_public_name_resolves_and_has_an_example():

@@ -342,12 +342,12 @@ def test_clean_duplicates_then_restore_round_trip(capsys, leaky, tmp_path):
     train, _ = leaky
     before = _tree_bytes(train)
     code, out, _ = _cli(capsys, "clean", str(train), "--duplicates", "--dry-run")
-    assert code == 0 and "Would remove duplicate image:" in out
+    assert code == 0 and "Would move duplicate image:" in out
     assert _tree_bytes(train) == before
     code, out, _ = _cli(capsys, "clean", str(train), "--duplicates", "--quarantine",
                         str(tmp_path / "q"))
     assert code == 0
-    assert f"Removed duplicate image: {train / 'class_0' / 'small copy.png'}" in out
+    assert f"Moved duplicate image: {train / 'class_0' / 'small copy.png'}" in out
     assert not (train / "class_0" / "small copy.png").exists()
     code, out, _ = _cli(capsys, "clean", str(train), "--duplicates")
     assert "No duplicates to remove." in out

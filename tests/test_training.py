@@ -13,6 +13,7 @@ from fruitclf import (
     ConvBlock,
     DenseLayer,
     Evaluator,
+    Preprocessing,
     TrainingError,
     TrainingHistory,
     build_cnn,
@@ -136,12 +137,33 @@ def test_val_monitor_without_validation_is_refused(noise):
         ({"optimizer": "adamm"}, ValueError, "Unknown optimizer 'adamm'"),
         ({"precision": "float8"}, ValueError, "precision='float8'"),
         ({"class_names": ["a"]}, ValueError, "1 names but the model has 3"),
+        ({"verbose": 3}, ValueError, "`verbose` must be one of 'auto', 0, 1, 2"),
+        ({"preprocessing": Preprocessing(image_size=(16, 16))}, ValueError,
+         r"`preprocessing` gives images of 16x16x3 but the model takes 12x12x3\. Use "
+         r"Preprocessing\(image_size=\(12, 12\)\)"),
     ],
 )
 def test_trainer_arguments_are_validated(kwargs, error, match):
     """Check that bad Trainer options name the argument and value."""
     with pytest.raises(error, match=match):
         FruitTrainer(SPEC, **kwargs)
+
+
+def test_fit_takes_verbose_and_refuses_images_of_another_size(noise, caplog):
+    """Check that fit(verbose=...) overrides the Trainer's (2: one plain log line per epoch)
+    and that a pipeline of the wrong image size fails before Keras, naming both sizes."""
+    import logging
+
+    trainer = FruitTrainer(SPEC, seed=0, verbose=1)
+    with caplog.at_level(logging.INFO, logger="fruitclf"):
+        trainer.fit(noise[0], noise[1], epochs=2, verbose=2)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Epoch ")]
+    assert len(lines) == 2 and lines[1].startswith("Epoch 2/2 - ") and "val_loss: " in lines[1]
+    trainer.fit(noise[0], epochs=1, verbose=0)
+    big = noise[0].map(lambda x, y: (tf.image.resize(x, (20, 20)), y))
+    with pytest.raises(ValueError, match=r"The train pipeline gives images of 20x20x3 but the "
+                                         r"model takes 12x12x3"):
+        trainer.fit(big, epochs=1, verbose=0)
 
 
 def test_fit_rejects_zero_epochs(noise):

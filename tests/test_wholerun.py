@@ -66,8 +66,9 @@ def test_check_alone_keeps_no_images_and_the_kept_ones_equal_the_pipeline(image_
 @pytest.mark.parametrize(("argv", "message"), [
     (["train", "{tmp}/missing", "--out", "{tmp}/r"], "Image folder not found"),
     (["train", "{file}", "--out", "{tmp}/r"], "got a file"),
-    (["train", "{data}", "--out", "{tmp}/r", "--validation-split", "1.5"], "validation_split"),
-    (["train", "{data}", "--out", "{tmp}/r", "--epochs", "0"], "`epochs` must be"),
+    (["train", "{data}", "--out", "{tmp}/r", "--validation-split", "1.5"],
+     "`--validation-split` must"),
+    (["train", "{data}", "--out", "{tmp}/r", "--epochs", "0"], "`--epochs` must be"),
     (["evaluate", "{tmp}/missing.keras", "{data}"], "Model file not found"),
 ])
 def test_input_errors_come_before_tensorflow_is_imported(image_folder, tmp_path, argv,

@@ -209,4 +209,5 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    # The public names and the module's own dunders; not the helpers this file imports.
+    return sorted(set(__all__) | {name for name in globals() if name.startswith("__")})

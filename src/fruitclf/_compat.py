@@ -49,6 +49,19 @@ def resolve_precision(precision: str) -> str:
     return "mixed_bfloat16" if cpu_has_native_bf16() else "float32"
 
 
+def device_description() -> str:
+    """Where training runs, for the console: ``"CPU (8 cores)"``, ``"1 GPU (NVIDIA H100)"``."""
+    import os
+
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return f"CPU ({os.cpu_count() or 1} cores)"
+    name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "")
+    return f"{len(gpus)} GPU{'s' if len(gpus) > 1 else ''}" + (f" ({name})" if name else "")
+
+
 def versions() -> dict[str, str]:
     """Versions that matter for reading a model back: fruitclf, TensorFlow, Keras, Python."""
     import keras

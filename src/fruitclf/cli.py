@@ -8,6 +8,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -144,7 +145,8 @@ def _add_run_folder_options(p: argparse.ArgumentParser) -> None:
                            "a finished run is left as it is)")
     run_group.add_argument("--overwrite", action="store_true",
                            help="replace the run in --out (removes that run's files first)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress lines or notes: only warnings, errors and the results")
 
 
 def _add_data_commands(sub: Any) -> None:
@@ -183,13 +185,15 @@ def _add_data_commands(sub: Any) -> None:
 
     p = _add(sub, "restore", "Move quarantined files back where they were found.")
     p.add_argument("quarantine", help="the quarantine folder (holds fruitclf-quarantine.json)")
-    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--dry-run", action="store_true",
+                   help="change nothing, list what would be moved back")
 
     p = _add(sub, "samples", "Save a grid with one random image per class.")
     p.add_argument("dir", help="folder with one sub-folder per class")
     p.add_argument("--out", required=True, metavar="FILE.png", help="image file to write")
-    p.add_argument("--rows", type=int, default=2)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--rows", type=int, default=2, help="rows of the grid")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the image picked per class (default: a new pick each time)")
 
 
 def _add_model_commands(sub: Any) -> None:
@@ -199,11 +203,17 @@ def _add_model_commands(sub: Any) -> None:
     p = _add(sub, "spec", "Show a model spec's layers, output shapes and parameter counts, "
              "with the arithmetic behind them.")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--preset", default="small-data", choices=CNNSpec.PRESETS)
-    group.add_argument("--spec", default=None, metavar="FILE.json")
-    p.add_argument("--image-size", type=int, default=None, help="input height and width")
-    p.add_argument("--channels", type=int, default=None, choices=(1, 3))
-    p.add_argument("--classes", type=int, default=None, help="number of classes")
+    group.add_argument("--preset", default="small-data", choices=CNNSpec.PRESETS,
+                       help="model preset to show")
+    group.add_argument("--spec", default=None, metavar="FILE.json",
+                       help="show this spec JSON file instead of a preset")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="input height and width (default: the preset's or file's)")
+    p.add_argument("--channels", type=int, default=None, choices=(1, 3),
+                   help="1 grayscale or 3 RGB (default: the preset's or file's)")
+    p.add_argument("--classes", type=int, default=None,
+                   help="number of classes (default: the preset's or file's: 6 for presets, "
+                   "10 for keras-mnist)")
     p.add_argument("--json", action="store_true", help="print the spec as JSON")
 
     p = _add(sub, "train", "Check the data, train with checkpointing and early stopping, "
@@ -224,7 +234,7 @@ def _add_model_commands(sub: Any) -> None:
                    help='print {"accuracy", "loss", "report"} as JSON')
     p.add_argument("--out", default=None, metavar="DIR",
                    help="also write the report, confusion matrix and misclassified images")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch")
     p.add_argument("--tta", type=int, default=1, metavar="N",
                    help="test-time augmentation: views averaged per image (1: off)")
     p.add_argument("--skip-bad", action="store_true",
@@ -236,7 +246,7 @@ def _add_model_commands(sub: Any) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     p.add_argument("--top-k", type=int, default=1, help="classes to show per image")
     p.add_argument("--json", action="store_true", help="print one JSON array")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch")
     p.add_argument("--tta", type=int, default=1, metavar="N",
                    help="test-time augmentation: views averaged per image (1: off)")
 
@@ -482,7 +492,7 @@ def _print_run(result: Any) -> None:
         print(f"{key:>{width}}: {value:.4f}" if isinstance(value, float) else
               f"{key:>{width}}: {value}")
     print(f"\nModel:  {result.files['model.h5']} and {result.files['model.keras']}")
-    print(f"Report: {result.report_path}")
+    print(f"Report: {result.report_html_path} (and {result.report_path.name})")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -598,6 +608,43 @@ def _quiet_third_party_logs() -> None:
     _quiet.install()  # TensorFlow's C++ start-up lines, whenever it is first imported
 
 
+def _command_parser(parser: argparse.ArgumentParser, command: str
+                    ) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action.choices, dict) and command in action.choices:
+            found: argparse.ArgumentParser = action.choices[command]
+            return found
+    return None
+
+
+def _suggest_command(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
+    """Exit with "did you mean" when the command is a near miss of a real one."""
+    import difflib
+
+    words = [arg for arg in argv if not arg.startswith("-")]
+    if not words or words[0] in COMMANDS:
+        return
+    close = difflib.get_close_matches(words[0], list(COMMANDS), n=1, cutoff=0.6)
+    if close:
+        parser.error(f"unknown command {words[0]!r}; did you mean {close[0]!r}? "
+                     f"(commands: {', '.join(COMMANDS)})")
+
+
+def _cli_wording(message: str, parser: argparse.ArgumentParser | None) -> str:
+    """Name the command's options as typed: `validation_split` -> `--validation-split`,
+    and ``Received: validation_split=2`` -> ``Received: --validation-split 2``."""
+    if parser is None:
+        return message
+    head, sep, tail = message.partition("Received: ")
+    for action in parser._actions:
+        flags = [f for f in action.option_strings if f.startswith("--")]
+        if not flags or action.dest in ("help", "version"):
+            continue
+        head = head.replace(f"`{action.dest}`", f"`{flags[0]}`")
+        tail = re.sub(rf"(?<![\w-]){re.escape(action.dest)}=", f"{flags[0]} ", tail)
+    return head + sep + tail
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``fruitclf`` command; returns the exit status.
 
@@ -605,6 +652,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     (2 for unknown options, as argparse does).
     """
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _suggest_command(parser, argv)
     args = parser.parse_args(argv)
     if not args.verbose:
         _quiet_third_party_logs()
@@ -614,14 +663,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.addHandler(handler)
     logger.propagate = False  # TensorFlow's absl setup adds a root handler: print once
     # clean/restore print their own per-file lines; JSON output must stay the only stdout.
-    quiet = getattr(args, "json", False) or args.command in ("clean", "restore")
+    # --quiet: no progress and no notes, only warnings, errors and the final summary.
+    quiet = (getattr(args, "json", False) or getattr(args, "quiet", False)
+             or args.command in ("clean", "restore"))
     logger.setLevel(logging.DEBUG if args.verbose else
                     logging.WARNING if quiet else logging.INFO)
     os.environ["MPLBACKEND"] = "Agg"  # figures go to files; importing matplotlib waits
     try:
         return COMMANDS[args.command](args)
     except (FruitclfError, ValueError, TypeError) as exc:
-        print(f"fruitclf: error: {exc}", file=sys.stderr)
+        message = _cli_wording(str(exc), _command_parser(parser, args.command))
+        print(f"fruitclf: error: {message}", file=sys.stderr)
         return 1
     except OSError as exc:  # disk full, permissions: one line that names the path
         where = f" {exc.filename!r}" if exc.filename else ""

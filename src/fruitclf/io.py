@@ -310,10 +310,7 @@ def _check_model_file(path: str | os.PathLike[str]) -> str:
             "fruitclf (e.g. RUN_DIR/model.keras)."
         )
     if os.path.isdir(path):
-        raise ModelFileError(
-            f"{os.fspath(path)!r} is a folder. Keras 3 cannot load SavedModel folders; pass a "
-            ".keras or .h5 file."
-        )
+        raise ModelFileError(_folder_hint(path))
     with open(path, "rb") as fh:
         magic = fh.read(8)
     if magic.startswith(b"PK"):
@@ -326,6 +323,19 @@ def _check_model_file(path: str | os.PathLike[str]) -> str:
         f"{os.fspath(path)!r} is not a Keras model file (expected a .keras zip archive or an "
         "HDF5 .h5 file)."
     )
+
+
+def _folder_hint(path: str | os.PathLike[str]) -> str:
+    """Why a folder is not a model file, and which file to pass instead."""
+    folder = Path(path)
+    models = [folder / name for name in ("model.keras", "model.h5") if (folder / name).is_file()]
+    if models:
+        return (f"{os.fspath(path)!r} is a run folder, not a model file; pass the model in it: "
+                f"{os.fspath(models[0])!r}.")
+    if (folder / "saved_model.pb").is_file():
+        return (f"{os.fspath(path)!r} is a SavedModel folder (an export): load it with "
+                "tf.saved_model.load, or pass the .keras or .h5 file it was exported from.")
+    return f"{os.fspath(path)!r} is a folder; pass a .keras or .h5 model file."
 
 
 @dataclasses.dataclass

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import io
 import json
 import logging
 import os
@@ -17,7 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._compat import resolve_precision, versions
+from . import report as _report
+from ._compat import device_description, resolve_precision, versions
 from ._runfolder import RunFolder
 from ._validation import check_float, check_image_size, check_int
 from .config import Recipe, RunConfig
@@ -105,6 +105,11 @@ class RunResult:
         """The one-page ``report.md``."""
         return self.files["report"]
 
+    @property
+    def report_html_path(self) -> Path:
+        """The same report as one self-contained web page, ``report.html``."""
+        return self.files["report_html"]
+
     def _repr_html_(self) -> str:
         rows = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in self.metrics.items())
         images = "".join(
@@ -116,9 +121,7 @@ class RunResult:
 
 
 def _png_base64(fig: Figure) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    return base64.b64encode(buffer.getvalue()).decode()
+    return base64.b64encode(_report.figure_png(fig, dpi=80)).decode()
 
 
 def _resolve_spec(spec: str | CNNSpec | os.PathLike[str], num_classes: int,
@@ -455,8 +458,9 @@ class _Job:
             split = self.dataset.load_split(files["split"])
         else:
             split.save(files["split"])
-        logger.info("Training %s on %d images for %d epochs (%s recipe, %s precision).",
-                    self.spec.name, len(split.training), epochs, recipe, policy)
+        logger.info("Training %s on %d images for %d epochs on %s, %s precision (%s recipe).",
+                    self.spec.name, len(split.training), epochs, device_description(), policy,
+                    recipe)
         train_tf = split.training.to_tf_dataset(
             preprocessing=self.preprocessing, batch_size=self.batch_size, shuffle=True,
             seed=self.seed, cache=cache)
@@ -587,17 +591,22 @@ def _write_final_files(
         figures["confusion_matrix"] = evaluation.plot_confusion_matrix()
         figures["misclassified"] = evaluation.plot_misclassified()
         texts["classification_report"] = evaluation.classification_report() + "\n"
-    for name, fig in figures.items():
+    pngs = {f"{name}.png": _report.figure_png(fig) for name, fig in figures.items()}
+    for name in figures:
         with folder.stage(f"{name}.png") as tmp:
-            fig.savefig(tmp, dpi=100, format="png")
+            tmp.write_bytes(pngs[f"{name}.png"])
         files[name] = out_dir / f"{name}.png"
     texts["metrics"] = json.dumps(metrics, indent=2) + "\n"
     if evaluation is not None:
         files["classification_report"] = out_dir / "classification_report.txt"
     files["metrics"] = out_dir / "metrics.json"
     files["report"] = out_dir / "report.md"
-    texts["report"] = _report_markdown(dataset, test, config, model_spec, metrics, evaluation,
-                                       files, findings)
+    files["report_html"] = out_dir / "report.html"
+    sections = _report_sections(dataset, test, config, model_spec, metrics, evaluation, files,
+                                findings)
+    title = f"fruitclf run report: {out_dir.name}"
+    texts["report"] = _report.render_markdown(title, sections)
+    texts["report_html"] = _report.render_html(title, sections, pngs)
     for role, text in texts.items():
         with folder.stage(files[role].name) as tmp:
             tmp.write_text(text, encoding="utf-8")
@@ -644,83 +653,59 @@ def _metrics(history: TrainingHistory, evaluation: EvaluationResult | None,
     return metrics
 
 
-def _leakage_section(leaks: list[LeakedPair], metrics: Mapping[str, Any]) -> list[str]:
-    lines = ["## Train/test leakage", ""]
+def _leakage_section(leaks: list[LeakedPair], metrics: Mapping[str, Any]) -> _report.Section:
+    title = "Train/test leakage"
     leaked = len({p.test_path for p in leaks})
     if not leaked:
-        return [*lines, "No test image has a twin in the training folder.", ""]
+        return _report.Section(title, [_report.text(
+            "No test image has a twin in the training folder.")])
     total = metrics.get("num_test_images", 0) + (
         leaked if metrics.get("leaked_test_images_dropped") else 0)
-    lines += [f"{leaked} of {total} test images have a twin (an exact or near duplicate) "
-              "in the training folder."]
+    lines = [f"{leaked} of {total} test images have a twin (an exact or near duplicate) in "
+             "the training folder."]
     if metrics.get("leaked_test_images_dropped"):
         lines += ["They were left out of the evaluation: the test metrics above are measured "
-                  f"on the other {metrics.get('num_test_images')}.", ""]
+                  f"on the other {metrics.get('num_test_images')}."]
     else:
         without = metrics.get("test_accuracy_without_leaked")
         shown = "n/a" if without is None else f"{without:.4f}"
         lines += [f"Test accuracy with them: {metrics.get('test_accuracy', 0.0):.4f}; "
-                  f"without them: {shown} (`--drop-leaked` evaluates without them).", ""]
-    lines += ["| test image | training image | kind | distance |", "|---|---|---|---|"]
-    lines += [f"| {p.test_relpath} | {p.relpath} | {p.kind} | {p.distance:.4f} |"
-              for p in leaks[:30]]
+                  f"without them: {shown} (`--drop-leaked` evaluates without them)."]
+    blocks = [_report.text(" ".join(lines)), _report.table(
+        ("test image", "training image", "kind", "distance"),
+        [(p.test_relpath, p.relpath, p.kind, f"{p.distance:.4f}") for p in leaks[:30]])]
     if len(leaks) > 30:
-        lines += ["", f"... and {len(leaks) - 30} more pairs in `leakage.json`."]
-    return [*lines, ""]
+        blocks.append(_report.text(f"... and {len(leaks) - 30} more pairs in `leakage.json`."))
+    return _report.Section(title, blocks)
 
 
-def _label_error_section(suspects: list[Misclassified], root: str) -> list[str]:
-    lines = ["## Possible label errors", ""]
+def _label_error_section(suspects: list[Misclassified], root: str) -> _report.Section:
+    title = "Possible label errors"
     if not suspects:
-        return [*lines, "The trained model agrees with the label of every training and "
-                "validation image.", ""]
-    lines += [f"The trained model calls {len(suspects)} training and validation images "
-              "another class. The most confident are shown: look at them for a wrong folder "
-              "or a picture that does not show its class.", "",
-              "| image | given | predicted | confidence |", "|---|---|---|---|"]
-    for m in suspects[:LABEL_ERRORS_SHOWN]:
-        shown = os.path.relpath(m.path, root) if m.path else "?"
-        lines.append(f"| {shown} | {m.true_label} | {m.predicted_label} | "
-                     f"{m.confidence:.3f} |")
-    return [*lines, "", "![Possible label errors](label_errors.png)", ""]
+        return _report.Section(title, [_report.text(
+            "The trained model agrees with the label of every training and validation "
+            "image.")])
+    return _report.Section(title, [
+        _report.text(f"The trained model calls {len(suspects)} training and validation images "
+                     "another class. The most confident are shown: look at them for a wrong "
+                     "folder or a picture that does not show its class."),
+        _report.table(("image", "given", "predicted", "confidence"),
+                      [(_report.relative(m.path or "", root), m.true_label, m.predicted_label,
+                        f"{m.confidence:.3f}") for m in suspects[:LABEL_ERRORS_SHOWN]]),
+        _report.image("label_errors.png", "Possible label errors")])
 
 
-def _table(mapping: Mapping[str, Any], header: tuple[str, str]) -> list[str]:
-    lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in mapping.items()]
-    return lines
-
-
-def _report_markdown(
-    dataset: ImageFolderDataset,
-    test: ImageFolderDataset | None,
-    config: RunConfig,
-    spec: CNNSpec,
-    metrics: Mapping[str, Any],
-    evaluation: EvaluationResult | None,
-    files: Mapping[str, Path],
-    findings: Findings,
-) -> str:
-    lines = ["# fruitclf run report", "", "## Results", ""]
-    lines += _table({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in metrics.items()},
-                    ("metric", "value"))
-    lines += ["", "## Data", "", "```", str(dataset.summary()), "```", ""]
-    if test is not None:
-        lines += ["Test folder:", "", "```", str(test.summary()), "```", ""]
-    lines += ["![One image per class](samples.png)", "", "## Settings", "",
-              "Every setting of this run, defaults included:", ""]
-    lines += _table(config.to_dict(), ("setting", "value"))
-    lines += ["", "## Model", "", "```", str(spec.describe()), "```", "",
-              "## Training curves", "", "![Loss and accuracy](history.png)", ""]
-    if evaluation is not None:
-        lines += ["## Test set", "", "```", evaluation.classification_report(), "```", "",
-                  "![Confusion matrix](confusion_matrix.png)", "",
-                  "![Misclassified images](misclassified.png)", ""]
-    if test is not None:
-        lines += _leakage_section(findings.leakage, metrics)
-    lines += _label_error_section(findings.label_errors, dataset.root)
-    lines += ["## Files", ""]
-    lines += [f"- `{path.name}`: {role}" for role, path in files.items()]
-    lines += ["", "## Versions", ""]
-    lines += _table(versions(), ("package", "version"))
-    return "\n".join(lines) + "\n"
+def _report_sections(
+    dataset: ImageFolderDataset, test: ImageFolderDataset | None, config: RunConfig,
+    spec: CNNSpec, metrics: Mapping[str, Any], evaluation: EvaluationResult | None,
+    files: Mapping[str, Path], findings: Findings,
+) -> list[_report.Section]:
+    return _report.run_sections(
+        metrics=metrics, data_summary=str(dataset.summary()),
+        test_summary=str(test.summary()) if test is not None else None,
+        settings=config.to_dict(), layers=str(spec.describe()),
+        classification_report=(evaluation.classification_report()
+                               if evaluation is not None else None),
+        leakage=_leakage_section(findings.leakage, metrics) if test is not None else None,
+        label_errors=_label_error_section(findings.label_errors, dataset.root),
+        files=files, versions=versions())

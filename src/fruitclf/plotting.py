@@ -190,6 +190,7 @@ def plot_history(
     best_epoch: int | None = None,
     metrics: Sequence[str] = ("loss", "accuracy"),
     axes: Sequence[Axes] | None = None,
+    marked_label: str = "best epoch",
 ) -> Figure:
     """Plot training and validation curves, one panel per metric, best epoch marked.
 
@@ -199,11 +200,14 @@ def plot_history(
         Per-epoch values, e.g. ``{"loss": [...], "val_loss": [...], "accuracy": [...]}``
         (a :class:`fruitclf.TrainingHistory`'s ``metrics``).
     best_epoch : int, optional
-        1-based epoch to mark with a vertical line.
+        1-based epoch to mark with a vertical line and a star on the validation curve
+        (the training curve when there is none).
     metrics : sequence of str, default=("loss", "accuracy")
         Metrics to plot; those missing from ``history`` are skipped.
     axes : sequence of matplotlib Axes, optional
         Axes to draw into, one per metric drawn; by default a new figure.
+    marked_label : str, default="best epoch"
+        Legend text of the marked epoch.
 
     Returns
     -------
@@ -236,7 +240,12 @@ def plot_history(
                 epochs = np.arange(1, len(values) + 1)
                 ax.plot(epochs, values, style, markersize=3, label=label)
         if best_epoch is not None:
-            ax.axvline(best_epoch, color="gray", linestyle="--", label=f"best epoch ({best_epoch})")
+            ax.axvline(best_epoch, color="gray", linestyle="--",
+                       label=f"{marked_label} (epoch {best_epoch})")
+            kept = history.get(f"val_{metric}") or history.get(metric)
+            if kept and best_epoch <= len(kept):
+                ax.plot([best_epoch], [kept[best_epoch - 1]], "*", color="black",
+                        markersize=11, zorder=3)
         ax.set_title(metric.replace("_", " ").capitalize())
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
@@ -255,7 +264,8 @@ def plot_confusion_matrix(
     ax: Axes | None = None,
     cmap: str = "Blues",
 ) -> Figure:
-    """Plot a confusion matrix with counts (or row-normalised rates) in each cell.
+    """Plot a confusion matrix with counts (or row-normalised rates) in each non-empty cell,
+    the accuracy in the title.
 
     Parameters
     ----------
@@ -288,25 +298,33 @@ def plot_confusion_matrix(
             f"`matrix` must have shape ({n}, {n}) for {n} class names. "
             f"Received: shape {values.shape}"
         )
+    counts = values
     if normalize:
         values = row_shares(values)
     if ax is None:
         side = max(4.0, 0.6 * n + 2.5)
-        fig = Figure(figsize=(side + 1, side), layout="constrained")
+        fig = Figure(figsize=(side + 1.5, side), layout="constrained")
         ax = fig.add_subplot()
     image = ax.imshow(values, cmap=cmap, vmin=0)
-    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.figure.colorbar(image, ax=ax, shrink=0.8)
     threshold = values.max() / 2 if values.size else 0
     for i in range(n):
         for j in range(n):
+            if counts[i, j] == 0:  # empty cells stay blank: the errors stand out
+                continue
             text = f"{values[i, j]:.2f}" if normalize else f"{int(values[i, j])}"
             ax.text(j, i, text, ha="center", va="center", fontsize=8,
                     color="white" if values[i, j] > threshold else "black")
-    ax.set_xticks(range(n), labels=list(class_names), rotation=45, ha="right")
+    ax.set_xticks(range(n), labels=list(class_names), rotation=45, ha="right",
+                  rotation_mode="anchor")
     ax.set_yticks(range(n), labels=list(class_names))
     ax.set_xlabel("Predicted label")
     ax.set_ylabel("True label")
-    ax.set_title("Confusion matrix" + (" (normalised by true class)" if normalize else ""))
+    total = int(counts.sum())
+    correct = int(np.trace(counts))
+    accuracy = f": accuracy {correct / total:.3f} ({correct}/{total})" if total else ""
+    ax.set_title("Confusion matrix" + accuracy
+                 + ("\nrows normalised by true class" if normalize else ""))
     figure = ax.figure
     assert isinstance(figure, Figure)
     return figure

@@ -19,6 +19,7 @@ import math
 import os
 import signal
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -171,7 +172,8 @@ class TrainingHistory:
                                 ) from None
 
     def plot(self, *, metrics: Sequence[str] = ("loss", "accuracy")) -> Figure:
-        """Plot training vs validation curves with the best epoch marked.
+        """Plot training vs validation curves with the epoch whose weights the model kept
+        marked (the best one, or the last one when training keeps the last).
 
         Examples
         --------
@@ -179,7 +181,8 @@ class TrainingHistory:
         """
         from .plotting import plot_history
 
-        return plot_history(self.metrics, best_epoch=self.best_epoch, metrics=metrics)
+        return plot_history(self.metrics, best_epoch=self.best_epoch, metrics=metrics,
+                            marked_label="model kept")
 
 
 def _is_better(value: float, best: float | None, mode: str, min_delta: float) -> bool:
@@ -322,6 +325,44 @@ def _make_monitor_callback(trainer: Trainer, history: TrainingHistory, epochs: i
     return _RunMonitor(trainer, history, epochs, train)
 
 
+VERBOSE = ("auto", 0, 1, 2)
+
+
+def progress_mode(verbose: str | int) -> tuple[int, bool]:
+    """``(Keras verbose, plain lines)`` for a ``verbose`` option.
+
+    ``"auto"`` shows Keras's progress bars on a terminal or in a notebook, and one plain line
+    per epoch elsewhere (a file, a pipe, a CI log), where the bars' carriage returns and
+    colour codes would make each epoch one long line of control characters. ``2`` always
+    gives the plain lines; ``1`` always the bars; ``0`` nothing.
+    """
+    if verbose == "auto":
+        stream = sys.stdout
+        interactive = (bool(getattr(stream, "isatty", None)) and stream.isatty()) or (
+            "ipykernel" in sys.modules)
+        return (1, False) if interactive else (0, True)
+    if verbose == 2:
+        return 0, True
+    return int(verbose), False
+
+
+def _epoch_lines_callback(epochs: int) -> Any:
+    """A callback that logs one plain line per epoch: time and every metric."""
+    import keras
+
+    class _EpochLines(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+            seconds = time.perf_counter() - getattr(self, "started", time.perf_counter())
+            shown = " - ".join(f"{name}: {float(value):.4f}" for name, value in
+                               (logs or {}).items() if name != "learning_rate")
+            logger.info("Epoch %d/%d - %.1fs - %s", epoch + 1, epochs, seconds, shown)
+
+    return _EpochLines()
+
+
 def _current_lr(model: Any) -> float | None:
     optimizer = getattr(model, "optimizer", None)
     rate = getattr(optimizer, "learning_rate", None)
@@ -408,7 +449,10 @@ class Trainer:
     preprocessing : Preprocessing, optional
         Stored in checkpoints, so a checkpoint predicts on files like the final model.
     verbose : {"auto", 0, 1, 2}, default="auto"
-        Keras progress output.
+        Progress output: ``1`` Keras's progress bars, ``2`` one plain line per epoch
+        (logged through the ``fruitclf`` logger), ``0`` none, ``"auto"`` bars on a terminal
+        or in a notebook and plain lines anywhere else (a file, a pipe, a CI log).
+        :meth:`fit` can override it.
 
     Examples
     --------
@@ -490,7 +534,7 @@ class Trainer:
         self.precision = resolve_precision(precision)
         self.strategy = strategy
         self.preprocessing = preprocessing
-        self.verbose = verbose
+        self.verbose = check_choice(verbose, "verbose", VERBOSE)
         self.spec: CNNSpec | None = model if isinstance(model, CNNSpec) else None
         self._optimizer = optimizer
         self._loss = loss
@@ -525,6 +569,9 @@ class Trainer:
             self._compile(self._make_optimizer())
         if self.class_names is not None:
             check_class_names(self.class_names, built.output_shape[-1])
+        if self.preprocessing is not None:
+            _check_input_size((*self.preprocessing.image_size, self.preprocessing.channels),
+                              built, "`preprocessing`", "Preprocessing(image_size={size})")
 
     def _check_combinations(self, optimizer: Any, loss: Any) -> None:
         """Refuse settings that each make sense but not together."""
@@ -624,6 +671,7 @@ class Trainer:
         epochs: int = 10,
         resume: bool = False,
         num_train_images: int | None = None,
+        verbose: str | int | None = None,
     ) -> TrainingHistory:
         """Train, keeping the best epoch's weights in the model (and the checkpoint).
 
@@ -643,6 +691,8 @@ class Trainer:
             run's. A finished or early-stopped run trains no further and writes nothing.
         num_train_images : int, optional
             Images per epoch, for throughput; by default batches x batch size.
+        verbose : {"auto", 0, 1, 2}, optional
+            Progress output of this call (default: the Trainer's ``verbose``).
 
         Returns
         -------
@@ -656,6 +706,11 @@ class Trainer:
         import keras
 
         epochs = check_int(epochs, "epochs", min_value=1, hint="Train for at least one epoch")
+        keras_verbose, plain_lines = progress_mode(
+            self.verbose if verbose is None else check_choice(verbose, "verbose", VERBOSE))
+        _check_pipeline(train, self.model, "train")
+        if validation is not None:
+            _check_pipeline(validation, self.model, "validation")
         self._monitor = self.monitor_arg or ("val_loss" if validation is not None else "loss")
         if self._monitor.startswith("val_") and validation is None:
             raise TrainingError(
@@ -685,6 +740,8 @@ class Trainer:
                 return history
         history.images_per_epoch = num_train_images or _estimate_images(train)
         callbacks: list[Any] = [monitor_cb, *self._own_callbacks, *self.user_callbacks]
+        if plain_lines:
+            callbacks.append(_epoch_lines_callback(epochs))
         with _stop_after_epoch_on_signal(monitor_cb):
             for start, end, fine_tune in self._phases(epochs):
                 if end <= initial_epoch:
@@ -696,7 +753,7 @@ class Trainer:
                 # shuffle=False: the pipeline orders each epoch itself (Keras would only warn)
                 self.model.fit(train, validation_data=validation, epochs=end, shuffle=False,
                                initial_epoch=max(start, initial_epoch), callbacks=callbacks,
-                               verbose=self.verbose)
+                               verbose=keras_verbose)
                 if history.stopped_early or monitor_cb.stop_requested:
                     break
         if monitor_cb.stop_requested:
@@ -854,6 +911,37 @@ def _copy_variables(source: Sequence[Any], target: Sequence[Any], what: str, pat
         )
     for src, dst in zip(source, target):
         dst.assign(src)
+
+
+def _check_input_size(shape: tuple[int, ...], model: Any, what: str, fix: str) -> None:
+    """Raise a ValueError naming both shapes when images of ``shape`` do not fit ``model``."""
+    expected = tuple(model.input_shape[1:4])
+    if len(shape) != 3 or len(expected) != 3:
+        return
+    if all(e is None or s is None or int(s) == int(e) for s, e in zip(shape, expected)):
+        return
+    size = f"({expected[0]}, {expected[1]})"
+    raise ValueError(
+        f"{what} gives images of {_shape_text(shape)} but the model takes "
+        f"{_shape_text(expected)}. Use {fix.format(size=size)}, or build the model for "
+        f"{_shape_text(shape)} images."
+    )
+
+
+def _shape_text(shape: Sequence[Any]) -> str:
+    return "x".join("?" if v is None else str(int(v)) for v in shape)
+
+
+def _check_pipeline(dataset: Any, model: Any, role: str) -> None:
+    """A pipeline whose images do not fit the model fails here, not inside Keras."""
+    spec = getattr(dataset, "element_spec", None)
+    if not isinstance(spec, tuple) or not spec:
+        return
+    shape = getattr(spec[0], "shape", None)
+    if shape is None or shape.rank != 4:
+        return
+    _check_input_size(tuple(shape.as_list()[1:]), model, f"The {role} pipeline",
+                      "to_tf_dataset(preprocessing=Preprocessing(image_size={size}))")
 
 
 def _steps_per_epoch(dataset: Any) -> int:

@@ -681,8 +681,8 @@ class CleanReport:
     >>> raw = fruitclf.ImageFolderDataset("downloads/fruits")
     >>> result = raw.remove_corrupted(dry_run=True)
     >>> result.lines()
-    ['Would remove corrupted image: downloads/fruits/acai/07.jpg',
-     'Would remove corrupted image: downloads/fruits/guarana/notes.png']
+    ['Would move corrupted image: downloads/fruits/acai/07.jpg',
+     'Would move corrupted image: downloads/fruits/guarana/notes.png']
     """
 
     action: str
@@ -696,7 +696,7 @@ class CleanReport:
         """One line per file, as logged; ``No corrupted images found.`` when there were none."""
         if not self.removed and not self.skipped:
             return ["No corrupted images found."]
-        verb = "Would remove" if self.dry_run else "Removed"
+        verb = removal_verb(self.action == "delete", self.dry_run)
         out = [f"{verb} {_removal(p)}" for p in self.removed]
         out += [f"Skipped (changed since the check): {path}" for path in self.skipped]
         return out
@@ -714,6 +714,13 @@ class CleanReport:
 
     def __str__(self) -> str:
         return "\n".join(self.lines())
+
+
+def removal_verb(delete: bool, dry_run: bool) -> str:
+    """What happens to a removed file, for the lines that list them: moved or deleted."""
+    if delete:
+        return "Would delete" if dry_run else "Deleted"
+    return "Would move" if dry_run else "Moved"
 
 
 def _removal(problem: FileProblem) -> str:
@@ -797,7 +804,7 @@ def remove_files(
             continue
         removed.append(problem)
         if dry_run:
-            logger.info("Would remove %s", _removal(problem))
+            logger.info("%s %s", removal_verb(delete, True), _removal(problem))
             continue
         if delete:
             os.unlink(problem.path)
@@ -817,7 +824,7 @@ def remove_files(
             )
             manifest["root"] = str(root_path)
             _files.write_json(manifest_path, manifest)
-        logger.info("Removed %s", _removal(problem))
+        logger.info("%s %s", removal_verb(delete, False), _removal(problem))
     return CleanReport(
         action="delete" if delete else "quarantine",
         dry_run=dry_run,

@@ -718,7 +718,7 @@ class ImageFolderDataset:
         --------
         >>> raw = fruitclf.ImageFolderDataset("downloads/fruits")
         >>> for line in raw.remove_duplicates(dry_run=True).lines():
-        ...     print(line.replace("Would remove duplicate image: downloads/fruits/", ""))
+        ...     print(line.replace("Would move duplicate image: downloads/fruits/", ""))
         acai/copy of 01.jpg (exact duplicate of acai/01.jpg)
         acai/02-small.png (near duplicate of acai/02.jpg)
         """
@@ -790,7 +790,8 @@ class ImageFolderDataset:
         Only files listed in ``report`` are touched, and only if they have not changed since
         the check. Moved files keep their path relative to the root inside the quarantine
         folder, which gets a JSON manifest that :func:`fruitclf.restore_quarantine` reads.
-        Each file is logged as ``Removed corrupted image: <path>``. The removed files are
+        Each file is logged as ``Moved corrupted image: <path>`` (``Deleted ...`` with
+        ``delete=True``). The removed files are
         dropped from this dataset.
 
         Parameters
@@ -813,8 +814,8 @@ class ImageFolderDataset:
         --------
         >>> raw = fruitclf.ImageFolderDataset("downloads/fruits")
         >>> print(raw.remove_corrupted(dry_run=True))
-        Would remove corrupted image: downloads/fruits/acai/07.jpg
-        Would remove corrupted image: downloads/fruits/guarana/notes.png
+        Would move corrupted image: downloads/fruits/acai/07.jpg
+        Would move corrupted image: downloads/fruits/guarana/notes.png
         """
         _one_destination(quarantine, delete)
         if report is None:

@@ -1,0 +1,225 @@
+"""The run report: one list of sections, written as ``report.md`` and as ``report.html``.
+
+Both files come from the same sections, so they say the same things. ``report.html`` is one
+self-contained page (figures embedded as PNG data, no scripts, no external files) that reads
+on a phone: text wraps, figures scale to the screen, wide tables scroll sideways.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Block", "Section", "render_html", "render_markdown", "run_sections"]
+
+#: What each file of a run folder holds, by role (the report's "Files" section).
+FILE_ROLES = {
+    "model.keras": "the trained model with its class names (Keras format)",
+    "model.h5": "the same model in HDF5, for older tools",
+    "report": "this report, as Markdown",
+    "report_html": "this report, as one web page",
+    "metrics": "the results above, as JSON",
+    "classification_report": "precision, recall and F1 per class on the test folder",
+    "history_json": "loss and accuracy per epoch (read by --resume)",
+    "history_csv": "loss and accuracy per epoch, as CSV",
+    "history": "training curves",
+    "samples": "one training image per class",
+    "confusion_matrix": "test confusion matrix",
+    "misclassified": "test images the model got wrong",
+    "label_errors": "training images the model calls another class",
+    "leakage": "test images with a twin in the training folder",
+    "split": "which images trained and which validated (read by --resume)",
+    "checkpoint": "the best epoch's model while training",
+    "last_checkpoint": "the latest epoch's model and optimizer state (read by --resume)",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """One piece of a section: ``text`` (a paragraph), ``pre`` (fixed-width text), ``table``
+    (``rows``, the first one the header), ``image`` (a figure, by file name) or ``items``."""
+
+    kind: str
+    text: str = ""
+    rows: Sequence[Sequence[str]] = ()
+    alt: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Section:
+    """A titled part of the report."""
+
+    title: str
+    blocks: Sequence[Block]
+
+
+def text(value: str) -> Block:
+    return Block("text", value)
+
+
+def pre(value: str) -> Block:
+    return Block("pre", value)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, digits: int | None = None
+          ) -> Block:
+    """A table; with ``digits``, floats are shown with that many decimals."""
+    return Block("table", rows=[list(header), *[[_cell(v, digits) for v in row]
+                                                for row in rows]])
+
+
+def image(name: str, alt: str) -> Block:
+    return Block("image", name, alt=alt)
+
+
+def items(values: Sequence[str]) -> Block:
+    return Block("items", rows=[[v] for v in values])
+
+
+def _cell(value: Any, digits: int | None) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) and digits is not None else str(
+        value)
+
+
+def run_sections(
+    *,
+    metrics: Mapping[str, Any],
+    data_summary: str,
+    test_summary: str | None,
+    settings: Mapping[str, Any],
+    layers: str,
+    classification_report: str | None,
+    leakage: Section | None,
+    label_errors: Section,
+    files: Mapping[str, Path],
+    versions: Mapping[str, str],
+) -> list[Section]:
+    """The sections of a run's report, in order."""
+    data = [pre(data_summary)]
+    if test_summary is not None:
+        data += [text("Test folder:"), pre(test_summary)]
+    sections = [
+        Section("Results", [table(("metric", "value"), list(metrics.items()), digits=4)]),
+        Section("Data", [*data, image("samples.png", "One image per class")]),
+        Section("Settings", [text("Every setting of this run, defaults included:"),
+                             table(("setting", "value"), list(settings.items()))]),
+        Section("Model", [pre(layers)]),
+        Section("Training curves", [
+            text("Loss and accuracy per epoch; the marked epoch is the one the saved model "
+                 "comes from."),
+            image("history.png", "Loss and accuracy")]),
+    ]
+    if classification_report is not None:
+        sections.append(Section("Test set", [
+            pre(classification_report), image("confusion_matrix.png", "Confusion matrix"),
+            image("misclassified.png", "Misclassified images")]))
+    if leakage is not None:
+        sections.append(leakage)
+    sections.append(label_errors)
+    sections.append(Section("Files", [items(
+        [f"`{path.name}`: {FILE_ROLES.get(role, role)}" for role, path in files.items()])]))
+    sections.append(Section("Versions", [table(("package", "version"),
+                                               list(versions.items()))]))
+    return sections
+
+
+def render_markdown(title: str, sections: Sequence[Section]) -> str:
+    """The report as Markdown (figures linked by file name)."""
+    lines = [f"# {title}", ""]
+    for section in sections:
+        lines += [f"## {section.title}", ""]
+        for block in section.blocks:
+            lines += [*_markdown_block(block), ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _markdown_block(block: Block) -> list[str]:
+    if block.kind == "text":
+        return [block.text]
+    if block.kind == "pre":
+        return ["```", block.text.rstrip("\n"), "```"]
+    if block.kind == "image":
+        return [f"![{block.alt}]({block.text})"]
+    if block.kind == "items":
+        return [f"- {row[0]}" for row in block.rows]
+    header, *rows = block.rows
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *["| " + " | ".join(row) + " |" for row in rows]]
+
+
+_STYLE = """
+body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;
+max-width:62rem;padding:0 1rem 3rem;color:#1f2328;background:#fff}
+h1{font-size:1.6rem;margin:1.2rem 0 .4rem}h2{font-size:1.25rem;margin:1.8rem 0 .6rem;
+border-bottom:1px solid #d0d7de;padding-bottom:.2rem}
+.scroll{overflow-x:auto}table{border-collapse:collapse;font-size:.9rem}
+td,th{border:1px solid #d0d7de;padding:.25rem .6rem;text-align:left;vertical-align:top}
+th{background:#f6f8fa}pre{background:#f6f8fa;padding:.6rem;overflow-x:auto;font-size:.8rem;
+line-height:1.35}img{max-width:100%;height:auto;display:block;margin:.6rem 0}
+code{background:#f6f8fa;padding:0 .2rem}nav a{margin-right:.8rem;white-space:nowrap}
+""".strip()
+
+
+def render_html(title: str, sections: Sequence[Section], images: Mapping[str, bytes]) -> str:
+    """The report as one self-contained HTML page; ``images`` maps figure file names to PNG
+    bytes, embedded as data URLs."""
+    nav = " ".join(f'<a href="#{_anchor(s.title)}">{html.escape(s.title)}</a>'
+                   for s in sections)
+    body = [f"<h1>{html.escape(title)}</h1>", f"<nav>{nav}</nav>"]
+    for section in sections:
+        body.append(f'<h2 id="{_anchor(section.title)}">{html.escape(section.title)}</h2>')
+        body += [_html_block(block, images) for block in section.blocks]
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n<body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+
+
+def _anchor(title: str) -> str:
+    return "-".join(title.lower().replace("/", " ").split())
+
+
+def _inline(value: str) -> str:
+    """Escape ``value``; text between backticks becomes ``<code>``."""
+    parts = html.escape(value).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def _html_block(block: Block, images: Mapping[str, bytes]) -> str:
+    if block.kind == "text":
+        return f"<p>{_inline(block.text)}</p>"
+    if block.kind == "pre":
+        return f"<pre>{html.escape(block.text.rstrip())}</pre>"
+    if block.kind == "image":
+        data = images.get(block.text)
+        if data is None:
+            return f"<p>({html.escape(block.alt)}: {html.escape(block.text)} not found)</p>"
+        encoded = base64.b64encode(data).decode()
+        return (f'<img src="data:image/png;base64,{encoded}" alt="{html.escape(block.alt)}" '
+                f'title="{html.escape(block.text)}">')
+    if block.kind == "items":
+        return "<ul>" + "".join(f"<li>{_inline(row[0])}</li>" for row in block.rows) + "</ul>"
+    header, *rows = block.rows
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>'
+
+
+def figure_png(figure: Any, *, dpi: int = 100) -> bytes:
+    """A Matplotlib figure as PNG bytes."""
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, dpi=dpi, format="png")
+    return buffer.getvalue()
+
+
+def relative(path: str | os.PathLike[str], root: str) -> str:
+    """``path`` relative to ``root`` for display, ``?`` when unknown."""
+    return os.path.relpath(path, root) if path else "?"
