@@ -4,12 +4,15 @@ Usage::
 
     python benchmarks/bench_export.py                 # generated photos + flowers12, ~6 min
     python benchmarks/bench_export.py --quick         # generated photos only, ~1 min
+    python benchmarks/bench_export.py --precision float32   # train in float32
 
 For each folder, a model is trained with ``fruitclf.run`` (the default ``small-data``
 recipe; fewer epochs with ``--quick``), then exported to SavedModel, TFLite (float32,
 float16, int8 calibrated on the training folder) and ONNX. Every test image is run through
 each export with its own runtime (``tf.saved_model.load``, the TFLite interpreter,
-onnxruntime) and compared with the Keras model on the same decoded images: the largest
+onnxruntime) and compared with the Keras model on the same decoded images (a model trained
+in mixed bfloat16, the default where the CPU has it, differs from its float32 export by
+bfloat16's rounding, about 1e-3): the largest
 difference in probability, the share of images with the same top-1 class, and the test
 accuracy of each (one view, no test-time augmentation, so that all see the same input).
 The baseline is the Keras model, measured in the same run.
@@ -61,12 +64,14 @@ def _test_images(test: Path, loaded: fruitclf.LoadedModel) -> tuple[np.ndarray, 
     return np.concatenate([np.asarray(b) for b in batches]), np.asarray(ds.labels)
 
 
-def bench(name: str, train: Path, test: Path, work: Path, epochs: int | None) -> None:
+def bench(name: str, train: Path, test: Path, work: Path, epochs: int | None,
+          precision: str) -> None:
     start = time.perf_counter()
     result = fruitclf.run(train, out=work / name / "run", epochs=epochs, tta=1, verbose=0,
-                          seed=1)
-    print(f"\n{name}: trained in {time.perf_counter() - start:.0f} s")
+                          seed=1, precision=precision)
     loaded = fruitclf.load_model(result.files["model.keras"])
+    print(f"\n{name}: trained in {time.perf_counter() - start:.0f} s, "
+          f"{loaded.metadata.get('precision', 'float32')} (exports compute in float32)")
     images, labels = _test_images(test, loaded)
     keras_probs = loaded.model.predict(images, verbose=0)
     keras_acc = float((keras_probs.argmax(1) == labels).mean())
@@ -90,14 +95,16 @@ def bench(name: str, train: Path, test: Path, work: Path, epochs: int | None) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="generated photos, 30 epochs")
+    parser.add_argument("--precision", default="auto",
+                        help="training precision (default: auto, bfloat16 where native)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         train, test = _generated(work / "generated")
         bench("generated (6 classes, 20 photos each)", train, test, work,
-              30 if args.quick else None)
+              30 if args.quick else None, args.precision)
         if not args.quick and FLOWERS.is_dir():
-            bench("flowers12", FLOWERS / "train", FLOWERS / "test", work, None)
+            bench("flowers12", FLOWERS / "train", FLOWERS / "test", work, None, args.precision)
         elif not args.quick:
             print(f"\nflowers12 not found at {FLOWERS}: skipped")
 

@@ -37,6 +37,9 @@ napoleon_use_rtype = False
 nitpick_ignore_regex = [(r"py:class", r".*")]
 
 doctest_global_setup = "import fruitclf\nfrom fruitclf import *\n"
+# Docstring examples (plain ``>>>`` blocks) need the example folders that
+# tests/test_doctests.py writes, and run there; this builder tests the ``.. doctest::`` blocks.
+doctest_test_doctest_blocks = ""
 
 html_theme = "alabaster"
 html_static_path = ["_static"]

@@ -151,3 +151,17 @@ def test_history_plot_marks_the_epoch_the_model_kept():
         stars = [line for line in ax.get_lines() if line.get_marker() == "*"]
         assert [tuple(s.get_xydata()[0]) for s in stars] == [(2.0, values[1])]
 
+
+def test_a_grid_of_one_image_keeps_its_title_whole():
+    """Check that the figure is wide enough for its title with a single image."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from fruitclf import plot_images
+
+    fig = plot_images([np.zeros((8, 8, 3))], ["5 -> 9"], rows=1,
+                      suptitle="Misclassified images (true -> predicted)")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    box = fig._suptitle.get_window_extent(canvas.get_renderer())
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.x1
+

@@ -56,6 +56,7 @@ def write_demo_dataset(
     *,
     image_size: int = 32,
     test_fraction: float = 0.25,
+    train_per_class: int | None = None,
     seed: int = 0,
     overwrite: bool = False,
 ) -> DemoDataset:
@@ -69,6 +70,9 @@ def write_demo_dataset(
         Side of the written images (upscaled from 8x8 with bicubic interpolation).
     test_fraction : float, default=0.25
         Share of each digit's images written to ``test/``.
+    train_per_class : int, optional
+        Write at most this many training images per digit (the test images stay): 15 gives
+        a folder the size of the worksheet's fruits. Default: all of them.
     seed : int, default=0
         Seed of the train/test assignment.
     overwrite : bool, default=False
@@ -89,6 +93,9 @@ def write_demo_dataset(
     >>> demo = write_demo_dataset("demo-data", overwrite=True)
     >>> demo.num_train, demo.num_test
     (1347, 450)
+    >>> small = write_demo_dataset("small-demo", train_per_class=15)
+    >>> small.num_train, small.num_test
+    (150, 450)
     """
     from PIL import Image
     from sklearn.datasets import load_digits
@@ -97,6 +104,8 @@ def write_demo_dataset(
     test_fraction = check_float(test_fraction, "test_fraction", min_value=0.0, max_value=1.0,
                                 exclusive=True)
     seed = check_int(seed, "seed")
+    if train_per_class is not None:
+        train_per_class = check_int(train_per_class, "train_per_class", min_value=1)
     root = Path(path)
     train_dir, test_dir = root / "train", root / "test"
     for folder in (train_dir, test_dir):
@@ -114,6 +123,9 @@ def write_demo_dataset(
         n_test = round(len(indices) * test_fraction)
         for rank, index in enumerate(indices):
             subset = "test" if rank < n_test else "train"
+            if subset == "train" and train_per_class is not None and (
+                    rank - n_test >= train_per_class):
+                break
             folder = root / subset / str(label)
             folder.mkdir(parents=True, exist_ok=True)
             pixels = (digits.images[index] * (255.0 / 16.0)).round().astype(np.uint8)

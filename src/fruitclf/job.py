@@ -604,7 +604,7 @@ def _write_final_files(
     files["report_html"] = out_dir / "report.html"
     sections = _report_sections(dataset, test, config, model_spec, metrics, evaluation, files,
                                 findings)
-    title = f"fruitclf run report: {out_dir.name}"
+    title = f"fruitclf run report: {out_dir}"
     texts["report"] = _report.render_markdown(title, sections)
     texts["report_html"] = _report.render_html(title, sections, pngs)
     for role, text in texts.items():

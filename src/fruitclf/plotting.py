@@ -119,7 +119,10 @@ def plot_images(
     count = max(len(images), 1)
     rows = min(rows, count)
     cols = math.ceil(count / rows)
-    fig = Figure(figsize=(cell_size * cols, cell_size * rows + (0.4 if suptitle else 0)),
+    # Wide enough for the title too (about 0.1 inch a character at the default size): a grid
+    # of one image must not cut it.
+    width = max(cell_size * cols, 0.1 * len(suptitle or "") + 0.4)
+    fig = Figure(figsize=(width, cell_size * rows + (0.4 if suptitle else 0)),
                  layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
     for index, ax in enumerate(axes.flat):

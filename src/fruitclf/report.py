@@ -82,6 +82,8 @@ def items(values: Sequence[str]) -> Block:
 
 
 def _cell(value: Any, digits: int | None) -> str:
+    if value is None:
+        return "—"
     return f"{value:.{digits}f}" if isinstance(value, float) and digits is not None else str(
         value)
 
@@ -104,7 +106,8 @@ def run_sections(
     if test_summary is not None:
         data += [text("Test folder:"), pre(test_summary)]
     sections = [
-        Section("Results", [table(("metric", "value"), list(metrics.items()), digits=4)]),
+        Section("Results", [text(_headline(metrics)),
+                            table(("metric", "value"), list(metrics.items()), digits=4)]),
         Section("Data", [*data, image("samples.png", "One image per class")]),
         Section("Settings", [text("Every setting of this run, defaults included:"),
                              table(("setting", "value"), list(settings.items()))]),
@@ -126,6 +129,22 @@ def run_sections(
     sections.append(Section("Versions", [table(("package", "version"),
                                                list(versions.items()))]))
     return sections
+
+
+def _headline(metrics: Mapping[str, Any]) -> str:
+    """The result in one sentence: the test (or validation) accuracy and the training time."""
+    parts = []
+    if metrics.get("test_accuracy") is not None:
+        parts.append(f"Test accuracy {metrics['test_accuracy']:.4f} on "
+                     f"{metrics.get('num_test_images', '?')} images")
+    elif metrics.get("val_accuracy") is not None:
+        parts.append(f"Validation accuracy {metrics['val_accuracy']:.4f} on "
+                     f"{metrics.get('num_val_images', '?')} images")
+    parts.append(f"trained {metrics.get('epochs_run', '?')} epochs on "
+                 f"{metrics.get('num_train_images', '?')} images in "
+                 f"{float(metrics.get('train_seconds') or 0):.0f} s")
+    sentence = "; ".join(parts)
+    return sentence[0].upper() + sentence[1:] + "."
 
 
 def render_markdown(title: str, sections: Sequence[Section]) -> str:
