@@ -21,8 +21,8 @@ import fruitclf
 from _images import photo_like
 
 MODULES = ["_arrays", "_validation", "config", "data.check", "data.folder", "data.pipeline",
-           "data.quality", "data.split", "demo", "evaluation", "export", "io", "job", "model",
-           "plotting", "spec", "training"]
+           "data.quality", "data.split", "demo", "distribute", "evaluation", "export", "io",
+           "job", "model", "plotting", "spec", "training"]
 FRUITS = ["acai", "cupuacu", "graviola", "guarana", "pupunha", "tucuma"]
 
 

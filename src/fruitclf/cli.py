@@ -131,6 +131,20 @@ def _add_train_options(p: argparse.ArgumentParser, *, demo: bool = False) -> Non
     _add_run_folder_options(p)
 
 
+def _add_distribution_options(p: argparse.ArgumentParser) -> None:
+    """Several devices or machines: the strategy and the worker's place in the cluster."""
+    from .distribute import STRATEGIES
+
+    p.add_argument("--strategy", default="auto", choices=STRATEGIES,
+                   help="where to train: auto = every worker of TF_CONFIG's cluster, else "
+                   "every GPU when there are several, else one device")
+    p.add_argument("--workers", default=None, metavar="HOST:PORT,HOST:PORT,...",
+                   help="multi-worker training without TF_CONFIG: every worker's address, "
+                   "the same list on each (implies --strategy multi_worker)")
+    p.add_argument("--task-index", type=int, default=None, metavar="N",
+                   help="this worker's place in --workers (0: the chief, which writes --out)")
+
+
 def _add_run_folder_options(p: argparse.ArgumentParser) -> None:
     """How a run uses its folder: checkpoints, resume or overwrite, progress bars."""
     from .config import RunConfig
@@ -225,6 +239,7 @@ def _add_model_commands(sub: Any) -> None:
                    help="evaluate without the test images that have a twin in the training "
                    "folder (they are reported either way)")
     _add_train_options(p)
+    _add_distribution_options(p)
 
     p = _add(sub, "evaluate", "Accuracy, loss and classification report of a saved model on "
              "a test folder.")
@@ -483,7 +498,8 @@ def _print_run(result: Any) -> None:
     metrics = result.metrics
     shown = [key for key in ("val_accuracy", "test_accuracy", "test_accuracy_without_leaked",
                              "test_loss", "num_leaked_test_images", "best_epoch", "epochs_run",
-                             "train_seconds", "images_per_second")
+                             "train_seconds", "images_per_second", "workers",
+                             "global_batch_size")
              if metrics.get(key) is not None]
     width = max((len(key) for key in shown), default=0)
     print()
@@ -498,8 +514,21 @@ def _print_run(result: Any) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .job import run
 
+    strategy = args.strategy
+    if (args.workers is None) != (args.task_index is None):
+        raise ValueError("`--workers` and `--task-index` go together: pass both (every "
+                         "worker's HOST:PORT, and this worker's place in that list).")
+    if args.workers is not None:
+        from .distribute import set_cluster
+
+        set_cluster(args.workers, args.task_index)
+        strategy = "multi_worker" if strategy == "auto" else strategy
     result = run(args.train_dir, out=args.out, test_dir=args.test, augment=args.augment,
-                 drop_leaked=args.drop_leaked, **_train_kwargs(args))
+                 drop_leaked=args.drop_leaked, strategy=strategy, **_train_kwargs(args))
+    if result.worker:
+        print(f"\nWorker {result.worker}: trained {result.history.epochs_run} epochs; the "
+              f"chief (worker 0) writes the run folder {result.out_dir}.")
+        return 0
     _print_run(result)
     return 0
 

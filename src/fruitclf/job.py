@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import distribute
 from . import report as _report
 from ._compat import device_description, resolve_precision, versions
 from ._runfolder import RunFolder
@@ -24,6 +25,7 @@ from .config import Recipe, RunConfig
 from .data import DatasetSplit, ImageFolderDataset, Preprocessing
 from .data.check import describe_problems
 from .data.quality import LeakedPair
+from .distribute import is_chief, make_strategy
 from .evaluation import EvaluationResult, Evaluator, Misclassified, plot_misclassified
 from .exceptions import CorruptedImagesError, DatasetError, RunFolderError, SpecError, TrainingError
 from .io import save_model
@@ -73,6 +75,9 @@ class RunResult:
     label_errors : list of Misclassified
         Training and validation images the trained model calls another class, most
         confident first: possible label errors (``true_label`` is the folder's class).
+    worker : int
+        This process's worker index in a multi-worker run (0: the chief, which wrote the
+        files; the others return no files, no evaluation and the training metrics only).
 
     Examples
     --------
@@ -99,6 +104,7 @@ class RunResult:
     files: dict[str, Path]
     leakage: list[LeakedPair] = dataclasses.field(default_factory=list)
     label_errors: list[Misclassified] = dataclasses.field(default_factory=list)
+    worker: int = 0
 
     @property
     def report_path(self) -> Path:
@@ -206,6 +212,7 @@ def run(
     checkpoint_interval: float = RunConfig.checkpoint_interval,
     drop_leaked: bool = False,
     verbose: str | int = "auto",
+    strategy: Any = "auto",
 ) -> RunResult:
     """Train, evaluate and report on an image folder, writing everything into ``out``.
 
@@ -281,7 +288,16 @@ def run(
         the report, and a warning gives their number; without this option the metrics also
         give ``test_accuracy_without_leaked``.
     verbose : {"auto", 0, 1, 2}, default="auto"
-        Keras progress bars.
+        Progress: bars on a terminal, one line per epoch elsewhere (see :class:`Trainer`).
+    strategy : str or tf.distribute.Strategy, default="auto"
+        ``"auto"``, ``"one_device"``, ``"mirrored"`` or ``"multi_worker"``: where to train
+        (see :doc:`/howto/distributed`). ``"auto"``: every GPU of this
+        machine when there are several, else one device. ``"multi_worker"``: every worker of
+        the cluster in ``TF_CONFIG``; start the same call on each worker. ``batch_size`` is
+        per replica: the global batch is ``batch_size`` times the replicas, with the
+        learning rate unchanged. Only the chief (worker 0) checks the images and writes the
+        run folder; the other workers train on their share of the files and return a result
+        without files.
 
     Returns
     -------
@@ -316,15 +332,19 @@ def run(
         patience=patience, validation_split=validation_split, seed=seed,
         learning_rate=learning_rate, tta=tta, interpolation=interpolation,
         checkpoint_interval=checkpoint_interval, drop_leaked=drop_leaked)
-    # Everything above runs without TensorFlow, so that input errors come at once.
+    # Everything above runs without TensorFlow, so that input errors come at once. A
+    # multi-worker strategy must exist before TensorFlow runs anything else.
+    distribution = make_strategy(strategy)
     policy = resolve_precision(plan.precision if precision is None else precision)
+    if not is_chief(distribution):
+        return job.work_for_chief(plan, distribution, policy, verbose, cache, resume)
     leaks = job.check_data()
     split = job.dataset.split(job.validation_split, seed=job.seed)
     epochs = plan.epochs_for(len(split.training)) if job.epochs is None else job.epochs
     config = job.config(plan, policy, epochs, cache, os.fspath(spec)
                         if not isinstance(spec, CNNSpec) else job.spec.name)
     files = _run_files(job.out_dir, plan)
-    trainer = job.trainer(plan, policy, files, verbose)
+    trainer = job.trainer(plan, policy, files, verbose, distribution)
     identity = {"config": config.to_dict(), "class_names": job.dataset.class_names,
                 "spec": job.spec.to_dict()}
     with RunFolder(job.out_dir, identity, overwrite=overwrite, resume=resume) as folder:
@@ -333,10 +353,23 @@ def run(
             return _finished_run(job.out_dir, folder, job.dataset.class_names, job.spec)
         split, history = job.train(folder, trainer, split, files, epochs, cache,
                                    plan.name, policy)
-        result = job.evaluate_and_report(folder, trainer.model, split, history, config,
-                                         files, leaks)
+        result = job.evaluate_and_report(folder, _plain(trainer), split, history, config,
+                                         files, leaks, distribute.describe(distribution,
+                                                                           job.batch_size))
     logger.info("Run written to %s", job.out_dir)
     return result
+
+
+def _plain(trainer: Trainer) -> keras.Model:
+    """The trained model outside any distribution strategy (Keras's predict and save do not
+    run under a multi-worker strategy), with the same weights."""
+    if trainer.strategy is None:
+        return trainer.model
+    import keras
+
+    copy = keras.models.clone_model(trainer.model)
+    copy.set_weights(trainer.model.get_weights())
+    return copy
 
 
 def _run_files(out_dir: Path, plan: Recipe) -> dict[str, Path]:
@@ -432,7 +465,7 @@ class _Job:
         )
 
     def trainer(self, plan: Recipe, policy: str, files: Mapping[str, Path],
-                verbose: str | int) -> Trainer:
+                verbose: str | int, strategy: Any = None) -> Trainer:
         """The Trainer of the recipe; a TTA count the model cannot give fails here."""
         trainer = Trainer(
             self.spec, class_names=self.dataset.class_names, optimizer=plan.optimizer,
@@ -444,7 +477,7 @@ class _Job:
             checkpoint_path=files.get("checkpoint"),
             last_checkpoint_path=files["last_checkpoint"], history_path=files["history_json"],
             checkpoint_interval=self.checkpoint_interval, seed=self.seed, precision=policy,
-            preprocessing=self.preprocessing, verbose=verbose,
+            preprocessing=self.preprocessing, verbose=verbose, strategy=strategy,
         )
         Evaluator(trainer.model, self.dataset.class_names).check_tta(self.tta)
         return trainer
@@ -458,25 +491,75 @@ class _Job:
             split = self.dataset.load_split(files["split"])
         else:
             split.save(files["split"])
+        return split, self.fit(trainer, split, epochs, cache, recipe, policy,
+                               resume=folder.previous is not None)
+
+    def fit(self, trainer: Trainer, split: DatasetSplit, epochs: int, cache: str | None,
+            recipe: str, policy: str, *, resume: bool) -> TrainingHistory:
+        """Build the pipelines (each worker's share of the files under a strategy), fit."""
+        strategy = trainer.strategy
+        where = device_description() + distribute.summary(strategy, self.batch_size)
         logger.info("Training %s on %d images for %d epochs on %s, %s precision (%s recipe).",
-                    self.spec.name, len(split.training), epochs, device_description(), policy,
-                    recipe)
-        train_tf = split.training.to_tf_dataset(
-            preprocessing=self.preprocessing, batch_size=self.batch_size, shuffle=True,
-            seed=self.seed, cache=cache)
+                    self.spec.name, len(split.training), epochs, where, policy, recipe)
         val_tf = (split.validation.to_tf_dataset(preprocessing=self.preprocessing,
                                                  batch_size=self.batch_size, cache=cache)
                   if len(split.validation) else None)
-        history = trainer.fit(train_tf, val_tf, epochs=epochs,
-                              resume=folder.previous is not None,
-                              num_train_images=len(split.training))
+        steps = None
+        train_tf: Any
+        if strategy is None:
+            train_tf = split.training.to_tf_dataset(
+                preprocessing=self.preprocessing, batch_size=self.batch_size, shuffle=True,
+                seed=self.seed, cache=cache)
+        else:
+            replicas = int(strategy.num_replicas_in_sync)
+            logger.info("Training split %s (the same on every worker).",
+                        distribute.check_workers_agree(strategy, split.training.paths))
+            train_tf = self._shard_pipeline(split, cache)
+            steps = distribute.shard_steps(len(split.training), self.batch_size, replicas)
+        history = trainer.fit(train_tf, val_tf, epochs=epochs, resume=resume,
+                              num_train_images=len(split.training), steps_per_epoch=steps)
         if not history.epochs_run:
             raise TrainingError("Training ran no epoch; nothing to save.")
-        return split, history
+        return history
+
+    def _shard_pipeline(self, split: DatasetSplit, cache: str | None) -> Any:
+        """A function of the input context: this worker's share of the training files (every
+        n-th file), in batches of ``batch_size`` per replica."""
+
+        def pipeline(context: Any) -> Any:
+            paths = split.training.paths
+            mine = set(paths[context.input_pipeline_id::context.num_input_pipelines])
+            share = split.training.exclude(p for p in paths if p not in mine)
+            logger.info("Worker %d of %d reads %d of %d training images.",
+                        context.input_pipeline_id, context.num_input_pipelines, len(share),
+                        len(paths))
+            return share.to_tf_dataset(preprocessing=self.preprocessing,
+                                       batch_size=self.batch_size, shuffle=True,
+                                       seed=self.seed, cache=cache)
+
+        return pipeline
+
+    def work_for_chief(self, plan: Recipe, strategy: Any, policy: str, verbose: str | int,
+                       cache: str | None, resume: bool) -> RunResult:
+        """A worker other than the chief: the same split and model, its share of the files,
+        no file written. The chief checks the images and writes the run folder."""
+        files = _run_files(self.out_dir, plan)
+        split = self.dataset.split(self.validation_split, seed=self.seed)
+        if resume and files["split"].exists():
+            split = self.dataset.load_split(files["split"])
+        trainer = self.trainer(plan, policy, files, verbose, strategy)
+        epochs = plan.epochs_for(len(split.training)) if self.epochs is None else self.epochs
+        history = self.fit(trainer, split, epochs, cache, plan.name, policy,
+                           resume=resume and files["last_checkpoint"].exists())
+        index, _ = distribute.role(strategy)
+        metrics = {**history.summary(), **distribute.describe(strategy, self.batch_size)}
+        return RunResult(self.out_dir, metrics, history, None, trainer.model,
+                         self.dataset.class_names, self.spec, {}, {}, worker=index)
 
     def evaluate_and_report(self, folder: RunFolder, model: keras.Model, split: DatasetSplit,
                             history: TrainingHistory, config: RunConfig,
-                            files: dict[str, Path], leaks: list[LeakedPair]) -> RunResult:
+                            files: dict[str, Path], leaks: list[LeakedPair],
+                            distribution: Mapping[str, Any]) -> RunResult:
         """Evaluate, look for label errors, write the final files together, mark complete."""
         evaluator = Evaluator(model, self.dataset.class_names, preprocessing=self.preprocessing)
         evaluation = None
@@ -488,6 +571,7 @@ class _Job:
         suspects = _possible_label_errors(evaluator, split, self.batch_size)
         metrics = _metrics(history, evaluation, split_sizes=(len(split.training),
                                                              len(split.validation)))
+        metrics.update(distribution)
         if self.test is not None:
             metrics.update(_leakage_metrics(leaks, evaluation, self.drop_leaked))
         figures = _write_final_files(folder, files, model, self.dataset, self.test, config,

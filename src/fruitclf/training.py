@@ -30,6 +30,7 @@ from . import _files
 from ._compat import resolve_precision
 from ._validation import check_choice, check_class_names, check_float, check_int, model_format
 from .data import Preprocessing, set_pipeline_epoch
+from .distribute import distributed_fit, is_chief, make_strategy
 from .exceptions import TrainingError
 from .io import load_model, model_precision, read_metadata, save_model
 from .model import build_cnn, set_fine_tuning
@@ -264,7 +265,7 @@ class _RunMonitorSteps:
                or time.monotonic() - self.last_write + elapsed >= self.trainer.checkpoint_interval)
         if due:
             self.write_checkpoints(self.history)
-        if self.trainer.history_path is not None:
+        if self.trainer.history_path is not None and self.trainer.is_chief:
             self.history.save(self.trainer.history_path)
             self.history.save(Path(self.trainer.history_path).with_suffix(".csv"))
 
@@ -444,8 +445,15 @@ class Trainer:
     precision : {"float32", "mixed_bfloat16", "mixed_float16", "auto"}, default="float32"
         Dtype policy when building from a spec (``"auto"``: bfloat16 where the hardware
         computes it natively). A built model keeps the policy it was built with.
-    strategy : tf.distribute.Strategy, optional
-        Build and compile under its scope.
+    strategy : str or tf.distribute.Strategy, optional
+        ``"auto"``, ``"one_device"``, ``"mirrored"``, ``"multi_worker"`` or a strategy:
+        where to train (see :doc:`/howto/distributed`). ``"mirrored"`` on every GPU of
+        this machine, ``"multi_worker"`` on every worker of the cluster in ``TF_CONFIG``,
+        ``"auto"`` mirrored when several GPUs are visible; None or ``"one_device"`` trains
+        with Keras's ``fit`` on one device. Under a strategy the model is built and
+        compiled in its scope and trained by fruitclf's own loop (Keras 3's ``fit`` does
+        not run under ``MultiWorkerMirroredStrategy``), with the same callbacks,
+        checkpoints, history and early stopping; only the chief (worker 0) writes files.
     preprocessing : Preprocessing, optional
         Stored in checkpoints, so a checkpoint predicts on files like the final model.
     verbose : {"auto", 0, 1, 2}, default="auto"
@@ -492,7 +500,7 @@ class Trainer:
         callbacks: Sequence[Any] = (),
         seed: int | None = None,
         precision: str = "float32",
-        strategy: tf.distribute.Strategy | None = None,
+        strategy: str | tf.distribute.Strategy | None = None,
         preprocessing: Preprocessing | None = None,
         verbose: str | int = "auto",
     ) -> None:
@@ -532,7 +540,12 @@ class Trainer:
         self._own_callbacks: list[Any] = []
         self.seed = None if seed is None else check_int(seed, "seed", min_value=0)
         self.precision = resolve_precision(precision)
-        self.strategy = strategy
+        self.strategy = make_strategy(strategy)
+        #: False on workers other than the chief: they train but write no file.
+        self.is_chief = is_chief(self.strategy)
+        if self.strategy is not None and [m for m in metrics if m != "accuracy"]:
+            raise ValueError("Under a distribution strategy fruitclf's loop reports loss and "
+                             f"accuracy only. Received: metrics={list(metrics)!r}")
         self.preprocessing = preprocessing
         self.verbose = check_choice(verbose, "verbose", VERBOSE)
         self.spec: CNNSpec | None = model if isinstance(model, CNNSpec) else None
@@ -615,7 +628,13 @@ class Trainer:
     def _make_optimizer(
         self, learning_rate: float | None = None, steps: int = 0, warmup_steps: int = 0
     ) -> Any:
-        """The optimizer; with ``steps``, on the cosine schedule over that many steps."""
+        """The optimizer; with ``steps``, on the cosine schedule over that many steps. Made
+        in the strategy's scope: a Keras optimizer belongs to the strategy it was made in."""
+        with self._scope():
+            return self._new_optimizer(learning_rate, steps, warmup_steps)
+
+    def _new_optimizer(self, learning_rate: float | None, steps: int, warmup_steps: int
+                       ) -> Any:
         import keras
 
         optimizer = self._optimizer
@@ -651,6 +670,8 @@ class Trainer:
 
     def _save(self, path: str, history: TrainingHistory, *, include_optimizer: bool,
               state: Mapping[str, Any] | None = None) -> None:
+        if not self.is_chief:
+            return  # the chief writes for the cluster; the weights are the same everywhere
         assert self.class_names is not None  # checked in __init__ when a path is set
         extra: dict[str, Any] | None = None
         if include_optimizer:
@@ -672,13 +693,17 @@ class Trainer:
         resume: bool = False,
         num_train_images: int | None = None,
         verbose: str | int | None = None,
+        steps_per_epoch: int | None = None,
     ) -> TrainingHistory:
         """Train, keeping the best epoch's weights in the model (and the checkpoint).
 
         Parameters
         ----------
-        train : tf.data.Dataset
-            Batches of ``(images, labels)``; the batch size belongs to the pipeline.
+        train : tf.data.Dataset or callable
+            Batches of ``(images, labels)``; the batch size belongs to the pipeline. Under a
+            strategy, also a function of a ``tf.distribute.InputContext`` that returns one
+            worker's batches of ``context.get_per_replica_batch_size(global)`` (so that each
+            worker reads only its share of the files), with ``steps_per_epoch``.
         validation : tf.data.Dataset, optional
             Validation batches.
         epochs : int, default=10
@@ -693,6 +718,9 @@ class Trainer:
             Images per epoch, for throughput; by default batches x batch size.
         verbose : {"auto", 0, 1, 2}, optional
             Progress output of this call (default: the Trainer's ``verbose``).
+        steps_per_epoch : int, optional
+            Under a strategy: steps per epoch on every worker (the input repeats); by
+            default the number of batches of ``train``.
 
         Returns
         -------
@@ -708,7 +736,8 @@ class Trainer:
         epochs = check_int(epochs, "epochs", min_value=1, hint="Train for at least one epoch")
         keras_verbose, plain_lines = progress_mode(
             self.verbose if verbose is None else check_choice(verbose, "verbose", VERBOSE))
-        _check_pipeline(train, self.model, "train")
+        if not callable(train) or hasattr(train, "element_spec"):
+            _check_pipeline(train, self.model, "train")
         if validation is not None:
             _check_pipeline(validation, self.model, "validation")
         self._monitor = self.monitor_arg or ("val_loss" if validation is not None else "loss")
@@ -727,7 +756,7 @@ class Trainer:
             self._own_callbacks.append(keras.callbacks.ReduceLROnPlateau(
                 monitor=self._monitor, mode=mode, factor=0.5, patience=self.reduce_lr_patience,
                 verbose=0))
-        steps = _steps_per_epoch(train) if self.schedule == "cosine" else 0
+        steps = (steps_per_epoch or _steps_per_epoch(train)) if self.schedule == "cosine" else 0
         monitor_cb = _make_monitor_callback(self, history, epochs, train)
         initial_epoch = 0
         saved = self._read_resume_state(epochs) if resume else None
@@ -750,10 +779,8 @@ class Trainer:
                 if initial_epoch <= start:
                     self._start_phase(fine_tune, (end - start) * steps,
                                       0 if fine_tune else self.warmup_epochs * steps)
-                # shuffle=False: the pipeline orders each epoch itself (Keras would only warn)
-                self.model.fit(train, validation_data=validation, epochs=end, shuffle=False,
-                               initial_epoch=max(start, initial_epoch), callbacks=callbacks,
-                               verbose=keras_verbose)
+                self._fit_phase(train, validation, end, max(start, initial_epoch), callbacks,
+                                keras_verbose, steps_per_epoch)
                 if history.stopped_early or monitor_cb.stop_requested:
                     break
         if monitor_cb.stop_requested:
@@ -763,6 +790,17 @@ class Trainer:
             )
         monitor_cb.finish()
         return history
+
+    def _fit_phase(self, train: Any, validation: Any, epochs: int, initial_epoch: int,
+                   callbacks: list[Any], verbose: int, steps_per_epoch: int | None) -> None:
+        """Keras's ``fit`` on one device; fruitclf's own loop under a strategy."""
+        if self.strategy is None:
+            # shuffle=False: the pipeline orders each epoch itself (Keras would only warn)
+            self.model.fit(train, validation_data=validation, epochs=epochs, shuffle=False,
+                           initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
+            return
+        distributed_fit(self, train, validation, epochs=epochs, initial_epoch=initial_epoch,
+                        steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
 
     def _phases(self, epochs: int) -> list[tuple[int, int, bool]]:
         """``(first epoch, end epoch, fine-tuning)`` of each training phase."""

@@ -1,0 +1,222 @@
+"""Training on tf.distribute: two workers on 127.0.0.1, a killed worker, resume, mirrored CPUs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from _images import write_class_folder
+
+pytestmark = pytest.mark.distributed
+
+TRAIN = ["--image-size", "24", "--batch-size", "8", "--precision", "float32"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("distributed")
+    return {"train": write_class_folder(root / "train", 3, 16, seed=3),
+            "test": write_class_folder(root / "test", 3, 10, seed=4, fmt="JPEG")}
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return env
+
+
+def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as handle:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "fruitclf.cli", "train", *argv],
+                                stdout=handle, stderr=subprocess.STDOUT, env=_env())
+
+
+def _workers(data: dict[str, Path], out: Path, logs: Path, *extra: str, test: bool = True
+             ) -> list[subprocess.Popen[bytes]]:
+    ports = _free_ports(2)
+    workers = ",".join(f"127.0.0.1:{p}" for p in ports)
+    argv = [str(data["train"]), "--out", str(out), *TRAIN, *extra, "--workers", workers]
+    if test:
+        argv += ["--test", str(data["test"])]
+    return [_start([*argv, "--task-index", str(i)], logs / f"worker{i}.log") for i in (1, 0)]
+
+
+def _wait(procs: list[subprocess.Popen[bytes]], timeout: float = 300) -> list[int]:
+    deadline = time.monotonic() + timeout
+    return [p.wait(timeout=max(1.0, deadline - time.monotonic())) for p in procs]
+
+
+def _wait_for(log: Path, pattern: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and re.search(pattern, log.read_text(errors="replace"), re.M):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{pattern!r} not in {log}:\n{log.read_text(errors='replace')}")
+
+
+def test_two_workers_train_like_one_process(data, tmp_path):
+    """Check that two workers on 127.0.0.1 both finish, that only the chief writes the run
+    folder, whose model loads and predicts class names, that each worker read only its half
+    of the files, and that the accuracy is in line with one process on the same data."""
+    import fruitclf
+
+    single = _start([str(data["train"]), "--test", str(data["test"]), "--out",
+                     str(tmp_path / "single"), *TRAIN, "--epochs", "12",
+                     "--strategy", "one_device"], tmp_path / "single.log")
+    assert _wait([single]) == [0], (tmp_path / "single.log").read_text()
+    out = tmp_path / "run"
+    codes = _wait(_workers(data, out, tmp_path, "--epochs", "12"))
+    logs = [(tmp_path / f"worker{i}.log").read_text() for i in (0, 1)]
+    assert codes == [0, 0], logs
+    shares = [re.search(r"Worker (\d) of 2 reads (\d+) of 48 training images", log)
+              for log in logs]
+    assert [int(m.group(1)) for m in shares] == [0, 1]
+    assert sum(int(m.group(2)) for m in shares) == 48
+    splits = {re.search(r"Training split (\w+) \(the same on every worker\)", log).group(1)
+              for log in logs}
+    assert len(splits) == 1
+    assert "Worker 1: trained 12 epochs; the chief (worker 0) writes" in logs[1]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["workers"] == 2 and metrics["global_batch_size"] == 16
+    assert metrics["learning_rate_scaled"] is False
+    alone = json.loads((tmp_path / "single" / "metrics.json").read_text())
+    assert metrics["test_accuracy"] >= min(0.8, alone["test_accuracy"] - 0.15), (metrics, alone)
+    loaded = fruitclf.load_model(out / "model.keras")
+    labels = loaded.predict([str(data["test"])]).labels
+    assert len(labels) == 30 and set(labels) <= set(loaded.class_names)
+    assert "global_batch_size" in (out / "report.md").read_text()
+
+
+def test_a_killed_worker_stops_the_other_with_a_clear_message(data, tmp_path):
+    """Check that killing one worker makes the other exit non-zero, within the collective
+    timeout, with one line that says what happened and how to go on."""
+    from fruitclf.distribute import WORKER_TIMEOUT
+
+    worker, chief = _workers(data, tmp_path / "run", tmp_path, "--epochs", "500", test=False)
+    _wait_for(tmp_path / "worker1.log", r"^Epoch 2/500")
+    worker.send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    worker.wait()
+    code = chief.wait(timeout=WORKER_TIMEOUT + 60)
+    waited = time.monotonic() - killed
+    log = (tmp_path / "worker0.log").read_text()
+    assert code == 1 and waited < WORKER_TIMEOUT + 30, (waited, log)
+    errors = [line for line in log.splitlines() if line.startswith("fruitclf: error:")]
+    assert len(errors) == 1 and "Lost contact with another worker" in errors[0]
+    assert "--resume" in errors[0] and "Traceback" not in log
+
+
+def test_resume_under_two_workers(data, tmp_path):
+    """Check that two workers killed after a few epochs and started again with --resume
+    finish the run with each epoch once in history.json."""
+    out = tmp_path / "run"
+    args = ("--epochs", "10", "--checkpoint-interval", "0")
+    procs = _workers(data, out, tmp_path, *args, test=False)
+    _wait_for(tmp_path / "worker0.log", r"^Epoch 4/10")
+    for proc in procs:
+        proc.send_signal(signal.SIGKILL)
+    _wait(procs)
+    done = json.loads((out / "history.json").read_text())["epochs_run"]
+    assert 3 <= done < 10
+    codes = _wait(_workers(data, out, tmp_path, *args, "--resume", test=False))
+    chief_log = (tmp_path / "worker0.log").read_text()
+    assert codes == [0, 0], chief_log
+    assert f"Resuming after epoch {done}" in chief_log
+    history = json.loads((out / "history.json").read_text())
+    assert history["epochs_run"] == 10
+    assert len(history["metrics"]["loss"]) == len(history["epoch_seconds"]) == 10
+    epochs = [int(n) for n in re.findall(r"^Epoch (\d+)/10", chief_log, re.M)]
+    assert epochs == list(range(done + 1, 11))
+
+
+MIRRORED = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import fruitclf
+    train, test = sys.argv[1], sys.argv[2]
+    ds = fruitclf.ImageFolderDataset(train)
+    prep = fruitclf.Preprocessing(image_size=(24, 24))
+    spec = fruitclf.CNNSpec(input_shape=(24, 24, 3), num_classes=3,
+                            conv_blocks=(fruitclf.ConvBlock(8),),
+                            dense_layers=(fruitclf.DenseLayer(16),), name="tiny")
+    results = {}
+    for name, strategy in [("one", None),
+                           ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
+        trainer = fruitclf.Trainer(spec, class_names=ds.class_names, seed=0, learning_rate=0.01,
+                                   preprocessing=prep, strategy=strategy, verbose=0)
+        history = trainer.fit(ds.to_tf_dataset(preprocessing=prep, batch_size=8, shuffle=True,
+                                               seed=0), epochs=6)
+        evaluation = fruitclf.Evaluator(trainer.model, ds.class_names, preprocessing=prep
+                                        ).evaluate(fruitclf.ImageFolderDataset(
+                                            test, class_names=ds.class_names))
+        results[name] = {"loss": history.metrics["loss"], "accuracy": evaluation.accuracy,
+                         "replicas": trainer.strategy.num_replicas_in_sync if strategy else 1}
+    print(json.dumps(results))
+""")
+
+
+def test_mirrored_over_two_cpu_devices_matches_one_device(data, tmp_path):
+    """Check that MirroredStrategy over two logical CPU devices trains to the same model
+    quality as one device: the same global batch split in two gives the same losses."""
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED)
+    proc = subprocess.run([sys.executable, str(script), str(data["train"]), str(data["test"])],
+                          capture_output=True, text=True, env=_env(), timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    one, mirrored = results["one"], results["mirrored"]
+    assert mirrored["replicas"] == 2
+    assert mirrored["accuracy"] == pytest.approx(one["accuracy"], abs=0.1)
+    assert mirrored["loss"] == pytest.approx(one["loss"], rel=0.05, abs=1e-3)
+
+
+def test_cluster_options(monkeypatch):
+    """Check that --workers/--task-index become TF_CONFIG, and that bad values and a
+    multi-worker strategy without a cluster give one clear error."""
+    from fruitclf.distribute import cluster, make_strategy, set_cluster
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="needs a cluster of two or more workers"):
+        make_strategy("multi_worker")
+    with pytest.raises(ValueError, match="`strategy` must be one of 'auto'"):
+        make_strategy("tpu")
+    with pytest.raises(ValueError, match="HOST:PORT entries"):
+        set_cluster("localhost", 0)
+    with pytest.raises(ValueError, match="task_index"):
+        set_cluster("a:1,b:2", 2)
+    found = set_cluster("a:1, b:2", 1)
+    assert not found.is_chief and cluster() == found
+    assert json.loads(os.environ["TF_CONFIG"])["task"] == {"type": "worker", "index": 1}
+
+
+def test_workers_without_task_index_is_refused(capsys, tmp_path, image_folder):
+    """Check that --workers without --task-index is one error line."""
+    from fruitclf.cli import main
+
+    code = main(["train", str(image_folder), "--out", str(tmp_path / "r"),
+                 "--workers", "127.0.0.1:1,127.0.0.1:2"])
+    assert code == 1
+    assert "`--workers` and `--task-index` go together" in capsys.readouterr().err
