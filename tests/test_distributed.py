@@ -198,7 +198,8 @@ def test_cluster_options(monkeypatch):
     multi-worker strategy without a cluster give one clear error."""
     from fruitclf.distribute import cluster, make_strategy, set_cluster
 
-    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.setenv("TF_CONFIG", "")  # restored (to unset) after the test
+    monkeypatch.delenv("TF_CONFIG")
     with pytest.raises(ValueError, match="needs a cluster of two or more workers"):
         make_strategy("multi_worker")
     with pytest.raises(ValueError, match="`strategy` must be one of 'auto'"):
