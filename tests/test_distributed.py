@@ -127,6 +127,21 @@ def test_a_killed_worker_stops_the_other_with_a_clear_message(data, tmp_path):
     assert "--resume" in errors[0] and "Traceback" not in log
 
 
+def test_a_worker_alone_gives_up_after_the_connect_timeout(data, tmp_path):
+    """Check that a worker whose peers never start stops after --connect-timeout with one
+    line, instead of waiting for ever."""
+    ports = _free_ports(2)
+    started = time.monotonic()
+    alone = _start([str(data["train"]), "--out", str(tmp_path / "run"), *TRAIN,
+                    "--workers", ",".join(f"127.0.0.1:{p}" for p in ports),
+                    "--task-index", "1", "--connect-timeout", "5"], tmp_path / "alone.log")
+    code = alone.wait(timeout=120)
+    log = (tmp_path / "alone.log").read_text()
+    assert code != 0 and time.monotonic() - started < 60, log
+    assert "did not all start within 5 s (--connect-timeout)" in log
+    assert not (tmp_path / "run").exists()
+
+
 def test_resume_under_two_workers(data, tmp_path):
     """Check that two workers killed after a few epochs and started again with --resume
     finish the run with each epoch once in history.json."""
@@ -148,6 +163,14 @@ def test_resume_under_two_workers(data, tmp_path):
     assert len(history["metrics"]["loss"]) == len(history["epoch_seconds"]) == 10
     epochs = [int(n) for n in re.findall(r"^Epoch (\d+)/10", chief_log, re.M)]
     assert epochs == list(range(done + 1, 11))
+
+
+    def files() -> dict[str, int]:  # the run's files (the lock aside)
+        return {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name[0] != "."}
+
+    before = files()
+    assert _wait(_workers(data, out, tmp_path, *args, "--resume", test=False)) == [0, 0]
+    assert files() == before  # a finished run: nothing to train, nothing written
 
 
 MIRRORED = textwrap.dedent("""

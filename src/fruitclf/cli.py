@@ -143,6 +143,9 @@ def _add_distribution_options(p: argparse.ArgumentParser) -> None:
                    "the same list on each (implies --strategy multi_worker)")
     p.add_argument("--task-index", type=int, default=None, metavar="N",
                    help="this worker's place in --workers (0: the chief, which writes --out)")
+    p.add_argument("--connect-timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="multi-worker: give up when the other workers have not all started "
+                   "within this time")
 
 
 def _add_run_folder_options(p: argparse.ArgumentParser) -> None:
@@ -523,6 +526,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         set_cluster(args.workers, args.task_index)
         strategy = "multi_worker" if strategy == "auto" else strategy
+    _watch_connection(args.connect_timeout)
     result = run(args.train_dir, out=args.out, test_dir=args.test, augment=args.augment,
                  drop_leaked=args.drop_leaked, strategy=strategy, **_train_kwargs(args))
     if result.worker:
@@ -531,6 +535,44 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     _print_run(result)
     return 0
+
+
+_WATCHDOG = """
+import os, select, signal, sys
+ready, _, _ = select.select([int(sys.argv[1])], [], [], float(sys.argv[3]))
+if not ready:
+    sys.stderr.write(sys.argv[4] + "\\n")
+    sys.stderr.flush()
+    os.kill(int(sys.argv[2]), signal.SIGKILL)
+"""
+
+
+def _watch_connection(timeout: float) -> None:
+    """End the process with one line if a multi-worker cluster does not come together in
+    time. TensorFlow waits for the other workers inside the strategy's constructor, in C++
+    that holds the interpreter: no signal handler or thread of this process runs meanwhile,
+    so a small watchdog process does it. It leaves as soon as the cluster is up (or this
+    process ends), when the pipe between them closes."""
+    import subprocess
+    import threading
+
+    from .distribute import CONNECTED, cluster
+
+    if cluster() is None:
+        return
+    message = (f"fruitclf: error: The other workers of the cluster did not all start within "
+               f"{timeout:g} s (--connect-timeout). Start the same command on every worker in "
+               "--workers (or TF_CONFIG), each with its own --task-index.")
+    read_end, write_end = os.pipe()
+    subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(read_end), str(os.getpid()),
+                      str(timeout), message], pass_fds=(read_end,))
+    os.close(read_end)
+
+    def release() -> None:
+        CONNECTED.wait()
+        os.close(write_end)
+
+    threading.Thread(target=release, name="fruitclf-connected", daemon=True).start()
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:

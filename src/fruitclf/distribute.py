@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import re
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,10 @@ __all__ = ["STRATEGIES", "Cluster", "cluster", "distributed_fit", "make_strategy
 logger = logging.getLogger("fruitclf")
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+#: Set once this process has joined its multi-worker cluster. TensorFlow waits for every
+#: worker inside the strategy's constructor, in C++ where no signal or timeout reaches it;
+#: the command line watches this event to give up after ``--connect-timeout`` seconds.
+CONNECTED = threading.Event()
 #: Seconds a collective operation (the gradient all-reduce) waits for the other workers
 #: before it fails: a worker that died makes the others stop within about this long.
 WORKER_TIMEOUT = 60.0
@@ -146,8 +151,14 @@ def make_strategy(option: Any) -> tf.distribute.Strategy | None:
                          "TF_CONFIG, or pass --workers HOST:PORT,HOST:PORT --task-index N "
                          "(fruitclf.distribute.set_cluster).")
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=WORKER_TIMEOUT)
+    found = cluster()
+    assert found is not None  # checked above
+    logger.info("Worker %d of %d: connecting to %s ...", found.task_index, len(found.workers),
+                ", ".join(found.workers))
     try:
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        CONNECTED.set()
+        return strategy
     except RuntimeError as exc:  # "Collective ops must be configured at program startup"
         raise TrainingError(f"Cannot start the multi-worker strategy: {exc}. Create it (or "
                             "call fruitclf.run / Trainer with strategy='multi_worker') before "
@@ -398,10 +409,12 @@ def _strategy_name(strategy: Any) -> str:
         return "one device"
     import tensorflow as tf
 
-    for public in (tf.distribute.MultiWorkerMirroredStrategy, tf.distribute.MirroredStrategy,
-                   tf.distribute.OneDeviceStrategy):
+    for public, name in ((tf.distribute.MultiWorkerMirroredStrategy,
+                          "MultiWorkerMirroredStrategy"),
+                         (tf.distribute.MirroredStrategy, "MirroredStrategy"),
+                         (tf.distribute.OneDeviceStrategy, "OneDeviceStrategy")):
         if isinstance(strategy, public):
-            return str(public.__name__)
+            return name
     return type(strategy).__name__
 
 

@@ -28,7 +28,7 @@ from .data.quality import LeakedPair
 from .distribute import is_chief, make_strategy
 from .evaluation import EvaluationResult, Evaluator, Misclassified, plot_misclassified
 from .exceptions import CorruptedImagesError, DatasetError, RunFolderError, SpecError, TrainingError
-from .io import save_model
+from .io import read_metadata, save_model
 from .spec import Augmentation, CNNSpec
 from .training import Trainer, TrainingHistory
 
@@ -360,6 +360,16 @@ def run(
     return result
 
 
+def _checkpoint_done(trainer: Trainer, epochs: int) -> bool:
+    """True when the last checkpoint already holds every epoch (or an early stop), so that a
+    resumed run trains no step: every worker decides the same from the same file."""
+    path = trainer.last_checkpoint_path
+    if path is None or not os.path.exists(path):
+        return False
+    history = read_metadata(path).get("history") or {}
+    return bool(history.get("stopped_early")) or int(history.get("epochs_run", 0)) >= epochs
+
+
 def _plain(trainer: Trainer) -> keras.Model:
     """The trained model outside any distribution strategy (Keras's predict and save do not
     run under a multi-worker strategy), with the same weights."""
@@ -512,8 +522,9 @@ class _Job:
                 seed=self.seed, cache=cache)
         else:
             replicas = int(strategy.num_replicas_in_sync)
-            logger.info("Training split %s (the same on every worker).",
-                        distribute.check_workers_agree(strategy, split.training.paths))
+            if not (resume and _checkpoint_done(trainer, epochs)):  # no step: no collective
+                logger.info("Training split %s (the same on every worker).",
+                            distribute.check_workers_agree(strategy, split.training.paths))
             train_tf = self._shard_pipeline(split, cache)
             steps = distribute.shard_steps(len(split.training), self.batch_size, replicas)
         history = trainer.fit(train_tf, val_tf, epochs=epochs, resume=resume,
@@ -549,8 +560,14 @@ class _Job:
             split = self.dataset.load_split(files["split"])
         trainer = self.trainer(plan, policy, files, verbose, strategy)
         epochs = plan.epochs_for(len(split.training)) if self.epochs is None else self.epochs
-        history = self.fit(trainer, split, epochs, cache, plan.name, policy,
-                           resume=resume and files["last_checkpoint"].exists())
+        if resume and _checkpoint_done(trainer, epochs):  # the chief has nothing to train
+            logger.info("Nothing to resume: the run in %s has trained every epoch.",
+                        self.out_dir)
+            history = TrainingHistory.from_dict(
+                read_metadata(files["last_checkpoint"]).get("history") or {})
+        else:
+            history = self.fit(trainer, split, epochs, cache, plan.name, policy,
+                               resume=resume and files["last_checkpoint"].exists())
         index, _ = distribute.role(strategy)
         metrics = {**history.summary(), **distribute.describe(strategy, self.batch_size)}
         return RunResult(self.out_dir, metrics, history, None, trainer.model,
