@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,36 +30,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from _images import photo_like  # noqa: E402
+from _images import free_ports, write_photo_split  # noqa: E402
 
 BATCH = 32
-
-
-def _data(root: Path) -> tuple[Path, Path]:
-    rng = np.random.default_rng(0)
-    for part, count in (("train", 40), ("test", 20)):
-        for label in range(6):
-            folder = root / part / f"class_{label}"
-            folder.mkdir(parents=True)
-            for i in range(count):
-                Image.fromarray(photo_like(rng, label, 96)).save(folder / f"{i:03d}.jpg")
-    return root / "train", root / "test"
-
-
-def _ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def _command(train: Path, test: Path, out: Path, epochs: int, seed: int) -> list[str]:
@@ -90,7 +65,7 @@ def main() -> None:
     epochs = 10 if args.quick else 40
     results: dict[str, list[dict[str, float]]] = {"one process": [], "2 workers": []}
     with tempfile.TemporaryDirectory() as tmp:
-        train, test = _data(Path(tmp) / "data")
+        train, test = write_photo_split(Path(tmp) / "data", 6, {"train": 40, "test": 20})
         for seed in seeds:
             for name in results:
                 out = Path(tmp) / f"{name.replace(' ', '-')}-{seed}"
@@ -99,7 +74,7 @@ def main() -> None:
                     wall = _run([[*base, "--strategy", "one_device"]])
                     replicas = 1
                 else:
-                    workers = ",".join(f"127.0.0.1:{p}" for p in _ports(2))
+                    workers = ",".join(f"127.0.0.1:{p}" for p in free_ports(2))
                     wall = _run([[*base, "--workers", workers, "--task-index", str(i)]
                                  for i in (1, 0)])
                     replicas = 2

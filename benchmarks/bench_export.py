@@ -30,30 +30,18 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOWERS = ROOT.parent / "shared" / "datasets" / "flowers12"
 sys.path.insert(0, str(ROOT / "tests"))
 
 import fruitclf  # noqa: E402
-from _images import photo_like  # noqa: E402
+from _images import write_photo_split  # noqa: E402
 from fruitclf.export import run_export  # noqa: E402
 
 EXPORTS = [("savedmodel", "none", ""), ("tflite", "none", ".tflite"),
            ("tflite", "float16", ".tflite"), ("tflite", "int8", ".tflite"),
            ("onnx", "none", ".onnx")]
-
-
-def _generated(root: Path) -> tuple[Path, Path]:
-    rng = np.random.default_rng(0)
-    for part, count in (("train", 20), ("test", 20)):
-        for label in range(6):
-            folder = root / part / f"class_{label}"
-            folder.mkdir(parents=True)
-            for i in range(count):
-                Image.fromarray(photo_like(rng, label, 96)).save(folder / f"{i:03d}.jpg")
-    return root / "train", root / "test"
 
 
 def _test_images(test: Path, loaded: fruitclf.LoadedModel) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +88,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        train, test = _generated(work / "generated")
+        train, test = write_photo_split(work / "generated", 6, {"train": 20, "test": 20})
         bench("generated (6 classes, 20 photos each)", train, test, work,
               30 if args.quick else None, args.precision)
         if not args.quick and FLOWERS.is_dir():

@@ -152,6 +152,34 @@ def write_photo_folder(root: Path, classes: int, per_class: int, *, size: int = 
     return root
 
 
+def write_photo_split(root: Path, classes: int, counts: dict[str, int], *, size: int = 96,
+                      seed: int = 0) -> tuple[Path, ...]:
+    """``root/<part>/class_<i>/NNN.jpg`` photo-like JPEGs for each ``part: count`` (e.g.
+    ``{"train": 40, "test": 20}``), one random stream over all parts; returns the part
+    folders in order."""
+    rng = np.random.default_rng(seed)
+    for part, count in counts.items():
+        for label in range(classes):
+            folder = root / part / f"class_{label}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(photo_like(rng, label, size)).save(folder / f"{i:03d}.jpg")
+    return tuple(root / part for part in counts)
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` TCP ports on 127.0.0.1 that were free a moment ago (for test clusters)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
 def reencoded(image: Image.Image, fmt: str, **options: object) -> Image.Image:
     """``image`` saved as ``fmt`` in memory and read back (a lossy round trip for JPEG)."""
     buffer = io.BytesIO()

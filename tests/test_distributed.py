@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from _images import write_class_folder
+from _images import free_ports, write_class_folder
 
 pytestmark = pytest.mark.distributed
 
@@ -27,16 +26,6 @@ def data(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("distributed")
     return {"train": write_class_folder(root / "train", 3, 16, seed=3),
             "test": write_class_folder(root / "test", 3, 10, seed=4, fmt="JPEG")}
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def _env() -> dict[str, str]:
@@ -53,7 +42,7 @@ def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 def _workers(data: dict[str, Path], out: Path, logs: Path, *extra: str, test: bool = True
              ) -> list[subprocess.Popen[bytes]]:
-    ports = _free_ports(2)
+    ports = free_ports(2)
     workers = ",".join(f"127.0.0.1:{p}" for p in ports)
     argv = [str(data["train"]), "--out", str(out), *TRAIN, *extra, "--workers", workers]
     if test:
@@ -130,7 +119,7 @@ def test_a_killed_worker_stops_the_other_with_a_clear_message(data, tmp_path):
 def test_a_worker_alone_gives_up_after_the_connect_timeout(data, tmp_path):
     """Check that a worker whose peers never start stops after --connect-timeout with one
     line, instead of waiting for ever."""
-    ports = _free_ports(2)
+    ports = free_ports(2)
     started = time.monotonic()
     alone = _start([str(data["train"]), "--out", str(tmp_path / "run"), *TRAIN,
                     "--workers", ",".join(f"127.0.0.1:{p}" for p in ports),
