@@ -182,7 +182,7 @@ def test_quantized_tflite_sizes_agreement_and_accuracy(model_file, export_data, 
 
 def test_existing_exports_are_kept_unless_overwrite(model_file, tmp_path):
     """Check that an existing export or sidecar stops the export before anything is written,
-    and that overwrite=True replaces a SavedModel folder."""
+    and that overwrite=True replaces a SavedModel folder only while it holds nothing else."""
     out = tmp_path / "saved"
     fruitclf.export_model(model_file, out)
     marker = out / "mine.txt"
@@ -194,8 +194,12 @@ def test_existing_exports_are_kept_unless_overwrite(model_file, tmp_path):
     with pytest.raises(fruitclf.ExportError, match=r"other\.onnx\.labels\.txt"):
         fruitclf.export_model(model_file, tmp_path / "other.onnx")
     assert not (tmp_path / "other.onnx").exists()
+    with pytest.raises(fruitclf.ExportError, match=r"mine\.txt' is not part of one"):
+        fruitclf.export_model(model_file, out, overwrite=True)
+    assert marker.read_text() == "keep"
+    marker.unlink()
     fruitclf.export_model(model_file, out, overwrite=True)
-    assert not marker.exists() and (out / "saved_model.pb").is_file()
+    assert (out / "saved_model.pb").is_file()
     assert not [p for p in tmp_path.iterdir() if ".fruitclf-tmp" in p.name]
 
 

@@ -15,6 +15,7 @@ import errno
 import json
 import os
 import secrets
+import socket
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +47,57 @@ def remove_leftovers(folder: str | os.PathLike[str]) -> list[Path]:
                     os.unlink(entry.path)
                     removed.append(Path(entry.path))
     return removed
+
+
+def exclusive_lock(lock_path: str | os.PathLike[str], busy: str,
+                   error: type[Exception]) -> IO[str] | None:
+    """Take an exclusive lock on ``lock_path`` at once, or raise ``busy`` naming the holder.
+
+    The lock lives as long as the returned handle (close it to release it); the kernel drops
+    it when its process dies, so a lock left by a killed process never blocks. ``busy`` is the
+    message of the ``error`` raised when another process holds it, with a ``{holder}`` field
+    (the pid and host written by the holder). Returns None
+    where the platform has no advisory locks.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks here
+        return None
+    try:
+        handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - returned, held
+    except OSError as exc:
+        raise write_error(lock_path, exc) from None
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip()[:200] or "unknown"
+        handle.close()
+        raise error(busy.format(holder=holder)) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    handle.flush()
+    return handle
+
+
+def is_locked(lock_path: str | os.PathLike[str]) -> bool:
+    """True while another open handle holds the lock on ``lock_path``."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover
+        return False
+    try:
+        fd = os.open(lock_path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def write_error(target: str | os.PathLike[str], exc: OSError) -> WriteError:
@@ -109,11 +161,12 @@ def write_json(target: str | os.PathLike[str], payload: Any) -> Path:
     return write_text(target, json.dumps(payload, indent=2, default=str) + "\n")
 
 
-def save_figure(figure: Any, target: str | os.PathLike[str], *, dpi: int = 100) -> Path:
+def save_figure(figure: Any, target: str | os.PathLike[str], *, dpi: int = 100,
+                metadata: dict[str, str] | None = None) -> Path:
     """Save a Matplotlib figure to ``target`` atomically (format from the suffix)."""
     fmt = Path(target).suffix.lstrip(".") or "png"
     with atomic_path(target) as tmp:
-        figure.savefig(tmp, dpi=dpi, format=fmt)
+        figure.savefig(tmp, dpi=dpi, format=fmt, metadata=metadata)
     return Path(target)
 
 

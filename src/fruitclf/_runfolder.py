@@ -14,26 +14,23 @@ import datetime
 import json
 import logging
 import os
-import socket
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from . import _files
+from . import _files, _ownership
 from .exceptions import RunFolderError
 
 logger = logging.getLogger("fruitclf")
 
-MARKER = "fruitclf-run.json"
-LOCK = ".fruitclf.lock"
+MARKER = _ownership.RUN_MARKER
+LOCK = _ownership.RUN_LOCK
 #: Files written while training (checkpoints, history, split); kept by a resume.
-TRAINING_FILES = ("split.json", "best_model.keras", "last_checkpoint.keras", "history.json",
-                  "history.csv")
+TRAINING_FILES = tuple(f.name for f in _ownership.RUN_FILES if f.phase == "training")
 #: Files written once at the end; written together.
-FINAL_FILES = ("model.h5", "model.keras", "history.png", "samples.png", "confusion_matrix.png",
-               "misclassified.png", "classification_report.txt", "metrics.json", "report.md")
-RUN_FILES = (MARKER, *TRAINING_FILES, *FINAL_FILES)
+FINAL_FILES = tuple(f.name for f in _ownership.RUN_FILES if f.phase == "final")
+RUN_FILES = tuple(f.name for f in _ownership.RUN_FILES)
 #: Settings that may differ when resuming (they do not change what is trained).
 RESUMABLE_CHANGES = frozenset({"epochs", "tta", "cache", "checkpoint_interval"})
 
@@ -88,32 +85,10 @@ class RunFolder:
         self._release()
 
     def _acquire(self) -> None:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no advisory locks here
-            return
-        lock_path = self.path / LOCK
-        try:
-            handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held until __exit__
-        except OSError as exc:
-            raise _files.write_error(lock_path, exc) from None
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
-            raise RunFolderError(
-                f"Run folder {str(self.path)!r} is in use by another fruitclf process "
-                f"({holder}). Wait for it to finish, or choose another --out."
-            ) from None
-        # The kernel drops the lock when its process dies, so a lock left by a killed run
-        # never blocks; the holder's line below is only for the message above.
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
-        self._lock = handle
+        self._lock = _files.exclusive_lock(
+            self.path / LOCK, f"Run folder {str(self.path)!r} is in use by another fruitclf "
+            "process ({holder}). Wait for it to finish, or choose another --out.",
+            RunFolderError)
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -123,25 +98,26 @@ class RunFolder:
     # ------------------------------------------------------------------ ownership
 
     def _claim(self) -> None:
-        found = [name for name in RUN_FILES if os.path.lexists(self.path / name)]
+        found = _ownership.names_in(self.path, RUN_FILES)
         if not found:
             return
         previous = self._read_marker()
+        owned = _owned_names(previous)
+        foreign = [name for name in found if name not in owned]
+        if foreign:
+            raise RunFolderError(
+                f"{str(self.path)!r} holds {_listed(foreign)}, which no fruitclf run in this "
+                "folder wrote; fruitclf never replaces a file it did not write. Move "
+                f"{'it' if len(foreign) == 1 else 'them'} away, or choose another --out."
+            )
         if self.resume:
-            if previous is None:
-                raise RunFolderError(
-                    f"Cannot resume in {str(self.path)!r}: it has run files "
-                    f"({', '.join(found[:4])}) but no {MARKER}, so their settings are unknown. "
-                    "Pass --overwrite to start again."
-                )
+            if previous is None:  # pragma: no cover - no marker means every file is foreign
+                raise RunFolderError(f"Cannot resume in {str(self.path)!r}: no {MARKER}.")
             self._check_same_run(previous)
             self.previous = previous
             return
         if self.overwrite:
-            for name in found:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.path / name)
-            logger.info("Removed the previous run's files from %s.", self.path)
+            self._remove_previous(found)
             return
         raise RunFolderError(
             f"{str(self.path)!r} holds {self._describe(previous, found)}. Pass --overwrite to "
@@ -149,18 +125,45 @@ class RunFolder:
             "another --out."
         )
 
+    def _remove_previous(self, found: list[str]) -> None:
+        """Remove the previous run's files (and exports made into the folder) and nothing
+        else; the marker goes last, so a kill in between leaves a folder still owned."""
+        exports = _ownership.exports_in(self.path)
+        for target in exports:
+            try:
+                _ownership.remove_export(target)
+            except FileExistsError as exc:
+                raise RunFolderError(
+                    f"Cannot replace the run in {str(self.path)!r}: its export "
+                    f"{str(target)!r} holds files an export did not write ({exc}). Move them "
+                    "away and run again."
+                ) from None
+        for name in sorted(found, key=lambda n: n == MARKER):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path / name)
+        left = len(list(self.path.iterdir())) - 1  # the lock
+        logger.info("Removed the previous run's files from %s%s.", self.path,
+                    f" (and {len(exports)} exports)" if exports else "")
+        if left > 0:
+            logger.info("Left %d other entries in %s as they were.", left, self.path)
+
     def _read_marker(self) -> dict[str, Any] | None:
         marker = self.path / MARKER
-        if not marker.exists():
+        if not os.path.lexists(marker):
             return None
         try:
+            if not marker.is_file() or marker.is_symlink():
+                raise OSError("not a regular file")
+            if marker.stat().st_size > MARKER_LIMIT:
+                raise OSError(f"larger than {MARKER_LIMIT >> 20} MiB")
             payload = json.loads(marker.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise RunFolderError(f"Cannot read {str(marker)!r}: {exc}. Pass --overwrite to "
-                                 "start again.") from None
+            raise RunFolderError(f"Cannot read {str(marker)!r}: {_one_line(exc)}. It may not "
+                                 "be fruitclf's: move it away, or choose another --out."
+                                 ) from None
         if not isinstance(payload, dict) or payload.get("format") != "fruitclf-run":
-            raise RunFolderError(f"{str(marker)!r} is not a fruitclf run marker. Pass "
-                                 "--overwrite to start again.")
+            raise RunFolderError(f"{str(marker)!r} is not a fruitclf run marker: move it "
+                                 "away, or choose another --out.")
         return payload
 
     @staticmethod
@@ -205,7 +208,8 @@ class RunFolder:
              stopped_early: bool = False) -> None:
         """Write the marker: ``training`` at the start, ``complete`` after the last file."""
         payload = {
-            "format": "fruitclf-run", "version": 1, "state": state,
+            "format": "fruitclf-run", "version": 2, "state": state,
+            "owns": list(RUN_FILES),
             "started": (self.previous or {}).get("started") or _now(),
             "updated": _now(), "identity": self.identity,
             "files": {role: path.name for role, path in (files or {}).items()},
@@ -253,6 +257,35 @@ class RunFolder:
         self._staged = []
 
 
+#: A marker larger than this is not one (a guard before reading an unknown file).
+MARKER_LIMIT = 16 << 20
+
+
+def _owned_names(marker: Mapping[str, Any] | None) -> set[str]:
+    """The file names a run marker accounts for: the files it lists (version 2), or the
+    files of a version-1 run plus the final files it recorded."""
+    if marker is None:
+        return set()
+    owns = marker.get("owns")
+    if isinstance(owns, list):
+        names = {n for n in owns if isinstance(n, str) and n in RUN_FILES}
+    else:
+        files = marker.get("files")
+        recorded = files.values() if isinstance(files, dict) else []
+        names = set(_ownership.LEGACY_RUN_NAMES) | {n for n in recorded if n in RUN_FILES}
+    return names | {MARKER}
+
+
+def _listed(names: list[str], limit: int = 6) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _one_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -260,3 +293,33 @@ def _short(value: Any) -> str:
 
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def claim_output_folder(path: str | os.PathLike[str], files: tuple[_ownership.RunFile, ...],
+                        describe: Mapping[str, Any]) -> None:
+    """Make ``path`` a folder of ``files`` (the first is its marker), refusing, before
+    anything is written, when it holds a file of those names that its marker does not
+    account for. A folder whose marker lists the files is the command's own: they are
+    replaced. ``describe`` goes into the marker (what wrote the folder)."""
+    folder = Path(path)
+    marker = folder / files[0].name
+    fmt = marker.name.removesuffix(".json")
+    found = _ownership.names_in(folder, [f.name for f in files])
+    owned: set[str] = set()
+    if os.path.lexists(marker):
+        payload: Any = None
+        with contextlib.suppress(OSError, ValueError):
+            if marker.is_file() and marker.stat().st_size <= MARKER_LIMIT:
+                payload = json.loads(marker.read_text(encoding="utf-8"))
+        if isinstance(payload, dict) and payload.get("format") == fmt:
+            listed = payload.get("owns")
+            owned = {n for n in listed if isinstance(n, str)} if isinstance(listed, list) else set()
+            owned.add(marker.name)
+    foreign = [name for name in found if name not in owned]
+    if foreign:
+        raise RunFolderError(
+            f"{str(folder)!r} holds {_listed(foreign)}, which fruitclf did not write there; "
+            "it never replaces a file it did not write. Move "
+            f"{'it' if len(foreign) == 1 else 'them'} away, or choose another --out.")
+    _files.write_json(marker, {"format": fmt, "version": 1, "updated": _now(),
+                               "owns": [f.name for f in files], **describe})

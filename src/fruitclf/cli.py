@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
-from .exceptions import FruitclfError
+from .exceptions import FruitclfError, RunFolderError
 
 __all__ = ["build_parser", "main"]
 
@@ -458,10 +458,17 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 
 def _cmd_samples(args: argparse.Namespace) -> int:
     from ._files import save_figure
+    from ._ownership import SAMPLES_SOFTWARE, check_outside, is_samples_image
     from .data import ImageFolderDataset
 
+    check_outside(args.out, {"image folder": args.dir}, "out")
+    if os.path.lexists(args.out) and not is_samples_image(args.out):
+        raise RunFolderError(
+            f"{args.out!r} exists and is not a sample grid fruitclf wrote; fruitclf never "
+            "replaces a file it did not write. Choose another --out, or move it away.")
     fig = ImageFolderDataset(args.dir).plot_samples(rows=args.rows, seed=args.seed)
-    save_figure(fig, args.out)
+    png = Path(args.out).suffix.lower() == ".png"
+    save_figure(fig, args.out, metadata={"Software": SAMPLES_SOFTWARE} if png else None)
     print(f"Wrote {args.out}")
     return 0
 
@@ -580,20 +587,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import Evaluator
     from .io import load_model
 
+    if args.out:
+        from ._ownership import check_outside
+
+        check_outside(args.out, {"test folder": args.test_dir}, "out")
     loaded = load_model(args.model)
     test = ImageFolderDataset(args.test_dir, class_names=loaded.class_names)
     result = Evaluator(loaded.model, loaded.class_names,
                        preprocessing=loaded.preprocessing).evaluate(
         test, batch_size=args.batch_size, tta=args.tta, skip_bad=args.skip_bad)
     if args.out:
-        from . import _files
-
-        out = Path(args.out)
-        _files.write_text(out / "classification_report.txt",
-                          result.classification_report() + "\n")
-        _files.write_json(out / "evaluation.json", result.to_dict())
-        _files.save_figure(result.plot_confusion_matrix(), out / "confusion_matrix.png")
-        _files.save_figure(result.plot_misclassified(), out / "misclassified.png")
+        _write_evaluation(Path(args.out), result, args)
     if args.json:
         _print_json({"accuracy": result.accuracy, "loss": result.loss,
                      "report": result.classification_report(output_dict=True)})
@@ -605,6 +609,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.out:
         print(f"Wrote report and figures to {args.out}")
     return 0
+
+
+def _write_evaluation(out: Path, result: Any, args: argparse.Namespace) -> None:
+    """The files of ``evaluate --out``, declared in ``_ownership.EVALUATION_FILES``: a
+    folder holding files of those names that fruitclf did not write is refused."""
+    from . import _files
+    from ._ownership import EVALUATION_FILES
+    from ._runfolder import claim_output_folder
+
+    name = {f.role: out / f.name for f in EVALUATION_FILES}
+    claim_output_folder(out, EVALUATION_FILES, {"model": os.path.abspath(args.model),
+                                                "test_dir": os.path.abspath(args.test_dir)})
+    _files.write_text(name["classification_report"], result.classification_report() + "\n")
+    _files.write_json(name["evaluation"], result.to_dict())
+    _files.save_figure(result.plot_confusion_matrix(), name["confusion_matrix"])
+    _files.save_figure(result.plot_misclassified(), name["misclassified"])
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:

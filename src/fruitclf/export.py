@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _files
+from . import _files, _ownership
 from ._compat import load_custom_objects, versions
 from ._validation import check_choice
 from .exceptions import ExportError, MissingExtraError
@@ -203,7 +203,9 @@ def export_model(
                           "e.g. the training folder.")
     target = Path(out)
     sidecars = sidecar_paths(target)
-    _check_targets([target, *sidecars], overwrite)
+    if calibration is not None:
+        _ownership.check_outside(out, {"calibration folder": calibration}, "out")
+    _check_targets(target, overwrite)
     if fmt == "onnx":
         _onnx_modules()  # a missing extra fails before any work
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
@@ -271,19 +273,30 @@ def export_format(out: str | os.PathLike[str], format: str | None) -> str:
 
 def sidecar_paths(target: str | os.PathLike[str]) -> tuple[Path, Path]:
     """The ``.labels.txt`` and ``.json`` files written beside an export."""
-    path = Path(target)
-    return path.with_name(f"{path.name}.labels.txt"), path.with_name(f"{path.name}.json")
+    _, labels, metadata = _ownership.export_files(target)
+    return labels, metadata
 
 
-def _check_targets(paths: Sequence[Path], overwrite: bool) -> None:
+def _check_targets(target: Path, overwrite: bool) -> None:
+    """Refuse existing targets without ``overwrite``, and with it anything that is not an
+    export's own file (a user's folder or file at the export's path)."""
+    paths = _ownership.export_files(target)
     existing = [os.fspath(p) for p in paths if os.path.lexists(p)]
     if existing and not overwrite:
         raise ExportError(f"{', '.join(repr(p) for p in existing)} already exist"
                           f"{'s' if len(existing) == 1 else ''}; nothing was written. Choose "
                           "another path, or pass overwrite=True (--overwrite) to replace.")
-    for path in paths:
-        if os.path.isdir(path) and path.suffix in (".txt", ".json"):
+    for path in paths[1:]:
+        if os.path.isdir(path):
             raise ExportError(f"{os.fspath(path)!r} is a folder; an export writes a file there.")
+    foreign = _ownership.foreign_export_entries(target)
+    if foreign:
+        shown = ", ".join(repr(p) for p in foreign[:5])
+        more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        raise ExportError(
+            f"--overwrite replaces only an export that fruitclf wrote, and {shown}{more} "
+            f"{'is' if len(foreign) == 1 else 'are'} not part of one; nothing was written or "
+            "removed. Choose another --out, or move them away.")
 
 
 def _export_metadata(loaded: LoadedModel, fmt: str, quantize: str) -> dict[str, Any]:
@@ -559,20 +572,47 @@ def _random_images(loaded: LoadedModel, count: int) -> np.ndarray:
     return small[:, rows][:, :, cols].astype(np.float32)
 
 
+#: Held inside a work folder while its export runs, so that another export can tell a
+#: killed export's leftover from one in progress.
+_WORK_LOCK = ".lock"
+
+
 @contextlib.contextmanager
 def _work_folder(target: Path) -> Iterator[Path]:
-    """A temporary folder beside ``target`` (same file system: the final move is a rename)."""
+    """A temporary folder beside ``target`` (same file system: the final move is a rename);
+    leftovers of killed exports to the same target are removed first."""
+    _remove_leftover_work(target)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=_files.TMP_MARK,
                                  dir=target.parent))
+    lock = _files.exclusive_lock(work / _WORK_LOCK, "{holder}", ExportError)
     try:
         yield work
     finally:
+        if lock is not None:
+            lock.close()
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _remove_leftover_work(target: Path) -> None:
+    """Remove the work folders (and folders set aside) that killed exports of ``target``
+    left beside it; one whose export still runs holds its lock and is left alone."""
+    prefix = f".{target.name}."
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(target.parent):
+            if not (entry.name.startswith(prefix) and _files.TMP_MARK in entry.name):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                if not _files.is_locked(os.path.join(entry.path, _WORK_LOCK)):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                    logger.info("Removed %s, left by an export that was stopped.", entry.path)
+            elif entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
 def _place(built: Path, target: Path, overwrite: bool) -> None:
-    """Move ``built`` to ``target`` in one rename; an existing target is replaced only with
-    ``overwrite`` (a replaced folder is renamed aside first, then deleted)."""
+    """Move ``built`` to ``target`` in one rename; an existing export is replaced only with
+    ``overwrite`` (a replaced folder is renamed aside first, then its own files deleted)."""
     aside = None
     try:
         if os.path.lexists(target):
@@ -580,6 +620,7 @@ def _place(built: Path, target: Path, overwrite: bool) -> None:
                 raise ExportError(f"{os.fspath(target)!r} appeared during the export; "
                                   "nothing was replaced.")
             if target.is_dir() and not target.is_symlink():
+                _check_targets(target, overwrite)  # nothing foreign appeared meanwhile
                 aside = _files.temporary_name(target)
                 os.replace(target, aside)
         os.replace(built, target)
@@ -588,7 +629,10 @@ def _place(built: Path, target: Path, overwrite: bool) -> None:
             os.replace(aside, target)
         raise _files.write_error(target, exc) from None
     if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
+        try:
+            _ownership.remove_export(aside)
+        except (OSError, FileExistsError) as exc:
+            logger.warning("Kept %s, the replaced export, because %s.", aside, exc)
 
 
 def _size(path: Path) -> int:

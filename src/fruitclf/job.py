@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from . import distribute
 from . import report as _report
 from ._compat import device_description, resolve_precision, versions
+from ._ownership import RUN_FILE, RUN_FILES, check_outside
 from ._runfolder import RunFolder
 from ._validation import check_float, check_image_size, check_int
 from .config import Recipe, RunConfig
@@ -384,13 +385,9 @@ def _plain(trainer: Trainer) -> keras.Model:
 
 def _run_files(out_dir: Path, plan: Recipe) -> dict[str, Path]:
     """The files a run writes while training (the final ones are added as written)."""
-    files: dict[str, Path] = {"split": out_dir / "split.json"}
-    if plan.keep == "best":
-        files["checkpoint"] = out_dir / "best_model.keras"
-    files["last_checkpoint"] = out_dir / "last_checkpoint.keras"
-    files["history_json"] = out_dir / "history.json"
-    files["history_csv"] = out_dir / "history.csv"
-    return files
+    roles = [f.role for f in RUN_FILES if f.phase == "training"
+             and (f.role != "checkpoint" or plan.keep == "best")]
+    return {role: out_dir / RUN_FILE[role].name for role in roles}
 
 
 @dataclasses.dataclass
@@ -421,6 +418,7 @@ class _Job:
                 learning_rate: Any, tta: Any, interpolation: str, checkpoint_interval: Any,
                 drop_leaked: bool) -> _Job:
         """Check every setting (recipe values for those left None), then find the data."""
+        check_outside(out, {"training folder": train_dir, "test folder": test_dir}, "out")
         size = check_image_size(plan.image_size if image_size is None else image_size)
         batch = check_int(plan.batch_size if batch_size is None else batch_size, "batch_size",
                           min_value=1)
@@ -669,11 +667,11 @@ def _write_final_files(
     """Write the models, figures, metrics and report under temporary names, then commit."""
     out_dir = folder.path
     summary = {**history.summary(), **{k: v for k, v in metrics.items() if k.startswith("test_")}}
-    for name in ("model.h5", "model.keras"):
-        with folder.stage(name) as tmp:
+    for role in ("model.h5", "model.keras"):
+        with folder.stage(RUN_FILE[role].name) as tmp:
             save_model(model, tmp, class_names=dataset.class_names,
                        preprocessing=preprocessing, spec=model_spec, training=summary)
-        files[name] = out_dir / name
+        files[role] = out_dir / RUN_FILE[role].name
 
     figures: dict[str, Figure] = {
         "history": history.plot(),
@@ -685,24 +683,20 @@ def _write_final_files(
     }
     texts: dict[str, str] = {}
     if findings.leakage:
-        files["leakage"] = out_dir / "leakage.json"
         texts["leakage"] = json.dumps(
             [p.to_dict() for p in findings.leakage], indent=2) + "\n"
     if evaluation is not None:
         figures["confusion_matrix"] = evaluation.plot_confusion_matrix()
         figures["misclassified"] = evaluation.plot_misclassified()
         texts["classification_report"] = evaluation.classification_report() + "\n"
-    pngs = {f"{name}.png": _report.figure_png(fig) for name, fig in figures.items()}
-    for name in figures:
-        with folder.stage(f"{name}.png") as tmp:
-            tmp.write_bytes(pngs[f"{name}.png"])
-        files[name] = out_dir / f"{name}.png"
+    pngs = {RUN_FILE[role].name: _report.figure_png(fig) for role, fig in figures.items()}
+    for role in figures:
+        with folder.stage(RUN_FILE[role].name) as tmp:
+            tmp.write_bytes(pngs[RUN_FILE[role].name])
+        files[role] = out_dir / RUN_FILE[role].name
     texts["metrics"] = json.dumps(metrics, indent=2) + "\n"
-    if evaluation is not None:
-        files["classification_report"] = out_dir / "classification_report.txt"
-    files["metrics"] = out_dir / "metrics.json"
-    files["report"] = out_dir / "report.md"
-    files["report_html"] = out_dir / "report.html"
+    files.update({role: out_dir / RUN_FILE[role].name
+                  for role in (*texts, "metrics", "report", "report_html")})
     sections = _report_sections(dataset, test, config, model_spec, metrics, evaluation, files,
                                 findings)
     title = f"fruitclf run report: {out_dir}"
@@ -793,7 +787,7 @@ def _label_error_section(suspects: list[Misclassified], root: str) -> _report.Se
         _report.table(("image", "given", "predicted", "confidence"),
                       [(_report.relative(m.path or "", root), m.true_label, m.predicted_label,
                         f"{m.confidence:.3f}") for m in suspects[:LABEL_ERRORS_SHOWN]]),
-        _report.image("label_errors.png", "Possible label errors")])
+        _report.image(RUN_FILE["label_errors"].name, "Possible label errors")])
 
 
 def _report_sections(

@@ -15,28 +15,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._ownership import RUN_FILE, RUN_FILES
+
 __all__ = ["Block", "Section", "render_html", "render_markdown", "run_sections"]
 
 #: What each file of a run folder holds, by role (the report's "Files" section).
-FILE_ROLES = {
-    "model.keras": "the trained model with its class names (Keras format)",
-    "model.h5": "the same model in HDF5, for older tools",
-    "report": "this report, as Markdown",
-    "report_html": "this report, as one web page",
-    "metrics": "the results above, as JSON",
-    "classification_report": "precision, recall and F1 per class on the test folder",
-    "history_json": "loss and accuracy per epoch (read by --resume)",
-    "history_csv": "loss and accuracy per epoch, as CSV",
-    "history": "training curves",
-    "samples": "one training image per class",
-    "confusion_matrix": "test confusion matrix",
-    "misclassified": "test images the model got wrong",
-    "label_errors": "training images the model calls another class",
-    "leakage": "test images with a twin in the training folder",
-    "split": "which images trained and which validated (read by --resume)",
-    "checkpoint": "the best epoch's model while training",
-    "last_checkpoint": "the latest epoch's model and optimizer state (read by --resume)",
-}
+FILE_ROLES = {f.role: f.description for f in RUN_FILES}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,19 +92,20 @@ def run_sections(
     sections = [
         Section("Results", [text(_headline(metrics)),
                             table(("metric", "value"), list(metrics.items()), digits=4)]),
-        Section("Data", [*data, image("samples.png", "One image per class")]),
+        Section("Data", [*data, image(RUN_FILE["samples"].name, "One image per class")]),
         Section("Settings", [text("Every setting of this run, defaults included:"),
                              table(("setting", "value"), list(settings.items()))]),
         Section("Model", [pre(layers)]),
         Section("Training curves", [
             text("Loss and accuracy per epoch; the marked epoch is the one the saved model "
                  "comes from."),
-            image("history.png", "Loss and accuracy")]),
+            image(RUN_FILE["history"].name, "Loss and accuracy")]),
     ]
     if classification_report is not None:
         sections.append(Section("Test set", [
-            pre(classification_report), image("confusion_matrix.png", "Confusion matrix"),
-            image("misclassified.png", "Misclassified images")]))
+            pre(classification_report),
+            image(RUN_FILE["confusion_matrix"].name, "Confusion matrix"),
+            image(RUN_FILE["misclassified"].name, "Misclassified images")]))
     if leakage is not None:
         sections.append(leakage)
     sections.append(label_errors)

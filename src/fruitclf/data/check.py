@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import _files
+from .._ownership import check_outside
 from ..exceptions import DatasetError
 from .quality import MEASURE_SIDE, Fingerprint, fingerprint
 
@@ -787,12 +788,7 @@ def remove_files(
     qdir: Path | None = None
     if not delete:
         qdir = Path(quarantine) if quarantine is not None else default_quarantine(root)
-        resolved = qdir.resolve()
-        if resolved == root_path or root_path in resolved.parents:
-            raise ValueError(
-                f"`quarantine` must be outside the image folder, or it would become a class. "
-                f"Received: quarantine={str(qdir)!r} inside {root!r}"
-            )
+        check_outside(qdir, {"image folder": root}, "quarantine")
     removed: list[FileProblem] = []
     skipped: list[str] = []
     manifest_path = qdir / MANIFEST_NAME if qdir is not None else None

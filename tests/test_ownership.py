@@ -1,0 +1,248 @@
+"""Never touch what is not ours: run folders, exports, evaluation folders and outputs.
+
+Each test plants a user's file where fruitclf writes, runs the real command, and checks that
+the file is untouched and the command says why it refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import fruitclf
+from fruitclf import ExportError, RunFolderError, run
+from fruitclf._files import TMP_MARK
+from fruitclf._ownership import EVALUATION_FILES, RUN_FILES
+from fruitclf.cli import main
+
+QUICK = {"image_size": 24, "batch_size": 8, "precision": "float32", "tta": 1, "verbose": 0}
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".fruitclf.lock"}
+
+
+@pytest.fixture(scope="module")
+def leaky_test(image_folder, test_folder, tmp_path_factory) -> Path:
+    """The test folder plus one training image: a leaked test image."""
+    folder = tmp_path_factory.mktemp("leaky") / "test"
+    shutil.copytree(test_folder, folder)
+    twin = sorted((image_folder / "class_0").iterdir())[0]
+    shutil.copy(twin, folder / "class_0" / "twin.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def finished(image_folder, leaky_test, tmp_path_factory) -> Path:
+    """A complete 2-epoch run with a test folder that leaks (so it has leakage.json)."""
+    out = tmp_path_factory.mktemp("owned") / "run"
+    run(image_folder, out=out, test_dir=leaky_test, epochs=2, **QUICK)
+    return out
+
+
+def test_every_file_a_run_writes_is_declared(finished):
+    """Check that a finished run folder holds only declared files (and its lock)."""
+    declared = {f.name for f in RUN_FILES} | {".fruitclf.lock"}
+    written = {p.name for p in finished.iterdir()}
+    assert written <= declared, written - declared
+    assert {"report.html", "leakage.json", "label_errors.png"} <= written
+    marker = json.loads((finished / "fruitclf-run.json").read_text())
+    assert set(marker["owns"]) == {f.name for f in RUN_FILES}
+
+
+@pytest.mark.parametrize("name", ["report.html", "leakage.json", "label_errors.png",
+                                  "model.keras"])
+def test_a_user_file_with_a_run_file_name_is_never_replaced(image_folder, tmp_path, name):
+    """Check that train refuses a folder holding a user's file with a run file's name, with
+    and without --overwrite, and changes nothing."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / name).write_text("my own file")
+    for extra in ({}, {"overwrite": True}):
+        with pytest.raises(RunFolderError, match=rf"holds {name}, which no fruitclf run"):
+            run(image_folder, out=out, epochs=1, **QUICK, **extra)
+    assert (out / name).read_text() == "my own file"
+    assert sorted(p.name for p in out.iterdir()) == [".fruitclf.lock", name]
+
+
+def test_overwrite_removes_the_previous_runs_files_exports_and_nothing_else(
+        finished, image_folder, tmp_path):
+    """Check that --overwrite over a run with a test folder leaves no stale leakage.json,
+    removes exports made into the folder, and keeps the user's own files."""
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    fruitclf.export_model(out / "model.keras", out / "fruits.tflite")
+    fruitclf.export_model(out / "model.keras", out / "saved")
+    (out / "notes.txt").write_text("mine")
+    (out / "photos").mkdir()
+    (out / "photos" / "a.jpg").write_bytes(b"not really a photo")
+    run(image_folder, out=out, epochs=1, overwrite=True, **QUICK)
+    names = {p.name for p in out.iterdir()}
+    assert not names & {"leakage.json", "classification_report.txt", "confusion_matrix.png",
+                        "fruits.tflite", "fruits.tflite.json", "fruits.tflite.labels.txt",
+                        "saved", "saved.json", "saved.labels.txt"}
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "photos" / "a.jpg").read_bytes() == b"not really a photo"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 1 and "num_leaked_test_images" not in metrics
+
+
+def test_overwrite_refuses_an_export_in_the_run_folder_holding_user_files(finished,
+                                                                        image_folder, tmp_path):
+    """Check that a SavedModel export in a run folder that a user added files to stops the
+    overwrite before any file is removed."""
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    fruitclf.export_model(out / "model.keras", out / "saved")
+    (out / "saved" / "notes.txt").write_text("mine")
+    before = _tree(out)
+    with pytest.raises(RunFolderError, match=r"notes\.txt"):
+        run(image_folder, out=out, epochs=1, overwrite=True, **QUICK)
+    assert _tree(out) == before
+
+
+def test_a_damaged_marker_is_refused_even_with_overwrite(image_folder, tmp_path):
+    """Check that a fruitclf-run.json fruitclf cannot read is not taken as a licence to
+    remove files, with or without --overwrite."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "fruitclf-run.json").write_text('{"format": "something-else"}')
+    (out / "model.h5").write_text("mine")
+    for extra in ({}, {"overwrite": True}):
+        with pytest.raises(RunFolderError, match="not a fruitclf run marker: move it away"):
+            run(image_folder, out=out, epochs=1, **QUICK, **extra)
+    assert (out / "model.h5").read_text() == "mine"
+
+
+def test_savedmodel_overwrite_never_deletes_a_users_folder(finished, tmp_path, capsys):
+    """Check item 1: export --overwrite onto a folder of the user's refuses, naming what is
+    there, and leaves it byte-identical."""
+    folder = tmp_path / "mine"
+    (folder / "photos").mkdir(parents=True)
+    (folder / "notes.txt").write_text("mine")
+    (folder / "photos" / "p.jpg").write_bytes(b"jpeg")
+    before = _tree(folder)
+    code = main(["export", str(finished / "model.keras"), "--format", "savedmodel", "--out",
+                 str(folder), "--overwrite"])
+    err = capsys.readouterr().err
+    assert code == 1 and "replaces only an export that fruitclf wrote" in err
+    assert "notes.txt" in err and len(err.strip().splitlines()) == 1
+    assert _tree(folder) == before
+    assert not [p for p in tmp_path.iterdir() if TMP_MARK in p.name]
+
+
+@pytest.mark.parametrize("suffix", [".tflite", ".onnx"])
+def test_file_export_overwrite_replaces_only_a_fruitclf_export(finished, tmp_path, suffix):
+    """Check that a user's file (or sidecar) at the export path is refused with --overwrite,
+    and that an export fruitclf wrote is replaced."""
+    target = tmp_path / f"model{suffix}"
+    target.write_bytes(b"the user's own model")
+    with pytest.raises(ExportError, match="not part of one"):
+        fruitclf.export_model(finished / "model.keras", target, overwrite=True)
+    assert target.read_bytes() == b"the user's own model"
+    target.unlink()
+    labels = tmp_path / f"model{suffix}.labels.txt"
+    labels.write_text("my labels\n")
+    with pytest.raises(ExportError, match=r"labels\.txt' is not part of one"):
+        fruitclf.export_model(finished / "model.keras", target, overwrite=True)
+    assert labels.read_text() == "my labels\n"
+    labels.unlink()
+    fruitclf.export_model(finished / "model.keras", target)
+    result = fruitclf.export_model(finished / "model.keras", target, overwrite=True)
+    assert result.top1_agreement == 1.0
+
+
+def test_a_killed_exports_work_folder_is_removed_and_a_running_one_kept(finished, tmp_path):
+    """Check that the hidden work folder of an export that was killed goes with the next
+    export of the same target, while one still locked by a running export stays."""
+    from fruitclf._files import exclusive_lock
+
+    target = tmp_path / "fruits.onnx"
+    stale = tmp_path / f".fruits.onnx.abc123{TMP_MARK}"
+    (stale / "savedmodel").mkdir(parents=True)
+    (stale / "savedmodel" / "saved_model.pb").write_bytes(b"half")
+    busy = tmp_path / f".fruits.onnx.def456{TMP_MARK}"
+    busy.mkdir()
+    lock = exclusive_lock(busy / ".lock", "{holder}", RuntimeError)
+    other = tmp_path / f".other.onnx.abc123{TMP_MARK}"
+    other.mkdir()
+    try:
+        fruitclf.export_model(finished / "model.keras", target)
+        assert not stale.exists() and busy.exists() and other.exists()
+    finally:
+        assert lock is not None
+        lock.close()
+
+
+@pytest.mark.parametrize("where", ["train", "test"])
+def test_a_run_folder_inside_an_image_folder_is_refused(image_folder, test_folder, tmp_path,
+                                                        capsys, where):
+    """Check item 3: --out inside the training or test folder is refused before anything is
+    written (it would become a class)."""
+    train = tmp_path / "train"
+    shutil.copytree(image_folder, train)
+    inside = (train if where == "train" else test_folder) / "myrun"
+    code = main(["train", str(train), "--test", str(test_folder), "--out", str(inside),
+                 "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "`--out` must be outside the" in err and "Received: --out" in err
+    assert not inside.exists()
+
+
+def test_outputs_inside_image_folders_are_refused_for_every_command(finished, image_folder,
+                                                                    test_folder, tmp_path,
+                                                                    capsys):
+    """Check that evaluate --out, export --out (calibration folder), samples --out and a
+    quarantine inside the image folder are refused, with nothing written."""
+    model = str(finished / "model.keras")
+    before = _tree(test_folder), _tree(image_folder)
+    commands = [
+        ["evaluate", model, str(test_folder), "--out", str(test_folder / "eval")],
+        ["export", model, "--out", str(image_folder / "m.tflite"), "--calibration",
+         str(image_folder)],
+        ["samples", str(image_folder), "--out", str(image_folder / "class_0" / "s.png")],
+        ["clean", str(image_folder), "--quarantine", str(image_folder / "q")],
+    ]
+    for command in commands:
+        assert main(command) == 1, command
+        err = capsys.readouterr().err
+        assert "must be outside the" in err, (command, err)
+    assert (_tree(test_folder), _tree(image_folder)) == before
+
+
+def test_evaluate_out_keeps_its_own_files_and_refuses_anyone_elses(finished, test_folder,
+                                                                   tmp_path, capsys):
+    """Check that evaluate --out refuses a run folder (whose confusion matrix is the run's)
+    and a folder with a user's file of its names, and replaces its own evaluation."""
+    model = str(finished / "model.keras")
+    before = _tree(finished)
+    assert main(["evaluate", model, str(test_folder), "--out", str(finished)]) == 1
+    assert "confusion_matrix.png" in capsys.readouterr().err
+    assert _tree(finished) == before
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "evaluation.json").write_text("mine")
+    assert main(["evaluate", model, str(test_folder), "--out", str(out)]) == 1
+    assert (out / "evaluation.json").read_text() == "mine"
+    (out / "evaluation.json").unlink()
+    for _ in range(2):  # the second replaces the first's files
+        assert main(["evaluate", model, str(test_folder), "--out", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} == {f.name for f in EVALUATION_FILES}
+
+
+def test_samples_out_replaces_only_its_own_image(image_folder, tmp_path, capsys):
+    """Check that samples --out refuses to replace a user's picture and replaces a sample
+    grid it wrote itself."""
+    photo = tmp_path / "holiday.png"
+    photo.write_bytes(b"\x89PNG my holiday")
+    assert main(["samples", str(image_folder), "--out", str(photo)]) == 1
+    assert "holiday.png" in capsys.readouterr().err
+    assert photo.read_bytes() == b"\x89PNG my holiday"
+    grid = tmp_path / "grid.png"
+    for _ in range(2):
+        assert main(["samples", str(image_folder), "--out", str(grid)]) == 0
