@@ -246,3 +246,28 @@ def test_samples_out_replaces_only_its_own_image(image_folder, tmp_path, capsys)
     grid = tmp_path / "grid.png"
     for _ in range(2):
         assert main(["samples", str(image_folder), "--out", str(grid)]) == 0
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize("delay", [0.4, 0.8, 1.6])
+def test_ctrl_c_during_start_up_is_one_line(image_folder, tmp_path, delay):
+    """Check that Ctrl-C while the command builds its parser or loads TensorFlow prints
+    ``fruitclf: interrupted`` and exits 130, without a traceback."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from fruitclf.cli import entry_point; entry_point()",
+         "train", str(image_folder), "--out", str(tmp_path / "run"), "--epochs", "1"],
+        env={**os.environ, "PYTHONPATH": str(src)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == [err.strip().splitlines()[-1]]
+    assert err.strip().startswith("fruitclf: interrupted")

@@ -42,13 +42,14 @@ if TYPE_CHECKING:
     from .data import Preprocessing as Preprocessing
     from .data import plan_cache as plan_cache
     from .data.check import CheckReport as CheckReport
-    from .data.check import CleanReport as CleanReport
     from .data.check import FileProblem as FileProblem
-    from .data.check import restore_quarantine as restore_quarantine
     from .data.quality import DuplicateGroup as DuplicateGroup
     from .data.quality import LeakedPair as LeakedPair
     from .data.quality import QualityIssue as QualityIssue
     from .data.quality import QualityThresholds as QualityThresholds
+    from .data.quarantine import CleanReport as CleanReport
+    from .data.quarantine import RestoredFiles as RestoredFiles
+    from .data.quarantine import restore_quarantine as restore_quarantine
     from .demo import DemoDataset as DemoDataset
     from .demo import write_demo_dataset as write_demo_dataset
     from .evaluation import EvaluationResult as EvaluationResult
@@ -86,6 +87,7 @@ _LAZY = {
     "CleanReport": "data",
     "FileProblem": "data",
     "restore_quarantine": "data",
+    "RestoredFiles": "data",
     "DuplicateGroup": "data.quality",
     "LeakedPair": "data.quality",
     "QualityIssue": "data.quality",
@@ -167,6 +169,7 @@ __all__ = [
     "QualityIssue",
     "QualityThresholds",
     "Recipe",
+    "RestoredFiles",
     "RunConfig",
     "RunFolderError",
     "RunResult",

@@ -100,6 +100,45 @@ def is_locked(lock_path: str | os.PathLike[str]) -> bool:
     return False
 
 
+class Interrupts:
+    """Whether Ctrl-C or SIGTERM arrived inside :func:`deferred_interrupts`."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[Interrupts]:
+    """Hold Ctrl-C and SIGTERM until the caller's current step is done.
+
+    The first signal only sets ``requested``: the caller finishes the file it is moving,
+    records it, and stops. A second one raises ``KeyboardInterrupt`` at once. Only the main
+    thread can handle signals; elsewhere this changes nothing.
+    """
+    import signal
+    import threading
+
+    state = Interrupts()
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+    signals = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+
+    def handler(signum: int, frame: Any) -> None:
+        if state.requested:
+            raise KeyboardInterrupt
+        state.requested = True
+
+    for sig in signals:
+        signal.signal(sig, handler)
+    try:
+        yield state
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def write_error(target: str | os.PathLike[str], exc: OSError) -> WriteError:
     """The one-line error for a failed write of ``target``."""
     reason = getattr(exc, "reason", None) or exc.strerror or str(exc) or type(exc).__name__

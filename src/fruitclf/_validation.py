@@ -31,10 +31,16 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+def short_repr(value: Any, limit: int = 200) -> str:
+    """``repr(value)``, cut to ``limit`` characters so that one error stays one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 20]}... ({len(text)} characters)"
+
+
 def invalid(name: str, allowed: str, value: Any, error: type[Exception] = ValueError
             ) -> Exception:
     """The exception for ``name`` not being ``allowed``: raise it."""
-    return error(f"`{name}` must be {allowed}. Received: {name}={value!r}")
+    return error(f"`{name}` must be {allowed}. Received: {name}={short_repr(value)}")
 
 
 def check_int(
@@ -119,6 +125,11 @@ def check_choice(value: Any, name: str, choices: Collection[T], *,
     return value  # type: ignore[no-any-return]
 
 
+#: The largest model input side fruitclf trains, saves or loads (a guard for memory too:
+#: a stored input size above it is refused as damaged metadata).
+MAX_IMAGE_SIDE = 2048
+
+
 def check_image_size(value: Any, name: str = "image_size", *,
                      error: type[Exception] = ValueError) -> tuple[int, int]:
     """Return ``(height, width)`` from an int or a pair of positive ints."""
@@ -134,6 +145,8 @@ def check_image_size(value: Any, name: str = "image_size", *,
     ):
         raise invalid(name, "a positive int or a pair of positive ints (height, width), "
                       "e.g. (128, 128)", received, error)
+    if max(int(v) for v in value) > MAX_IMAGE_SIDE:
+        raise invalid(name, f"at most {MAX_IMAGE_SIDE} pixels a side", received, error)
     return int(value[0]), int(value[1])
 
 
@@ -153,8 +166,51 @@ def check_class_names(class_names: Sequence[str], outputs: int, *,
         where = (f"{source!r} stores {len(names)} class names" if source is not None
                  else f"`class_names` has {len(names)} names")
         raise error(f"{where} but the model has {outputs} outputs. "
-                    f"Received: class_names={names!r}")
+                    f"Received: class_names={short_repr(names)}")
     return names
+
+
+#: At most this many classes, each name at most this many characters.
+MAX_CLASSES = 10_000
+MAX_CLASS_NAME = 255
+
+
+def class_name_problem(names: Sequence[Any]) -> str | None:
+    """Why ``names`` cannot label a model's outputs, or None.
+
+    Class names become folder names, lines of ``labels.txt`` and keys in JSON, so each must
+    be a non-empty str of at most 255 characters without control characters or line
+    breaks, and no two may differ only in Unicode normalisation (NFC ``café`` vs NFD
+    ``café``) or letter case (``Apple`` vs ``apple``): such folders are one folder on macOS
+    and Windows, and an app reading the labels could not tell them apart.
+
+    Examples
+    --------
+    >>> class_name_problem(["acai", "a\nb"])
+    "'a\\nb' has a control character or line break"
+    >>> class_name_problem(["Apple", "apple"])
+    "'Apple' and 'apple' differ only in letter case or Unicode normalisation"
+    """
+    import unicodedata
+
+    if len(names) > MAX_CLASSES:
+        return f"{len(names)} classes, above the limit of {MAX_CLASSES}"
+    seen: dict[str, str] = {}
+    for name in names:
+        if not isinstance(name, str) or not name:
+            return f"{short_repr(name, 60)} is not a non-empty str"
+        if len(name) > MAX_CLASS_NAME:
+            return f"{short_repr(name, 60)} is longer than {MAX_CLASS_NAME} characters"
+        if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
+            return f"{short_repr(name, 60)} has a control character or line break"
+        key = unicodedata.normalize("NFC", name).casefold()
+        if key in seen:
+            if seen[key] == name:
+                return f"{short_repr(name, 60)} appears twice"
+            return (f"{short_repr(seen[key], 60)} and {short_repr(name, 60)} differ only in "
+                    "letter case or Unicode normalisation")
+        seen[key] = name
+    return None
 
 
 #: The model file formats fruitclf reads and writes (``.hdf5`` is read as ``.h5``).

@@ -204,6 +204,9 @@ def _add_data_commands(sub: Any) -> None:
     p.add_argument("quarantine", help="the quarantine folder (holds fruitclf-quarantine.json)")
     p.add_argument("--dry-run", action="store_true",
                    help="change nothing, list what would be moved back")
+    p.add_argument("--trust-list", action="store_true",
+                   help="also restore list entries without a checksum (files still come only "
+                        "from the quarantine and go only into the recorded image folder)")
 
     p = _add(sub, "samples", "Save a grid with one random image per class.")
     p.add_argument("dir", help="folder with one sub-folder per class")
@@ -445,15 +448,18 @@ def _cmd_clean(args: argparse.Namespace) -> int:
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
-    from .data.check import restore_quarantine
+    from .data.quarantine import restore_quarantine
 
-    restored = restore_quarantine(args.quarantine, dry_run=args.dry_run)
+    restored = restore_quarantine(args.quarantine, dry_run=args.dry_run,
+                                  trust_list=args.trust_list)
     verb = "Would restore" if args.dry_run else "Restored"
     for path in restored:
         print(f"{verb}: {path}")
     if not restored:
         print("Nothing to restore.")
-    return 0
+    for path in restored.unaccounted:
+        print(f"Not in the quarantine list, left where it is: {path}")
+    return 1 if restored.unaccounted else 0
 
 
 def _cmd_samples(args: argparse.Namespace) -> int:
@@ -508,7 +514,7 @@ def _print_run(result: Any) -> None:
     metrics = result.metrics
     shown = [key for key in ("val_accuracy", "test_accuracy", "test_accuracy_without_leaked",
                              "test_loss", "num_leaked_test_images", "best_epoch", "epochs_run",
-                             "train_seconds", "images_per_second", "workers",
+                             "non_finite_epoch", "train_seconds", "images_per_second", "workers",
                              "global_batch_size")
              if metrics.get(key) is not None]
     width = max((len(key) for key in shown), default=0)
@@ -742,10 +748,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     Errors in the input print one line, ``fruitclf: error: ...``, and exit with status 1
     (2 for unknown options, as argparse does).
     """
-    parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    _suggest_command(parser, argv)
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser()
+        argv = list(sys.argv[1:] if argv is None else argv)
+        _suggest_command(parser, argv)
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("fruitclf: interrupted.", file=sys.stderr)
+        return 130
     if not args.verbose:
         _quiet_third_party_logs()
     handler = logging.StreamHandler(sys.stderr)
@@ -774,7 +784,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         detail = f": {exc}" if str(exc) else ""
         hint = (" Run the same command with --resume to continue."
                 if args.command in ("train", "demo") else "")
-        print(f"fruitclf: interrupted{detail}{hint}", file=sys.stderr)
+        print(f"fruitclf: interrupted{detail}.{hint}", file=sys.stderr)
         return 130
     finally:
         logger.removeHandler(handler)
@@ -788,7 +798,11 @@ def entry_point() -> None:
     and modules) takes most of a second after the work is done. Every file is written and
     closed by then, so the command flushes its output and leaves at once.
     """
-    code = main()
+    try:
+        code = main()
+    except KeyboardInterrupt:  # between two steps of main's own handling
+        print("fruitclf: interrupted.", file=sys.stderr)
+        code = 130
     if "tensorflow" not in sys.modules:
         sys.exit(code)
     logging.shutdown()

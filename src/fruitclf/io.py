@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _files
 from ._compat import load_custom_objects, versions
-from ._validation import check_class_names, model_format
+from ._validation import check_class_names, class_name_problem, model_format, short_repr
 from .data import Preprocessing
 from .exceptions import ModelFileError, VersionCompatibilityError
 
@@ -55,7 +55,11 @@ def build_metadata(
     """Return the metadata dict stored with a model."""
     names = list(class_names)
     if not names or not all(isinstance(n, str) for n in names):
-        raise TypeError(f"`class_names` must be a non-empty list of str. Received: {class_names!r}")
+        raise TypeError(f"`class_names` must be a non-empty list of str. Received: "
+                        f"{short_repr(class_names)}")
+    problem = class_name_problem(names)
+    if problem is not None:
+        raise ValueError(f"`class_names` cannot label a model: {problem}.")
     return {
         "format": "fruitclf-model",
         "version": 1,
@@ -176,6 +180,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         if fmt == ".keras":
             with zipfile.ZipFile(path) as archive:
+                _check_members(path, archive)
                 if KERAS_ENTRY not in archive.namelist():
                     raise ModelFileError(
                         f"{os.fspath(path)!r} is a Keras model without fruitclf metadata "
@@ -199,8 +204,60 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ModelFileError(f"Cannot read model file {os.fspath(path)!r}: {exc}") from None
 
 
-#: The largest input side a stored preprocessing may ask for (a guard against tampered files).
-MAX_IMAGE_SIDE = 8192
+#: Bytes a member of a ``.keras`` archive may inflate to before fruitclf reads it (a guard
+#: against zip bombs): fruitclf's metadata, Keras's config and metadata, and the weights
+#: when the model's size is not known from its spec.
+MEMBER_LIMITS = {KERAS_ENTRY: 16 << 20, "config.json": 64 << 20, "metadata.json": 1 << 20}
+WEIGHTS_LIMIT = 4 << 30
+#: Bytes of weights per parameter a saved model may hold: float32 weights and up to three
+#: optimizer slots; plus a fixed allowance for the HDF5 structure and the config.
+WEIGHT_BYTES_PER_PARAM = 16
+WEIGHTS_OVERHEAD = 16 << 20
+
+
+def _check_members(path: str | os.PathLike[str], archive: zipfile.ZipFile) -> None:
+    """Refuse, before reading any member, a ``.keras`` archive with unsafe member names or a
+    member that inflates past its limit."""
+    for info in archive.infolist():
+        name = info.filename
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+            raise ModelFileError(f"{os.fspath(path)!r} holds a member with an unsafe name, "
+                                 f"{short_repr(name, 80)}; it is not a model fruitclf or Keras "
+                                 "wrote.")
+        limit = MEMBER_LIMITS.get(name, WEIGHTS_LIMIT)
+        if info.file_size > limit:
+            raise ModelFileError(
+                f"{os.fspath(path)!r} is refused: its member {short_repr(name, 80)} inflates "
+                f"to {info.file_size / 2**20:,.0f} MiB, above the {limit / 2**20:,.0f} MiB "
+                "limit for it. The file is damaged or was changed; save the model again.")
+
+
+def _check_weights_size(path: str | os.PathLike[str], metadata: Mapping[str, Any]) -> None:
+    """Refuse weights far larger than the stored spec's parameters can fill, before Keras
+    reads them."""
+    from .spec import CNNSpec
+
+    stored = metadata.get("spec")
+    if not isinstance(stored, dict) or stored.get("backbone"):
+        return  # the .keras member limit above still holds
+    try:
+        params = CNNSpec.from_dict(stored).describe().total_params
+    except (TypeError, ValueError, KeyError):
+        return  # a spec this version cannot read: Keras reports the model's own problems
+    limit = params * WEIGHT_BYTES_PER_PARAM + WEIGHTS_OVERHEAD
+    if _check_model_file(path) == ".keras":
+        with zipfile.ZipFile(path) as archive:
+            members = [i for i in archive.infolist() if i.filename.endswith(".h5")]
+        size = sum(i.file_size for i in members)
+        what = f"weights ({', '.join(i.filename for i in members[:3])})"
+    else:
+        size, what = os.path.getsize(path), "weights"
+    if size > limit:
+        raise ModelFileError(
+            f"{os.fspath(path)!r} is refused: its {what} inflate to {size / 2**20:,.0f} MiB, "
+            f"more than its spec's {params:,} parameters can fill ({limit / 2**20:,.0f} MiB "
+            "at most). The file is damaged or was changed; save the model again.")
 
 
 def _check_metadata(path: str | os.PathLike[str], metadata: Any) -> dict[str, Any]:
@@ -223,10 +280,11 @@ def _check_metadata(path: str | os.PathLike[str], metadata: Any) -> dict[str, An
             "upgrade fruitclf to read it."
         )
     names = metadata.get("class_names")
-    if (not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names)
-            or len(set(names)) != len(names)):
-        raise damaged(f"class_names must be a non-empty list of distinct str, found "
-                      f"{str(names)[:80]}")
+    if not isinstance(names, list) or not names:
+        raise damaged(f"class_names must be a non-empty list of str, found {short_repr(names, 80)}")
+    problem = class_name_problem(names)
+    if problem is not None:
+        raise damaged(f"class_names: {problem}")
     for key, kinds in (("preprocessing", (dict,)), ("spec", (dict, type(None))),
                        ("training", (dict,)), ("history", (dict,)), ("resume", (dict,)),
                        ("versions", (dict,)), ("precision", (str,))):
@@ -237,9 +295,12 @@ def _check_metadata(path: str | os.PathLike[str], metadata: Any) -> dict[str, An
         preprocessing = Preprocessing.from_dict(metadata.get("preprocessing") or {})
     except (TypeError, ValueError) as exc:
         raise damaged(f"preprocessing: {exc}") from None
-    if max(preprocessing.image_size) > MAX_IMAGE_SIDE:
-        raise damaged(f"preprocessing image_size {preprocessing.image_size} is above "
-                      f"{MAX_IMAGE_SIDE} pixels a side")
+    spec = metadata.get("spec")
+    shape = spec.get("input_shape") if isinstance(spec, dict) else None
+    if (isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) for v in shape)
+            and tuple(shape[:2]) != tuple(preprocessing.image_size)):
+        raise damaged(f"preprocessing image_size {list(preprocessing.image_size)} differs from "
+                      f"the {shape[:2]} the model was built and trained for")
     return metadata
 
 
@@ -258,6 +319,18 @@ def _load_error(path: str | os.PathLike[str], metadata: Mapping[str, Any],
             "the versions that wrote it and save it again in the other format."
         )
     return ModelFileError(f"Cannot load model {os.fspath(path)!r}: {type(exc).__name__}: {reason}")
+
+
+def _refused_as_unsafe(exc: BaseException) -> bool:
+    """True when Keras's safe mode refused to run code stored in the file."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if "safe_mode" in str(current) or "unsafe" in str(current).lower():
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _rebuild_from_spec(path: str | os.PathLike[str], metadata: Mapping[str, Any]) -> Any:
@@ -453,12 +526,18 @@ def load_model(
     (['acai', 'cupuacu'], (32, 32))
     """
     metadata = read_metadata(path)  # before importing Keras: a wrong path fails at once
+    _check_weights_size(path, metadata)
     import keras
 
     try:
         model = keras.saving.load_model(os.fspath(path), compile=compile, safe_mode=safe_mode,
                                         custom_objects=load_custom_objects())
     except Exception as exc:  # Keras raises many types for damaged or foreign files
+        if safe_mode and _refused_as_unsafe(exc):
+            raise ModelFileError(
+                f"{os.fspath(path)!r} was refused as unsafe: it holds Python code (a Lambda "
+                "layer), which Keras does not run from a file by default. If you trust the "
+                "file, load it with fruitclf.load_model(path, safe_mode=False).") from None
         model = None if compile else _rebuild_from_spec(path, metadata)
         if model is None:
             raise _load_error(path, metadata, exc) from exc

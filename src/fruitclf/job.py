@@ -741,6 +741,8 @@ def _metrics(history: TrainingHistory, evaluation: EvaluationResult | None,
         "num_train_images": split_sizes[0],
         "num_val_images": split_sizes[1],
     }
+    if history.non_finite_epoch is not None:
+        metrics["non_finite_epoch"] = history.non_finite_epoch
     if evaluation is not None:
         metrics["test_accuracy"] = evaluation.accuracy
         metrics["test_loss"] = evaluation.loss

@@ -129,7 +129,14 @@ def _headline(metrics: Mapping[str, Any]) -> str:
                  f"{metrics.get('num_train_images', '?')} images in "
                  f"{float(metrics.get('train_seconds') or 0):.0f} s")
     sentence = "; ".join(parts)
-    return sentence[0].upper() + sentence[1:] + "."
+    sentence = sentence[0].upper() + sentence[1:] + "."
+    if metrics.get("non_finite_epoch"):
+        epoch = int(metrics["non_finite_epoch"])
+        kept = f"the weights of epoch {epoch - 1}" if epoch > 1 else "its initial weights"
+        sentence += (f" Training stopped at epoch {epoch}: the loss or the weights became "
+                     "infinite or NaN (the learning rate is probably too high); the model "
+                     f"keeps {kept}, the last finite ones.")
+    return sentence
 
 
 def render_markdown(title: str, sections: Sequence[Section]) -> str:

@@ -65,7 +65,11 @@ class TrainingHistory:
     epochs_run : int
         Epochs trained in total (a resumed run counts the earlier ones).
     stopped_early : bool
-        True when early stopping ended training before the epoch limit.
+        True when early stopping, or a non-finite loss, ended training before the epoch
+        limit.
+    non_finite_epoch : int or None
+        The epoch whose loss (or weights) became infinite or NaN, which ended training; the
+        model then holds the weights of the epoch before it, the last finite ones.
     seconds : float
         Wall time spent in training epochs.
     epoch_seconds : list of float
@@ -89,6 +93,7 @@ class TrainingHistory:
     best_value: float | None = None
     epochs_run: int = 0
     stopped_early: bool = False
+    non_finite_epoch: int | None = None
     seconds: float = 0.0
     epoch_seconds: list[float] = dataclasses.field(default_factory=list)
     images_per_epoch: int = 0
@@ -121,7 +126,8 @@ class TrainingHistory:
         out: dict[str, Any] = {
             "monitor": self.monitor, "best_epoch": self.best_epoch,
             "best_value": self.best_value, "epochs_run": self.epochs_run,
-            "stopped_early": self.stopped_early, "train_seconds": round(self.seconds, 3),
+            "stopped_early": self.stopped_early, "non_finite_epoch": self.non_finite_epoch,
+            "train_seconds": round(self.seconds, 3),
             "images_per_second": round(self.images_per_second, 2),
             "checkpoint_seconds": round(self.checkpoint_seconds, 3),
         }
@@ -218,10 +224,13 @@ class _RunMonitorSteps:
         self.last_write = time.monotonic()
         self.best_unsaved = False
         self.stop_requested = False
+        self.last_finite: list[Any] | None = None
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         # The data order of an epoch depends on (seed, epoch) only, also after a resume.
         set_pipeline_epoch(self.train, epoch)
+        if self.last_finite is None:
+            self.last_finite = self.model.get_weights()
         self.epoch_start = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
@@ -243,13 +252,12 @@ class _RunMonitorSteps:
         self.history.seconds += elapsed
         self.history.epochs_run = epoch + 1
         value = float(logs[self.monitor])
-        if math.isnan(value):
-            raise TrainingError(
-                f"{self.monitor} became NaN at epoch {epoch + 1}; lower the learning rate."
-            )
-        if _is_better(value, self.history.best_value, self.history.mode, self.trainer.min_delta):
+        weights = self.model.get_weights()
+        if not _finite_epoch(logs, weights):
+            self.stop_non_finite(epoch)
+        elif _is_better(value, self.history.best_value, self.history.mode, self.trainer.min_delta):
             self.history.best_value, self.history.best_epoch = value, epoch + 1
-            self.best_weights = self.model.get_weights()  # kept in memory
+            self.best_weights = weights  # kept in memory
             self.best_unsaved = True
             self.wait = 0
         else:
@@ -257,6 +265,8 @@ class _RunMonitorSteps:
             if self.trainer.patience is not None and self.wait >= self.trainer.patience:
                 self.history.stopped_early = epoch + 1 < self.epochs
                 self.model.stop_training = True
+        if self.history.non_finite_epoch is None:
+            self.last_finite = weights
         if self.stop_requested:
             self.model.stop_training = True
         # Write when waiting one more epoch would pass the interval, so a kill loses at
@@ -268,6 +278,19 @@ class _RunMonitorSteps:
         if self.trainer.history_path is not None and self.trainer.is_chief:
             self.history.save(self.trainer.history_path)
             self.history.save(Path(self.trainer.history_path).with_suffix(".csv"))
+
+    def stop_non_finite(self, epoch: int) -> None:
+        """A non-finite loss or weight: stop, and go back to the last finite weights."""
+        self.history.non_finite_epoch = epoch + 1
+        self.history.stopped_early = True
+        self.model.stop_training = True
+        if self.last_finite is not None:
+            self.model.set_weights(self.last_finite)
+        kept = f"those of epoch {epoch}" if epoch else "the initial ones"
+        logger.warning(
+            "Training stopped at epoch %d: the loss or the weights became infinite or NaN "
+            "(the learning rate is probably too high). The model keeps the last finite "
+            "weights, %s; try a lower learning rate.", epoch + 1, kept)
 
     def write_checkpoints(self, history: TrainingHistory) -> None:
         """Best model first, then the resume state that refers to it: a kill between the
@@ -307,13 +330,26 @@ class _RunMonitorSteps:
                 "rng": [v.numpy().tolist() for v in _rng_variables(self.model)]}
 
     def finish(self) -> None:
-        """End of the last phase: the best epoch's weights, or the last epoch's."""
+        """End of the last phase: the best epoch's weights, or the last (finite) epoch's."""
         if self.trainer.restore_best and self.best_weights is not None:
             self.trainer.model.set_weights(self.best_weights)
             logger.info("Restored the weights of the best epoch (%s).", self.history.best_epoch)
         elif not self.trainer.restore_best and self.history.epochs_run:
-            self.history.best_epoch = self.history.epochs_run
-            self.history.best_value = self.history.metrics[self.monitor][-1]
+            last = (self.history.epochs_run if self.history.non_finite_epoch is None
+                    else self.history.non_finite_epoch - 1)
+            self.history.best_epoch = last or None
+            self.history.best_value = self.history.metrics[self.monitor][last - 1] if last else None
+
+
+def _finite_epoch(logs: Mapping[str, Any], weights: Sequence[Any]) -> bool:
+    """True when the epoch's loss and every weight (batch-norm statistics included) are
+    finite: a huge learning rate can leave a finite loss over infinite statistics."""
+    import numpy as np
+
+    if not all(math.isfinite(float(v)) for k, v in logs.items() if k.endswith("loss")):
+        return False
+    return all(bool(np.isfinite(w).all()) for w in weights
+               if np.issubdtype(np.asarray(w).dtype, np.floating))
 
 
 def _make_monitor_callback(trainer: Trainer, history: TrainingHistory, epochs: int,

@@ -1,7 +1,8 @@
 """Files -> arrays: image folders, decoder-true checks, splits and ``tf.data`` pipelines.
 
 - :mod:`~fruitclf.data.folder`: :class:`ImageFolderDataset` (discovery, counts, summary).
-- :mod:`~fruitclf.data.check`: the file check with the training decoder, quarantine, restore.
+- :mod:`~fruitclf.data.check`: the file check with the training decoder.
+- :mod:`~fruitclf.data.quarantine`: moving flagged files aside with a list, and back.
 - :mod:`~fruitclf.data.split`: reproducible training/validation splits.
 - :mod:`~fruitclf.data.pipeline`: :class:`Preprocessing`, cache planning, ``tf.data``.
 
@@ -10,9 +11,10 @@ TensorFlow is imported only when something is decoded or a pipeline is built.
 
 from __future__ import annotations
 
-from .check import CheckReport, CleanReport, FileProblem, restore_quarantine
+from .check import CheckReport, FileProblem
 from .folder import DatasetSummary, IgnoredFile, ImageFolderDataset
 from .pipeline import CachePlan, Preprocessing, build_pipeline, plan_cache, set_pipeline_epoch
+from .quarantine import CleanReport, RestoredFiles, restore_quarantine
 from .split import DatasetSplit
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "IgnoredFile",
     "ImageFolderDataset",
     "Preprocessing",
+    "RestoredFiles",
     "build_pipeline",
     "plan_cache",
     "restore_quarantine",

@@ -1,4 +1,4 @@
-"""File checks made with the decoder that training uses, and the quarantine that acts on them.
+"""File checks made with the decoder that training uses.
 
 A file is judged by its bytes, not its name: the format is sniffed from the first bytes, the
 pixel count is read from the header (a guard against decompression bombs), and the verdict is
@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 import logging
 import os
 import struct
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import _files
-from .._ownership import check_outside
-from ..exceptions import DatasetError
 from .quality import MEASURE_SIDE, Fingerprint, fingerprint
 
 if TYPE_CHECKING:
@@ -34,7 +29,6 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "SCALE_RATIOS",
     "CheckReport",
-    "CleanReport",
     "FileProblem",
     "check_files",
     "decode_image",
@@ -44,8 +38,6 @@ __all__ = [
     "jpeg_ratio",
     "read_image_header",
     "read_image_size",
-    "remove_files",
-    "restore_quarantine",
     "sniff_format",
 ]
 
@@ -74,7 +66,6 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
 #: (the same limit as Pillow's ``Image.MAX_IMAGE_PIXELS``, about 9459 x 9459).
 DEFAULT_MAX_PIXELS = 89_478_485
 
-MANIFEST_NAME = "fruitclf-quarantine.json"
 _HEADER_BYTES = 65_536
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _TRAILERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82", "GIF": b"\x3b"}
@@ -651,312 +642,3 @@ def check_files(
     problems.sort(key=lambda p: p.relpath)
     return CheckReport(root, len(files), problems, sizes, time.perf_counter() - start, images,
                        prints)
-
-
-# --------------------------------------------------------------------------------------------
-# Quarantine
-# --------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class CleanReport:
-    """What :meth:`ImageFolderDataset.remove_corrupted` did (or would do, in a dry run).
-
-    Attributes
-    ----------
-    action : str
-        ``"quarantine"`` or ``"delete"``.
-    dry_run : bool
-        True when nothing was changed.
-    removed : list of FileProblem
-        Files moved or deleted (or that would be, in a dry run).
-    skipped : list of str
-        Flagged files left alone because they changed or vanished since the check.
-    quarantine : str or None
-        The quarantine folder, when moving.
-    manifest : str or None
-        The manifest that :func:`fruitclf.restore_quarantine` reads.
-
-    Examples
-    --------
-    >>> raw = fruitclf.ImageFolderDataset("downloads/fruits")
-    >>> result = raw.remove_corrupted(dry_run=True)
-    >>> result.lines()
-    ['Would move corrupted image: downloads/fruits/acai/07.jpg',
-     'Would move corrupted image: downloads/fruits/guarana/notes.png']
-    """
-
-    action: str
-    dry_run: bool
-    removed: list[FileProblem]
-    skipped: list[str]
-    quarantine: str | None
-    manifest: str | None
-
-    def lines(self) -> list[str]:
-        """One line per file, as logged; ``No corrupted images found.`` when there were none."""
-        if not self.removed and not self.skipped:
-            return ["No corrupted images found."]
-        verb = removal_verb(self.action == "delete", self.dry_run)
-        out = [f"{verb} {_removal(p)}" for p in self.removed]
-        out += [f"Skipped (changed since the check): {path}" for path in self.skipped]
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the report as plain JSON types."""
-        return {
-            "action": self.action,
-            "dry_run": self.dry_run,
-            "removed": [p.to_dict() for p in self.removed],
-            "skipped": list(self.skipped),
-            "quarantine": self.quarantine,
-            "manifest": self.manifest,
-        }
-
-    def __str__(self) -> str:
-        return "\n".join(self.lines())
-
-
-def removal_verb(delete: bool, dry_run: bool) -> str:
-    """What happens to a removed file, for the lines that list them: moved or deleted."""
-    if delete:
-        return "Would delete" if dry_run else "Deleted"
-    return "Would move" if dry_run else "Moved"
-
-
-def _removal(problem: FileProblem) -> str:
-    """``corrupted image: <path>`` or ``duplicate image: <path> (<why>)``."""
-    if problem.reason == "duplicate":
-        return f"duplicate image: {problem.path} ({problem.message})"
-    return f"corrupted image: {problem.path}"
-
-
-def same_file(path: str, size: int, mtime_ns: int) -> bool:
-    """True when ``path`` still has the size and modification time it had when read."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    return st.st_size == size and st.st_mtime_ns == mtime_ns
-
-
-def _unchanged(problem: FileProblem) -> bool:
-    if problem.reason not in ("unreadable", "broken_link"):
-        return same_file(problem.path, problem.size, problem.mtime_ns)
-    try:
-        st = os.lstat(problem.path) if problem.reason == "broken_link" else os.stat(problem.path)
-    except OSError:
-        return os.path.lexists(problem.path)
-    return st.st_size == problem.size and st.st_mtime_ns == problem.mtime_ns
-
-
-def _sha256(path: str) -> str | None:
-    if os.path.islink(path) and not os.path.exists(path):
-        return None
-    digest = hashlib.sha256()
-    try:
-        with _files.open_regular(path) as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    except OSError:
-        return None
-    return digest.hexdigest()
-
-
-def _load_manifest(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {"format": "fruitclf-quarantine", "version": 1, "entries": []}
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"Cannot read quarantine manifest {str(path)!r}: {exc}") from exc
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("entries"), list):
-        raise DatasetError(f"{str(path)!r} is not a fruitclf quarantine manifest.")
-    return manifest
-
-
-def remove_files(
-    problems: Iterable[FileProblem],
-    *,
-    root: str,
-    quarantine: str | os.PathLike[str] | None,
-    delete: bool,
-    dry_run: bool,
-) -> CleanReport:
-    """Move (or delete) exactly the flagged files; see ``ImageFolderDataset.remove_corrupted``."""
-    root_path = Path(root).resolve()
-    qdir: Path | None = None
-    if not delete:
-        qdir = Path(quarantine) if quarantine is not None else default_quarantine(root)
-        check_outside(qdir, {"image folder": root}, "quarantine")
-    removed: list[FileProblem] = []
-    skipped: list[str] = []
-    manifest_path = qdir / MANIFEST_NAME if qdir is not None else None
-    manifest = _load_manifest(manifest_path) if manifest_path is not None else None
-    for problem in problems:
-        if not _unchanged(problem):
-            logger.warning("Skipped (changed since the check): %s", problem.path)
-            skipped.append(problem.path)
-            continue
-        removed.append(problem)
-        if dry_run:
-            logger.info("%s %s", removal_verb(delete, True), _removal(problem))
-            continue
-        if delete:
-            os.unlink(problem.path)
-        else:
-            if qdir is None or manifest is None or manifest_path is None:  # pragma: no cover
-                raise RuntimeError("quarantine folder not set")
-            digest = _sha256(problem.path)
-            target = _quarantine_move(problem, qdir)
-            manifest["entries"].append(
-                {
-                    "original": str(Path(problem.path).absolute()),
-                    "quarantined": target.relative_to(qdir).as_posix(),
-                    "reason": problem.message,
-                    "code": problem.reason,
-                    "sha256": digest,
-                }
-            )
-            manifest["root"] = str(root_path)
-            _files.write_json(manifest_path, manifest)
-        logger.info("%s %s", removal_verb(delete, False), _removal(problem))
-    return CleanReport(
-        action="delete" if delete else "quarantine",
-        dry_run=dry_run,
-        removed=removed,
-        skipped=skipped,
-        quarantine=str(qdir) if qdir is not None else None,
-        manifest=str(manifest_path) if manifest_path is not None else None,
-    )
-
-
-def default_quarantine(root: str | os.PathLike[str]) -> Path:
-    """The quarantine folder used when none is given: ``<root>-quarantine`` beside the root."""
-    root_path = Path(root).absolute()
-    return root_path.with_name(f"{root_path.name}-quarantine")
-
-
-def _quarantine_move(problem: FileProblem, qdir: Path) -> Path:
-    """Move a flagged file into the quarantine under a name nothing else has."""
-    target = qdir / problem.relpath
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(100):
-        if attempt:
-            target = (qdir / problem.relpath).with_name(
-                f"{Path(problem.relpath).stem}.{time.time_ns()}{Path(problem.relpath).suffix}")
-        try:
-            _files.move_no_replace(problem.path, target)
-            return target
-        except FileExistsError:
-            continue
-    raise DatasetError(f"Cannot find a free name for {problem.relpath!r} in {str(qdir)!r}.")
-
-
-def restore_quarantine(
-    quarantine: str | os.PathLike[str], *, dry_run: bool = False
-) -> list[str]:
-    """Move quarantined files back to where they were found.
-
-    Nothing is ever overwritten: if a file now exists at an original path, or two
-    quarantined files belong at the same path, nothing is moved and the error names both
-    files. Files are moved one at a time and each is struck from the manifest as it lands,
-    so a restore that fails halfway (a permission error, a kill) is finished by running it
-    again; entries already back in place are recognised by their checksum. An entry whose
-    file was taken out of the quarantine by hand is dropped with a warning.
-
-    Parameters
-    ----------
-    quarantine : path-like
-        A folder written by :meth:`ImageFolderDataset.remove_corrupted`.
-    dry_run : bool, default=False
-        Only report what would be restored.
-
-    Returns
-    -------
-    list of str
-        The original paths restored (or that would be).
-
-    Raises
-    ------
-    DatasetError
-        If the folder has no manifest, a quarantined file changed since it was moved, a file
-        exists at an original path, two files belong at one path, or a move fails (the
-        message says how many were restored and how to finish).
-
-    Examples
-    --------
-    >>> fruitclf.restore_quarantine("data/train-quarantine")  # doctest: +SKIP
-    ['data/train/apple/broken.jpg']
-    """
-    qdir = Path(quarantine)
-    manifest_path = qdir / MANIFEST_NAME
-    if not manifest_path.exists():
-        raise DatasetError(
-            f"No quarantine manifest in {str(qdir)!r} (expected {MANIFEST_NAME}). "
-            "Pass the folder that `fruitclf clean` moved files into."
-        )
-    manifest = _load_manifest(manifest_path)
-    todo, settled, problems = _plan_restore(qdir, manifest["entries"])
-    if problems:
-        raise DatasetError(
-            f"Cannot restore from {str(qdir)!r}: " + "; ".join(problems)
-            + ". Nothing was changed."
-        )
-    restored = [str(entry["original"]) for entry in todo]
-    if dry_run:
-        return restored
-    remaining = [e for e in manifest["entries"] if not any(e is s for s in settled)]
-    if len(remaining) != len(manifest["entries"]):
-        manifest["entries"] = remaining
-        _files.write_json(manifest_path, manifest)
-    for done, entry in enumerate(todo):
-        source = qdir / entry["quarantined"]
-        try:
-            Path(entry["original"]).parent.mkdir(parents=True, exist_ok=True)
-            _files.move_no_replace(source, entry["original"])
-        except OSError as exc:
-            raise DatasetError(
-                f"Cannot restore {str(source)!r} to {entry['original']!r}: "
-                f"{exc.strerror or exc}. Restored {done} of {len(todo)}; fix the cause and "
-                "run restore again to finish."
-            ) from None
-        manifest["entries"] = [e for e in manifest["entries"] if e is not entry]
-        _files.write_json(manifest_path, manifest)
-        logger.info("Restored: %s", entry["original"])
-    return restored
-
-
-def _plan_restore(
-    qdir: Path, entries: list[dict[str, Any]]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
-    """Split manifest entries into files to move, entries already settled, and problems."""
-    todo: list[dict[str, Any]] = []
-    settled: list[dict[str, Any]] = []
-    problems: list[str] = []
-    claimed: dict[str, Path] = {}
-    for entry in entries:
-        if not isinstance(entry, dict) or not {"original", "quarantined"} <= entry.keys():
-            problems.append(f"damaged manifest entry {entry!r}")
-            continue
-        source, original = qdir / str(entry["quarantined"]), str(entry["original"])
-        digest = entry.get("sha256")
-        if not os.path.lexists(source):
-            settled.append(entry)
-            if os.path.lexists(original) and (digest is None or _sha256(original) == digest):
-                logger.info("Already restored: %s", original)
-            else:
-                logger.warning("No longer in the quarantine, dropped from its manifest: %s",
-                               source)
-            continue
-        if digest is not None and _sha256(str(source)) != digest:
-            problems.append(f"{str(source)!r} changed since it was quarantined")
-        if os.path.lexists(original):
-            problems.append(f"{original!r} exists, so {str(source)!r} cannot go back there "
-                            "(move one of them away)")
-        if original in claimed:
-            problems.append(f"both {str(claimed[original])!r} and {str(source)!r} belong at "
-                            f"{original!r} (move one of them out of the quarantine)")
-        claimed[original] = source
-        todo.append(entry)
-    return todo, settled, problems

@@ -24,10 +24,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._validation import check_float, check_image_size, check_int
+from .._validation import (
+    check_float,
+    check_image_size,
+    check_int,
+    class_name_problem,
+    short_repr,
+)
 from ..exceptions import DatasetError
 from . import check as _check
-from .check import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, CheckReport, CleanReport
+from . import quarantine as _quarantine
+from .check import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, CheckReport
 from .pipeline import Preprocessing, build_pipeline, plan_cache, prepare_for
 from .quality import (
     DuplicateGroup,
@@ -39,6 +46,7 @@ from .quality import (
     find_leakage,
     quality_issues,
 )
+from .quarantine import CleanReport
 from .split import SPLIT_FORMAT, DatasetSplit, validation_relpaths
 
 if TYPE_CHECKING:
@@ -346,6 +354,11 @@ class ImageFolderDataset:
                 f"No class folders found in {self._root!r}. Expected one sub-folder per class, "
                 f"e.g. {os.path.join(self._root, 'apple', '001.jpg')!r}"
             )
+        problem = class_name_problem(sorted(classes))
+        if problem is not None:
+            raise DatasetError(
+                f"The class folders of {self._root!r} cannot name classes: {problem}. Rename "
+                "the folder (a class name becomes a line of labels.txt and a key in JSON).")
         return classes, ignored
 
     def _resolve_class_names(
@@ -360,7 +373,10 @@ class ImageFolderDataset:
         names = list(class_names)
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"`class_names` has duplicates: {duplicates!r}")
+            raise ValueError(f"`class_names` has duplicates: {short_repr(duplicates)}")
+        problem = class_name_problem(names)
+        if problem is not None:
+            raise ValueError(f"`class_names` cannot name classes: {problem}.")
         unknown = sorted(found - set(names))
         if unknown:
             raise DatasetError(
@@ -744,7 +760,7 @@ class ImageFolderDataset:
                 quarantine: str | os.PathLike[str] | None, delete: bool, dry_run: bool
                 ) -> CleanReport:
         """Move or delete ``files`` (unchanged since read) and drop them from this dataset."""
-        result = _check.remove_files(files, root=self._root, quarantine=quarantine,
+        result = _quarantine.remove_files(files, root=self._root, quarantine=quarantine,
                                      delete=delete, dry_run=dry_run)
         if not dry_run:
             gone = {p.path for p in result.removed}
@@ -762,7 +778,7 @@ class ImageFolderDataset:
 
         order = sorted(range(len(group.paths)), key=lambda i: rank(group.paths[i]))
         keep, kept = group.relpaths[order[0]], prints.get(group.paths[order[0]])
-        if kept is None or not _check.same_file(group.paths[order[0]], kept.file_size,
+        if kept is None or not _quarantine.same_file(group.paths[order[0]], kept.file_size,
                                                 kept.mtime_ns):
             logger.warning("Left alone, the copy to keep changed since the check: %s",
                            group.paths[order[0]])
