@@ -22,6 +22,7 @@ extensions = [
     "sphinx.ext.doctest",
     "sphinx.ext.viewcode",
     "_ext.cli_reference",
+    "_ext.owned_files",
 ]
 
 autodoc_typehints = "none"

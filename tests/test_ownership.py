@@ -271,3 +271,16 @@ def test_ctrl_c_during_start_up_is_one_line(image_folder, tmp_path, delay):
     assert proc.returncode == 130, err
     assert err.strip().splitlines() == [err.strip().splitlines()[-1]]
     assert err.strip().startswith("fruitclf: interrupted")
+
+
+def test_an_output_that_reaches_an_image_folder_through_a_link_is_refused(image_folder,
+                                                                          tmp_path):
+    """Check that --out given as a link into the training folder is refused like the
+    folder itself."""
+    train = tmp_path / "train"
+    shutil.copytree(image_folder, train)
+    link = tmp_path / "runs"
+    link.symlink_to(train, target_is_directory=True)
+    with pytest.raises(ValueError, match="must be outside the training folder"):
+        run(train, out=link / "fruits", epochs=1, **QUICK)
+    assert sorted(p.name for p in train.iterdir()) == ["class_0", "class_1", "class_2"]

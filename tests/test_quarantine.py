@@ -274,3 +274,16 @@ def test_any_sequence_of_clean_kill_and_restore_ends_with_the_original_tree(tmp_
         assert not restored.unaccounted
         assert not _quarantined(qdir)
     assert _tree(root) == start
+
+
+def test_restore_never_follows_a_link_out_of_the_image_folder(quarantined, tmp_path):
+    """Check that when a class folder was replaced by a link to a folder outside the image
+    folder, restore refuses instead of writing through the link."""
+    root, qdir, _ = quarantined
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "class_0").rmdir()
+    (root / "class_0").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(DatasetError, match="is not inside the image folder"):
+        restore_quarantine(qdir)
+    assert not list(outside.iterdir())

@@ -176,7 +176,7 @@ MAX_CLASS_NAME = 255
 
 
 def class_name_problem(names: Sequence[Any]) -> str | None:
-    """Why ``names`` cannot label a model's outputs, or None.
+    r"""Why ``names`` cannot label a model's outputs, or None.
 
     Class names become folder names, lines of ``labels.txt`` and keys in JSON, so each must
     be a non-empty str of at most 255 characters without control characters or line

@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -113,6 +114,12 @@ class RestoredFiles(list[str]):
     ----------
     unaccounted : list of str
         Files in the quarantine that its list does not name: left where they are.
+
+    Examples
+    --------
+    >>> restored = fruitclf.restore_quarantine("data/train-quarantine")  # doctest: +SKIP
+    >>> list(restored), restored.unaccounted  # doctest: +SKIP
+    (['data/train/apple/broken.jpg'], [])
     """
 
     def __init__(self, paths: Iterable[str] = (), unaccounted: Iterable[str] = ()) -> None:
@@ -154,16 +161,24 @@ def _unchanged(problem: FileProblem) -> bool:
 
 
 def _sha256(path: str | os.PathLike[str]) -> str | None:
-    """The file's SHA-256; for a link, of the link's target path (what a move carries)."""
-    if os.path.islink(path):
+    """What identifies the file a move carries: the SHA-256 of its bytes; for a link, of its
+    target path; for a FIFO, socket or device, its kind; for a file that cannot be read, its
+    size and modification time (a move keeps both). None when it is gone."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
         return "link:" + hashlib.sha256(os.readlink(path).encode()).hexdigest()
+    if not stat.S_ISREG(st.st_mode):
+        return f"special:{stat.S_IFMT(st.st_mode):o}"
     digest = hashlib.sha256()
     try:
         with _files.open_regular(path) as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
     except OSError:
-        return None
+        return f"stat:{st.st_size}:{st.st_mtime_ns}"
     return digest.hexdigest()
 
 
