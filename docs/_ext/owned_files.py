@@ -35,9 +35,10 @@ class OwnedFiles(SphinxDirective):
     def _row(cells: tuple[str, str, str]) -> nodes.row:
         row = nodes.row()
         for i, text in enumerate(cells):
+            paragraph = nodes.paragraph()
+            paragraph += nodes.literal(text=text) if i == 0 else nodes.Text(text)
             entry = nodes.entry()
-            entry += nodes.paragraph(text="", children=[nodes.literal(text=text)] if i == 0
-                                     else [nodes.Text(text)])
+            entry += paragraph
             row += entry
         return row
 
