@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import numpy as np  # noqa: E402
 
 import fruitclf  # noqa: E402
-from _images import write_photo_folder  # noqa: E402
+from _images import rewrite_member, write_photo_folder  # noqa: E402
 from fruitclf.io import KERAS_ENTRY  # noqa: E402
 
 #: Peak memory allowed for any crafted file.
@@ -51,29 +51,11 @@ print(proc.returncode, peak, seconds, len(proc.stderr.strip()), sep="\\t")
 """
 
 
-def rewrite(source: Path, target: Path, member: str, payload: bytes | None = None,
-            inflate_to: int = 0) -> Path:
-    """Copy a .keras archive with ``member`` replaced (or deflated zeros of ``inflate_to``)."""
-    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w",
-                                                         zipfile.ZIP_DEFLATED) as new:
-        for info in old.infolist():
-            if info.filename != member:
-                new.writestr(info, old.read(info.filename))
-        if inflate_to:
-            with new.open(member, "w", force_zip64=True) as fh:
-                block = b"\0" * (1 << 24)
-                for _ in range(inflate_to >> 24):
-                    fh.write(block)
-        else:
-            new.writestr(member, payload or b"")
-    return target
-
-
 def metadata_case(model: Path, target: Path, change: object) -> Path:
     with zipfile.ZipFile(model) as archive:
         metadata = json.loads(archive.read(KERAS_ENTRY))
     change(metadata)  # type: ignore[operator]
-    return rewrite(model, target, KERAS_ENTRY, json.dumps(metadata).encode())
+    return rewrite_member(model, target, KERAS_ENTRY, json.dumps(metadata).encode())
 
 
 def variable_size_model(folder: Path) -> Path:
@@ -110,14 +92,19 @@ def main() -> None:
     model.compile(optimizer="adamw", loss="categorical_crossentropy")
     model.fit(np.zeros((4, 32, 32, 3)), np.eye(2)[[0, 1, 0, 1]], verbose=0)
     clean = fruitclf.save_model(model, work / "model.keras", class_names=["a", "b"], spec=spec)
+    def size(gigabytes: int) -> tuple[int, str]:
+        inflated = scale or gigabytes << 30
+        return inflated, f"{inflated / 2**30:.1f} GiB"
+
+    (meta, meta_text), (config, config_text), (weights, weights_text) = size(2), size(5), size(4)
     cases = {
         "untampered (baseline)": clean,
-        "metadata zip bomb (2 GB)": rewrite(clean, work / "meta.keras", KERAS_ENTRY,
-                                            inflate_to=scale or 2 << 30),
-        "config.json zip bomb (5 GB)": rewrite(clean, work / "config.keras", "config.json",
-                                               inflate_to=scale or 5 << 30),
-        "weights zip bomb (4 GB)": rewrite(clean, work / "weights.keras", "model.weights.h5",
-                                           inflate_to=scale or 4 << 30),
+        f"metadata zip bomb ({meta_text})": rewrite_member(
+            clean, work / "meta.keras", KERAS_ENTRY, inflate_to=meta),
+        f"config.json zip bomb ({config_text})": rewrite_member(
+            clean, work / "config.keras", "config.json", inflate_to=config),
+        f"weights zip bomb ({weights_text})": rewrite_member(
+            clean, work / "weights.keras", "model.weights.h5", inflate_to=weights),
         "variable input, 8192x8192": variable_size_model(work),
         "200,000 class names": metadata_case(
             clean, work / "names.keras",

@@ -193,3 +193,27 @@ def cropped(image: Image.Image, left: float, top: float, right: float, bottom: f
     w, h = image.size
     return image.crop((round(left * w), round(top * h), round(w * (1 - right)),
                        round(h * (1 - bottom))))
+
+
+def rewrite_member(source: Path, target: Path, member: str, payload: bytes | None = None, *,
+                   inflate_to: int = 0, extra: dict[str, bytes] | None = None) -> Path:
+    """Copy a ``.keras`` (zip) archive, replacing ``member`` with ``payload``, or with
+    ``inflate_to`` zero bytes written deflated (a small file that inflates to that size: a
+    zip bomb), and adding the members ``extra``."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w",
+                                                         zipfile.ZIP_DEFLATED) as new:
+        for info in old.infolist():
+            if info.filename != member:
+                new.writestr(info, old.read(info.filename))
+        if inflate_to:
+            with new.open(member, "w", force_zip64=True) as fh:
+                block = b"\0" * (1 << 20)
+                for _ in range(inflate_to >> 20):
+                    fh.write(block)
+        elif payload is not None:
+            new.writestr(member, payload)
+        for name, data in (extra or {}).items():
+            new.writestr(name, data)
+    return target

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 import fruitclf
+from _images import rewrite_member
 from fruitclf import DatasetError, ImageFolderDataset, ModelFileError, Trainer, load_model
 from fruitclf.cli import main
 from fruitclf.io import KERAS_ENTRY
@@ -30,27 +31,6 @@ def keras_file(trained, tmp_path_factory) -> Path:
     return path
 
 
-def _rewrite(source: Path, target: Path, member: str, payload: bytes | None = None, *,
-             inflate_to: int = 0, extra: dict[str, bytes] | None = None) -> Path:
-    """Copy a .keras archive, replacing ``member`` with ``payload`` or with ``inflate_to``
-    zero bytes (deflated: a small file that inflates to that size), adding ``extra``."""
-    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w",
-                                                         zipfile.ZIP_DEFLATED) as new:
-        for info in old.infolist():
-            if info.filename != member:
-                new.writestr(info, old.read(info.filename))
-        if inflate_to:
-            with new.open(member, "w", force_zip64=True) as fh:
-                block = b"\0" * (1 << 20)
-                for _ in range(inflate_to >> 20):
-                    fh.write(block)
-        elif payload is not None:
-            new.writestr(member, payload)
-        for name, data in (extra or {}).items():
-            new.writestr(name, data)
-    return target
-
-
 def _metadata(path: Path) -> dict:
     with zipfile.ZipFile(path) as archive:
         return json.loads(archive.read(KERAS_ENTRY))
@@ -61,7 +41,7 @@ def test_a_zip_bomb_member_is_refused_before_it_is_read(keras_file, tmp_path, me
     """Check item 7: a member that inflates past its limit (metadata, Keras config, weights
     beyond what the spec's parameters fill) is refused by size, naming the member."""
     limits = {KERAS_ENTRY: 17 << 20, "config.json": 65 << 20, "model.weights.h5": 40 << 20}
-    bomb = _rewrite(keras_file, tmp_path / "bomb.keras", member, inflate_to=limits[member])
+    bomb = rewrite_member(keras_file, tmp_path / "bomb.keras", member, inflate_to=limits[member])
     assert bomb.stat().st_size < 1 << 20
     with pytest.raises(ModelFileError, match=rf"{member}.* MiB"):
         load_model(bomb)
@@ -74,7 +54,7 @@ def test_member_names_that_climb_out_are_refused_without_warnings(keras_file, tm
                                                                   recwarn):
     """Check that a .keras archive with ``../`` member names is refused in one line and
     without zipfile or Keras warnings."""
-    crafted = _rewrite(keras_file, tmp_path / "climb.keras", "none",
+    crafted = rewrite_member(keras_file, tmp_path / "climb.keras", "none",
                        extra={f"../evil{i}.txt": b"x" for i in range(8)})
     with pytest.raises(ModelFileError, match="unsafe name"):
         load_model(crafted)
@@ -91,7 +71,7 @@ def test_a_stored_input_size_no_run_could_produce_is_refused(keras_file, tmp_pat
     refused as damaged metadata before any image is decoded."""
     metadata = _metadata(keras_file)
     metadata["preprocessing"]["image_size"] = image_size
-    crafted = _rewrite(keras_file, tmp_path / "big.keras", KERAS_ENTRY,
+    crafted = rewrite_member(keras_file, tmp_path / "big.keras", KERAS_ENTRY,
                        json.dumps(metadata).encode())
     with pytest.raises(ModelFileError, match=match):
         load_model(crafted)
@@ -107,7 +87,8 @@ def test_a_variable_size_model_is_bounded_too(tmp_path):
                                preprocessing=fruitclf.Preprocessing(image_size=(32, 32)))
     metadata = _metadata(path)
     metadata["preprocessing"]["image_size"] = [8192, 8192]
-    crafted = _rewrite(path, tmp_path / "v8192.keras", KERAS_ENTRY, json.dumps(metadata).encode())
+    crafted = rewrite_member(path, tmp_path / "v8192.keras", KERAS_ENTRY,
+                             json.dumps(metadata).encode())
     with pytest.raises(ModelFileError, match="2048 pixels"):
         load_model(crafted)
     assert load_model(path).preprocessing.image_size == (32, 32)
@@ -144,7 +125,7 @@ def test_tampered_class_names_give_one_short_line(keras_file, tmp_path, names, m
     names, a 10,000-character name) are one error line of a few hundred characters."""
     metadata = _metadata(keras_file)
     metadata["class_names"] = names
-    crafted = _rewrite(keras_file, tmp_path / "names.keras", KERAS_ENTRY,
+    crafted = rewrite_member(keras_file, tmp_path / "names.keras", KERAS_ENTRY,
                        json.dumps(metadata).encode())
     with pytest.raises(ModelFileError, match=match):
         load_model(crafted)

@@ -17,7 +17,7 @@ import os
 import secrets
 import socket
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -108,12 +108,13 @@ class Interrupts:
 
 
 @contextlib.contextmanager
-def deferred_interrupts() -> Iterator[Interrupts]:
+def deferred_interrupts(on_first: Callable[[], None] | None = None) -> Iterator[Interrupts]:
     """Hold Ctrl-C and SIGTERM until the caller's current step is done.
 
-    The first signal only sets ``requested``: the caller finishes the file it is moving,
-    records it, and stops. A second one raises ``KeyboardInterrupt`` at once. Only the main
-    thread can handle signals; elsewhere this changes nothing.
+    The first signal only sets ``requested`` (and calls ``on_first``): the caller finishes
+    its step (the file it is moving, the epoch it is training), records it, and stops. A
+    second one raises ``KeyboardInterrupt`` at once. Only the main thread can handle
+    signals; elsewhere this changes nothing.
     """
     import signal
     import threading
@@ -129,6 +130,8 @@ def deferred_interrupts() -> Iterator[Interrupts]:
         if state.requested:
             raise KeyboardInterrupt
         state.requested = True
+        if on_first is not None:
+            on_first()
 
     for sig in signals:
         signal.signal(sig, handler)

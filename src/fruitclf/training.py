@@ -17,12 +17,10 @@ import json
 import logging
 import math
 import os
-import signal
 import statistics
 import sys
-import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -949,30 +947,16 @@ class Trainer:
         return initial_epoch
 
 
-@contextlib.contextmanager
-def _stop_after_epoch_on_signal(monitor: Any) -> Iterator[None]:
+def _stop_after_epoch_on_signal(monitor: Any) -> contextlib.AbstractContextManager[Any]:
     """Ctrl-C or SIGTERM: finish the epoch, write the checkpoints, stop; a second Ctrl-C
-    stops at once. Only the main thread can handle signals; elsewhere this does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    signals = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
-    previous = {sig: signal.getsignal(sig) for sig in signals}
+    stops at once."""
 
-    def handler(signum: int, frame: Any) -> None:
-        if monitor.stop_requested:
-            raise KeyboardInterrupt
+    def first() -> None:
         monitor.stop_requested = True
         logger.warning("Stopping after this epoch, once its checkpoint is saved "
                        "(Ctrl-C again stops at once, losing the epoch).")
 
-    for sig in signals:
-        signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    return _files.deferred_interrupts(on_first=first)
 
 
 def _copy_variables(source: Sequence[Any], target: Sequence[Any], what: str, path: str) -> None:
