@@ -47,7 +47,7 @@ def test_train_help_says_where_each_default_comes_from():
         text = " ".join(subparsers.choices[name].format_help().split())
         assert "(default: None)" not in text, name
     text = " ".join(subparsers.choices["train"].format_help().split())
-    assert "64 small-data, 128 worksheet" in text and "4 small-data" in text
+    assert "small-data 64; worksheet 128" in text and "small-data 4" in text
     assert "mobilenetv3small" in text and "--weights" in text
 
 

@@ -72,3 +72,66 @@ def test_describe_and_build_cnn_follow_one_plan():
     planned = [layer.name for layer in spec.layer_plan()]
     assert [row.name for row in spec.describe().rows] == planned
     assert [layer.name for layer in build_cnn(spec).layers[1:]] == planned
+
+
+def _private_members() -> dict[str, set[str]]:
+    """For each class of src/, the private names it defines (methods, self._x attributes)."""
+    members: dict[str, set[str]] = {}
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                names = members.setdefault(node.name, set())
+                for inner in ast.walk(node):
+                    if isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                        names.add(inner.name)
+                    elif (isinstance(inner, ast.Attribute) and isinstance(inner.value, ast.Name)
+                          and inner.value.id in ("self", "cls")):
+                        names.add(inner.attr)
+    return {k: {n for n in v if n.startswith("_") and not n.startswith("__")}
+            for k, v in members.items()}
+
+
+def test_no_code_reaches_into_another_classes_private_members():
+    """Check that no function uses a private member of a fruitclf class other than its own
+    (``trainer._save`` from the run monitor, ``dataset._decoded`` from the evaluator)."""
+    members = _private_members()
+    owned_anywhere = set().union(*members.values())
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Attribute) and node.attr in owned_anywhere):
+                continue
+            if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                continue
+            enclosing, up = None, parents.get(node)
+            while up is not None and enclosing is None:
+                enclosing = up if isinstance(up, ast.ClassDef) else None
+                up = parents.get(up)
+            own = members.get(enclosing.name, set()) if enclosing is not None else set()
+            bases = {b.id for b in (enclosing.bases if enclosing else [])
+                     if isinstance(b, ast.Name)}
+            own = own.union(*(members.get(b, set()) for b in bases))
+            if node.attr not in own:
+                found.append(f"{path.relative_to(SRC)}:{node.lineno} {ast.unparse(node)}")
+    assert found == []
+
+
+def test_no_private_module_is_imported_from_outside_its_package():
+    """Check that ``fruitclf.pkg._mod`` is imported only inside ``fruitclf.pkg`` (the
+    top-level helpers, ``fruitclf._files`` and the like, serve the whole library)."""
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        package = list(path.relative_to(SRC).parent.parts)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.ImportFrom) and node.level):
+                continue
+            base = package[:len(package) - (node.level - 1)]
+            target = base + (node.module.split(".") if node.module else [])
+            for i, part in enumerate(target):
+                if part.startswith("_") and not part.startswith("__"):
+                    if package[:i] != target[:i]:
+                        found.append(f"{path.relative_to(SRC)}:{node.lineno} {node.module}")
+                    break
+    assert found == []

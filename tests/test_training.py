@@ -132,7 +132,7 @@ def test_val_monitor_without_validation_is_refused(noise):
         ({"checkpoint_path": "best.hdf"}, ValueError, r"\.keras or \.h5.*best\.hdf"),
         ({"checkpoint_path": "best.keras"}, ValueError, "class_names"),
         ({"learning_rate": 0}, ValueError, "learning_rate"),
-        ({"patience": 0}, ValueError, "patience=0"),
+        ({"patience": -1}, ValueError, "patience=-1"),
         ({"mode": "best"}, ValueError, "mode='best'"),
         ({"optimizer": "adamm"}, ValueError, "Unknown optimizer 'adamm'"),
         ({"precision": "float8"}, ValueError, "precision='float8'"),

@@ -8,8 +8,7 @@ import sys
 from typing import Any
 
 from ._validation import check_choice
-
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
+from .settings import PRECISIONS as PRECISIONS
 
 
 @functools.lru_cache(maxsize=1)

@@ -78,8 +78,9 @@ def _weights(value: str) -> str | None:
 
 
 def _add_train_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
-    from ._compat import PRECISIONS
-    from .config import RunConfig
+    """The run settings, one option each, from their declaration (``fruitclf.settings``)."""
+    from .demo import DEMO_SETTINGS
+    from .settings import SETTINGS
     from .spec import CNNSpec
 
     group = p.add_mutually_exclusive_group()
@@ -87,48 +88,39 @@ def _add_train_options(p: argparse.ArgumentParser, *, demo: bool = False) -> Non
                        help="model preset, trained with its own recipe (default: small-data)")
     group.add_argument("--spec", default=None, metavar="FILE.json",
                        help="model spec JSON file (trained with the small-data recipe)")
-    p.add_argument("--image-size", type=int, default=32 if demo else None,
-                   help="input height and width in pixels"
-                   + ("" if demo else " (default: the recipe's: 64 small-data, 128 worksheet, "
-                      "224 backbones)"))
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="images per batch (default: the recipe's: 32; worksheet 16)")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="epochs to train (default: the recipe's: small-data from the data size, "
-                   "about 36,000 images shown, 40-300 epochs; worksheet 250; backbones 30)")
-    p.add_argument("--patience", type=int, default=None,
-                   help="early stopping patience in epochs, 0: off (default: the recipe's: 0; "
-                   "worksheet 20)")
-    p.add_argument("--validation-split", "--val-split", dest="validation_split", type=float,
-                   default=None, action=_DeprecatedAlias, metavar="SHARE",
-                   help="share of each class held out for validation, 0: train on every image "
-                   "(default: the recipe's: 0; worksheet 0.2; --val-split is the old spelling)")
-    p.add_argument("--seed", type=int, default=RunConfig.seed,
-                   help="seed of the split, shuffling, weights and augmentation")
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
-                   help="random changes to training images"
-                   + (" (digits: small turns, zooms and shifts, no flips)" if demo else
-                      " (the preset's: flips, rotation, zoom, shifts, contrast)"))
-    p.add_argument("--learning-rate", type=float, default=None,
-                   help="peak learning rate (default: the recipe's: 0.002 AdamW with cosine "
-                   "decay; worksheet 0.001 Adam)")
-    p.add_argument("--weights", type=_weights, default="imagenet", metavar="imagenet|PATH|none",
-                   help="backbone presets: ImageNet weights (downloaded by Keras), a weights "
-                   "file, or none to train from scratch")
-    p.add_argument("--tta", type=int, default=1 if demo else None, metavar="N",
-                   help="test-time augmentation: views averaged per test image, 1: off"
-                   + (" (crops do not help on digits)" if demo else
-                      " (default: the recipe's: 4 small-data; 1 worksheet and backbones)"))
-    p.add_argument("--precision", default="float32" if demo else None,
-                   choices=PRECISIONS,
-                   help="dtype policy; auto = bfloat16 where the hardware has it natively"
-                   + (" (32x32 digits are too small for bfloat16 to pay off)" if demo else
-                      " (default: auto)"))
-    p.add_argument("--interpolation", default=RunConfig.interpolation,
-                   help="resize method (antialiased), e.g. bilinear, nearest, area")
-    p.add_argument("--cache", default=RunConfig.cache,
-                   help="decoded-image cache: auto, memory, none, or a file cache path")
+    for setting in SETTINGS.values():
+        if ("demo" if demo else "train") in setting.commands:
+            _add_setting(p, setting, DEMO_SETTINGS.get(setting.name) if demo else None)
     _add_run_folder_options(p)
+
+
+def _add_setting(p: argparse.ArgumentParser, setting: Any,
+                 override: tuple[Any, str] | None) -> None:
+    """One option: flag, type, choices, default and help from the setting's declaration."""
+    from .settings import FROM_RECIPE
+
+    default, help_text = setting.default, setting.help
+    if override is not None:
+        default, reason = override
+        help_text = help_text.split(" (")[0] + f" ({reason})"
+    elif default is FROM_RECIPE:
+        default, help_text = None, f"{help_text} (default: {setting.default_text()})"
+    kwargs: dict[str, Any] = {"dest": setting.name, "default": default, "help": help_text}
+    if setting.kind is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    else:
+        kwargs["type"] = _CLI_TYPES.get(setting.name, setting.kind)
+        kwargs["choices"] = setting.choices
+        if setting.choices is None:
+            kwargs["metavar"] = setting.metavar
+    if setting.aliases:
+        kwargs["action"] = _DeprecatedAlias
+        kwargs["help"] += f"; {', '.join(setting.aliases)} is the old spelling"
+    p.add_argument(setting.flag, *setting.aliases, **kwargs)
+
+
+#: Options whose text is parsed before the library sees it.
+_CLI_TYPES: dict[str, Callable[[str], Any]] = {"weights": _weights}
 
 
 def _add_distribution_options(p: argparse.ArgumentParser) -> None:
@@ -150,12 +142,6 @@ def _add_distribution_options(p: argparse.ArgumentParser) -> None:
 
 def _add_run_folder_options(p: argparse.ArgumentParser) -> None:
     """How a run uses its folder: checkpoints, resume or overwrite, progress bars."""
-    from .config import RunConfig
-
-    p.add_argument("--checkpoint-interval", type=float, default=RunConfig.checkpoint_interval,
-                   metavar="SECONDS",
-                   help="seconds between checkpoint writes; a kill loses at most about this "
-                   "long or one epoch (0: every epoch)")
     run_group = p.add_mutually_exclusive_group()
     run_group.add_argument("--resume", action="store_true",
                            help="continue the run in --out where it stopped (same settings; "
@@ -168,6 +154,8 @@ def _add_run_folder_options(p: argparse.ArgumentParser) -> None:
 
 def _add_data_commands(sub: Any) -> None:
     """scan, clean, restore, samples: the commands that read and tidy image folders."""
+    from .settings import NEAR_DUPLICATE_THRESHOLD
+
     p = _add(sub, "scan", "Count classes and images, report image sizes, every file that "
              "would crash training, duplicate photos, images that are dark, bright, blurry, "
              "uniform, grey, oddly shaped or tiny, and (with --test) test images that are also "
@@ -184,8 +172,9 @@ def _add_data_commands(sub: Any) -> None:
                    help="change a quality threshold (none turns a flag off): "
                    + ", ".join(_quality_fields()))
     p.add_argument("--duplicate-threshold", type=float, default=None, metavar="D",
-                   help="fingerprint distance for near duplicates (default 0.03; lower finds "
-                   "fewer, closer copies)")
+                   help="fingerprint distance for near duplicates (default "
+                   f"{NEAR_DUPLICATE_THRESHOLD}, lowered in folders of look-alike images; lower "
+                   "finds fewer, closer copies)")
 
     p = _add(sub, "clean", "Move (default) or delete the files that would crash training, "
              "and with --duplicates all but one copy of each duplicate photo.")
@@ -497,17 +486,15 @@ def _cmd_spec(args: argparse.Namespace) -> int:
 
 
 def _train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "spec": args.spec or args.preset or "small-data",
-        "image_size": args.image_size, "batch_size": args.batch_size, "epochs": args.epochs,
-        "patience": args.patience, "validation_split": args.validation_split,
-        "seed": args.seed, "learning_rate": args.learning_rate, "precision": args.precision,
-        "weights": args.weights, "tta": args.tta, "interpolation": args.interpolation,
-        "cache": None if args.cache == "none" else args.cache,
-        "resume": args.resume, "overwrite": args.overwrite,
-        "checkpoint_interval": args.checkpoint_interval,
-        "verbose": 0 if args.quiet else "auto",
-    }
+    """``run()``'s keywords from the options: one per declared setting, and the rest."""
+    from .settings import SETTINGS
+
+    kwargs = {name: getattr(args, name) for name, setting in SETTINGS.items()
+              if args.command in setting.commands and name != "augment"}
+    kwargs["cache"] = None if args.cache == "none" else args.cache
+    return {**kwargs, "spec": args.spec or args.preset or "small-data",
+            "resume": args.resume, "overwrite": args.overwrite,
+            "verbose": 0 if args.quiet else "auto"}
 
 
 def _print_run(result: Any) -> None:

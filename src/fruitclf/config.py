@@ -14,12 +14,13 @@ import dataclasses
 import math
 from typing import Any
 
-from ._validation import check_choice, check_float, check_int
+from ._validation import check_int
+from .settings import SETTINGS
 
 __all__ = ["Recipe", "RunConfig", "TrainingChoices"]
 
-SCHEDULES = ("constant", "cosine")
-KEEP = ("best", "last")
+SCHEDULES = SETTINGS["schedule"].choices
+KEEP = SETTINGS["keep"].choices
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -96,25 +97,13 @@ class Recipe(TrainingChoices):
     tta: int = 4
 
     def __post_init__(self) -> None:
-        check_int(self.image_size, "image_size", min_value=1)
-        check_int(self.batch_size, "batch_size", min_value=1)
-        if self.epochs is not None:
-            check_int(self.epochs, "epochs", min_value=1)
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name in SETTINGS and not (field.name == "epochs" and value is None):
+                SETTINGS[field.name].check(value)
         check_int(self.images_seen, "images_seen", min_value=1)
         check_int(self.min_epochs, "min_epochs", min_value=1)
         check_int(self.max_epochs, "max_epochs", min_value=self.min_epochs)
-        check_int(self.patience, "patience", min_value=0)
-        check_float(self.validation_split, "validation_split", min_value=0.0, max_value=0.9)
-        check_float(self.learning_rate, "learning_rate", min_value=1e-12, max_value=10.0)
-        check_float(self.weight_decay, "weight_decay", min_value=0.0, max_value=1.0)
-        check_choice(self.schedule, "schedule", SCHEDULES)
-        check_int(self.warmup_epochs, "warmup_epochs", min_value=0)
-        check_float(self.label_smoothing, "label_smoothing", min_value=0.0, max_value=0.5)
-        check_choice(self.keep, "keep", KEEP)
-        check_int(self.freeze_epochs, "freeze_epochs", min_value=0)
-        check_float(self.fine_tune_learning_rate, "fine_tune_learning_rate", min_value=1e-12,
-                    max_value=10.0)
-        check_int(self.tta, "tta", min_value=1, max_value=8)
 
     @classmethod
     def preset(cls, name: str) -> Recipe:
@@ -194,21 +183,21 @@ class RunConfig(TrainingChoices):
     #: Share of the training folder for validation
     validation_split: float = 0.0
     #: Split, shuffling, initial weights and augmentation
-    seed: int = 123
+    seed: int = SETTINGS["seed"].default
     #: Random changes to training images inside the model
-    augment: bool = True
-    #: Backbone weights
-    weights: str | None = None
+    augment: bool = SETTINGS["augment"].default
+    #: Backbone weights (None for a network without a backbone)
+    weights: str | None = SETTINGS["weights"].default
     #: Dtype policy actually used
     precision: str = "auto"
     #: Resize method (the worksheet used "nearest")
-    interpolation: str = "bilinear"
+    interpolation: str = SETTINGS["interpolation"].default
     #: Keep decoded images in memory when they fit
-    cache: str = "auto"
+    cache: str = SETTINGS["cache"].default
     #: Views averaged per test image
     tta: int = 4
     #: Seconds between checkpoint writes (0: every epoch)
-    checkpoint_interval: float = 60.0
+    checkpoint_interval: float = SETTINGS["checkpoint_interval"].default
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types: what was trained on, then how (the :class:`TrainingChoices`),

@@ -17,7 +17,15 @@ import numpy as np
 from ._validation import check_float, check_int
 from .spec import Augmentation
 
-__all__ = ["DEMO_AUGMENTATION", "DemoDataset", "write_demo_dataset"]
+__all__ = ["DEMO_AUGMENTATION", "DEMO_SETTINGS", "DemoDataset", "write_demo_dataset"]
+
+#: Where ``fruitclf demo`` departs from the recipe, and why (its ``--help`` says so).
+DEMO_SETTINGS = {
+    "image_size": (32, "digits are 8x8 pictures"),
+    "augment": (True, "digits: small turns, zooms and shifts, no flips"),
+    "tta": (1, "crops do not help on digits"),
+    "precision": ("float32", "32x32 digits are too small for bfloat16 to pay off"),
+}
 
 #: Augmentation that suits digits: small turns and zooms, no flips (a flipped 2 is no 2).
 DEMO_AUGMENTATION = Augmentation(flip=None, rotation=0.03, zoom=0.08, contrast=0.0,

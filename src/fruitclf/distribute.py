@@ -226,7 +226,9 @@ def _lost_worker(exc: Exception, num_workers: int) -> TrainingError | None:
 
 
 def distributed_fit(
-    trainer: Any,
+    model: Any,
+    strategy: Any,
+    loss: Any,
     train: tf.data.Dataset | Callable[[Any], tf.data.Dataset],
     validation: tf.data.Dataset | None,
     *,
@@ -236,8 +238,8 @@ def distributed_fit(
     callbacks: Sequence[Any],
     verbose: int,
 ) -> None:
-    """Train ``trainer.model`` under ``trainer.strategy`` from ``initial_epoch`` to
-    ``epochs``, with the callbacks ``fit`` would call.
+    """Train ``model`` (compiled, with its optimizer) under ``strategy`` on ``loss`` from
+    ``initial_epoch`` to ``epochs``, with the callbacks ``fit`` would call.
 
     ``train`` is a ``tf.data.Dataset`` of global batches (split across the replicas) or a
     function of a ``tf.distribute.InputContext`` returning one worker's per-replica batches
@@ -247,8 +249,6 @@ def distributed_fit(
     import keras
     import tensorflow as tf
 
-    strategy = trainer.strategy
-    model = trainer.model
     index, workers = role(strategy)
     pipelines: list[Any] = []
 
@@ -263,8 +263,9 @@ def distributed_fit(
         distributed = strategy.experimental_distribute_dataset(train.repeat())
         pipelines.append(train)
     steps = steps_per_epoch or _cardinality(train)
-    step = _train_step(trainer, strategy)
-    evaluate = _eval_step(trainer) if validation is not None else None
+    per_example = _per_example_loss(loss)
+    step = _train_step(model, strategy, per_example)
+    evaluate = _eval_step(model, per_example) if validation is not None else None
     callback_list = keras.callbacks.CallbackList(
         list(callbacks), add_history=False, add_progbar=verbose == 1 and index == 0,
         model=model, verbose=verbose, epochs=epochs, steps=steps)
@@ -319,10 +320,10 @@ def _logs(totals: Sequence[float]) -> dict[str, float]:
             "loss": loss_sum / count if count else 0.0}
 
 
-def _per_example_loss(trainer: Any) -> Callable[[Any, Any], Any]:
+def _per_example_loss(loss: Any) -> Callable[[Any, Any], Any]:
+    """The unreduced form of a Keras loss (an instance or a name)."""
     import keras
 
-    loss = trainer._loss
     if isinstance(loss, keras.losses.Loss):
         return loss.call  # type: ignore[no-any-return]  # the unreduced loss
     function = keras.losses.get(loss)
@@ -331,16 +332,15 @@ def _per_example_loss(trainer: Any) -> Callable[[Any, Any], Any]:
     return function  # type: ignore[no-any-return]
 
 
-def _train_step(trainer: Any, strategy: Any) -> Callable[[Any], tuple[Any, Any, Any]]:
+def _train_step(model: Any, strategy: Any, per_example: Callable[[Any, Any], Any]
+                ) -> Callable[[Any], tuple[Any, Any, Any]]:
     """One distributed step: forward, loss averaged over the global batch (plus the
     regularisation share of each replica), gradients all-reduced by the optimizer; returns
     the summed loss, the correct predictions and the images, over every replica."""
     import keras
     import tensorflow as tf
 
-    model = trainer.model
     optimizer = model.optimizer
-    per_example = _per_example_loss(trainer)
 
     def replica_step(images: Any, labels: Any) -> tuple[Any, Any, Any]:
         with tf.GradientTape() as tape:
@@ -372,11 +372,10 @@ def _train_step(trainer: Any, strategy: Any) -> Callable[[Any], tuple[Any, Any, 
     return tf.function(step)  # type: ignore[no-any-return]
 
 
-def _eval_step(trainer: Any) -> Callable[[Any, Any], tuple[Any, Any, Any]]:
+def _eval_step(model: Any, per_example: Callable[[Any, Any], Any]
+               ) -> Callable[[Any, Any], tuple[Any, Any, Any]]:
     import tensorflow as tf
 
-    model = trainer.model
-    per_example = _per_example_loss(trainer)
 
     def evaluate(images: Any, labels: Any) -> tuple[Any, Any, Any]:
         probabilities = model(images, training=False)

@@ -394,7 +394,7 @@ class Evaluator:
             self._check_dataset(dataset)
             # A check that kept the images for this preprocessing already read every file;
             # otherwise check now and keep them, so each file is decoded once.
-            problems = [] if dataset._decoded.covers(self.preprocessing, dataset.paths) else (
+            problems = [] if dataset.checked_for(self.preprocessing) else (
                 dataset.check(progress=False, preprocessing=self.preprocessing).problems)
             if problems and not skip_bad:
                 raise CorruptedImagesError(

@@ -131,32 +131,24 @@ def save_model(
     metadata["precision"] = model_precision(model)
     check_class_names(metadata["class_names"], model.output_shape[-1])
     target = Path(path)
-    tmp_name = os.fspath(_files.temporary_name(target))
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+    payload = json.dumps(metadata)
+    with _files.atomic_path(target) as tmp:
         # .h5 is written on purpose (for older tools): Keras's "legacy format" notice is noise.
         absl = logging.getLogger("absl")
         level = absl.level
         absl.setLevel(logging.ERROR)
         try:
-            model.save(tmp_name, include_optimizer=include_optimizer)
+            model.save(os.fspath(tmp), include_optimizer=include_optimizer)
         finally:
             absl.setLevel(level)
-        payload = json.dumps(metadata)
         if fmt == ".keras":
-            with zipfile.ZipFile(tmp_name, "a") as archive:
+            with zipfile.ZipFile(tmp, "a") as archive:
                 archive.writestr(KERAS_ENTRY, payload)
         else:
             import h5py
 
-            with h5py.File(tmp_name, "a") as h5:
+            with h5py.File(tmp, "a") as h5:
                 h5.attrs[METADATA_KEY] = payload
-        os.replace(tmp_name, target)
-    except OSError as exc:
-        raise _files.write_error(target, exc) from None
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
     return target
 
 

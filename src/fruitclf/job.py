@@ -21,7 +21,7 @@ from . import report as _report
 from ._compat import device_description, resolve_precision, versions
 from ._ownership import RUN_FILE, RUN_FILES, check_outside
 from ._runfolder import RunFolder
-from ._validation import check_float, check_image_size, check_int
+from ._validation import check_image_size
 from .config import Recipe, RunConfig
 from .data import DatasetSplit, ImageFolderDataset, Preprocessing
 from .data.check import describe_problems
@@ -30,6 +30,7 @@ from .distribute import is_chief, make_strategy
 from .evaluation import EvaluationResult, Evaluator, Misclassified, plot_misclassified
 from .exceptions import CorruptedImagesError, DatasetError, RunFolderError, SpecError, TrainingError
 from .io import read_metadata, save_model
+from .settings import SETTINGS
 from .spec import Augmentation, CNNSpec
 from .training import Trainer, TrainingHistory
 
@@ -419,23 +420,18 @@ class _Job:
                 drop_leaked: bool) -> _Job:
         """Check every setting (recipe values for those left None), then find the data."""
         check_outside(out, {"training folder": train_dir, "test folder": test_dir}, "out")
-        size = check_image_size(plan.image_size if image_size is None else image_size)
-        batch = check_int(plan.batch_size if batch_size is None else batch_size, "batch_size",
-                          min_value=1)
+        size = check_image_size(SETTINGS["image_size"].resolve(image_size, plan)
+                                if not isinstance(image_size, (tuple, list)) else image_size)
+        batch = SETTINGS["batch_size"].resolve(batch_size, plan)
         if epochs is not None:
-            epochs = check_int(epochs, "epochs", min_value=1, hint="Train for at least one epoch")
-        wait = check_int(plan.patience if patience is None else patience, "patience",
-                         min_value=0, hint="Use 0 to train every epoch")
-        share = check_float(
-            plan.validation_split if validation_split is None else validation_split,
-            "validation_split", min_value=0.0, max_value=0.9,
-            hint="Use 0 to train on every image, or a share such as 0.2")
-        rate = check_float(plan.learning_rate if learning_rate is None else learning_rate,
-                           "learning_rate", min_value=0.0, exclusive=True)
-        seed = check_int(seed, "seed", min_value=0)
-        views = check_int(plan.tta if tta is None else tta, "tta", min_value=1)
-        interval = check_float(checkpoint_interval, "checkpoint_interval", min_value=0.0,
-                               hint="Use 0 to write every epoch")
+            epochs = SETTINGS["epochs"].check(epochs)
+        wait = SETTINGS["patience"].resolve(patience, plan)
+        share = SETTINGS["validation_split"].resolve(validation_split, plan)
+        rate = SETTINGS["learning_rate"].resolve(learning_rate, plan)
+        seed = SETTINGS["seed"].check(seed)
+        views = SETTINGS["tta"].resolve(tta, plan)
+        SETTINGS["interpolation"].check(interpolation)
+        interval = SETTINGS["checkpoint_interval"].check(checkpoint_interval)
         dataset = ImageFolderDataset(train_dir)
         dataset.require_trainable()
         test = (ImageFolderDataset(test_dir, class_names=dataset.class_names) if test_dir

@@ -32,6 +32,7 @@ from .distribute import distributed_fit, is_chief, make_strategy
 from .exceptions import TrainingError
 from .io import load_model, model_precision, read_metadata, save_model
 from .model import build_cnn, set_fine_tuning
+from .settings import SETTINGS
 from .spec import CNNSpec
 
 if TYPE_CHECKING:
@@ -298,20 +299,22 @@ class _RunMonitorSteps:
             self.save_best(history)
         self.best_unsaved = False
         if self.trainer.last_checkpoint_path is not None:
-            self.trainer._save(self.trainer.last_checkpoint_path, history, include_optimizer=True,
-                          state=self.state())
+            self.trainer.save_checkpoint(self.trainer.last_checkpoint_path, history,
+                                         include_optimizer=True, state=self.state())
         self.last_write = time.monotonic()
         history.checkpoint_seconds += time.perf_counter() - start
 
     def save_best(self, history: TrainingHistory) -> None:
         assert self.trainer.checkpoint_path is not None and self.best_weights is not None
         if history.best_epoch == history.epochs_run:
-            self.trainer._save(self.trainer.checkpoint_path, history, include_optimizer=False)
+            self.trainer.save_checkpoint(self.trainer.checkpoint_path, history,
+                                         include_optimizer=False)
             return
         current = self.model.get_weights()
         self.model.set_weights(self.best_weights)
         try:
-            self.trainer._save(self.trainer.checkpoint_path, history, include_optimizer=False)
+            self.trainer.save_checkpoint(self.trainer.checkpoint_path, history,
+                                         include_optimizer=False)
         finally:
             self.model.set_weights(current)
 
@@ -320,7 +323,7 @@ class _RunMonitorSteps:
         import keras
 
         callbacks = {}
-        for cb in self.trainer.user_callbacks + self.trainer._own_callbacks:
+        for cb in self.trainer.callbacks:
             if isinstance(cb, keras.callbacks.ReduceLROnPlateau):
                 callbacks["reduce_lr"] = {"wait": cb.wait, "best": float(cb.best),
                                           "cooldown_counter": cb.cooldown_counter}
@@ -449,7 +452,7 @@ class Trainer:
     mode : {"auto", "min", "max"}, default="auto"
         Whether lower or higher is better; ``auto`` chooses ``max`` for accuracy-like names.
     patience : int, optional
-        Stop after this many epochs without improvement; None trains all epochs.
+        Stop after this many epochs without improvement; None or 0 trains all epochs.
     min_delta : float, default=0.0
         Smallest change that counts as improvement.
     restore_best : bool, default=True
@@ -538,21 +541,20 @@ class Trainer:
         preprocessing: Preprocessing | None = None,
         verbose: str | int = "auto",
     ) -> None:
-        self.learning_rate = check_float(learning_rate, "learning_rate", min_value=0.0,
-                                         exclusive=True)
-        self.weight_decay = check_float(weight_decay, "weight_decay", min_value=0.0,
-                                        max_value=1.0)
-        self.schedule = check_choice(schedule, "schedule", ("constant", "cosine"))
-        self.warmup_epochs = check_int(warmup_epochs, "warmup_epochs", min_value=0)
-        self.label_smoothing = check_float(label_smoothing, "label_smoothing", min_value=0.0,
-                                           max_value=0.5)
-        self.freeze_epochs = check_int(freeze_epochs, "freeze_epochs", min_value=0)
-        self.fine_tune_learning_rate = check_float(
-            fine_tune_learning_rate, "fine_tune_learning_rate", min_value=0.0, exclusive=True)
+        self.learning_rate = SETTINGS["learning_rate"].check(learning_rate)
+        self.weight_decay = SETTINGS["weight_decay"].check(weight_decay)
+        self.schedule = SETTINGS["schedule"].check(schedule)
+        self.warmup_epochs = SETTINGS["warmup_epochs"].check(warmup_epochs)
+        self.label_smoothing = SETTINGS["label_smoothing"].check(label_smoothing)
+        self.freeze_epochs = SETTINGS["freeze_epochs"].check(freeze_epochs)
+        self.fine_tune_learning_rate = SETTINGS["fine_tune_learning_rate"].check(
+            fine_tune_learning_rate)
         self.monitor_arg = monitor
         self._monitor: str | None = monitor
         self.mode_arg = check_choice(mode, "mode", ("auto", "min", "max"))
-        self.patience = None if patience is None else check_int(patience, "patience", min_value=1)
+        # 0 and None both train every epoch, as in run() and --patience.
+        self.patience = (None if patience is None else SETTINGS["patience"].check(patience)
+                         or None)
         self.min_delta = abs(check_float(min_delta, "min_delta"))
         self.restore_best = bool(restore_best)
         self.reduce_lr_patience = (None if reduce_lr_patience is None else
@@ -560,8 +562,7 @@ class Trainer:
                                              min_value=1))
         self._check_combinations(optimizer, loss)
         self.checkpoint_path = self._model_path(checkpoint_path, "checkpoint_path")
-        self.checkpoint_interval = check_float(checkpoint_interval, "checkpoint_interval",
-                                               min_value=0.0, hint="Use 0 to write every epoch")
+        self.checkpoint_interval = SETTINGS["checkpoint_interval"].check(checkpoint_interval)
         self.last_checkpoint_path = self._model_path(last_checkpoint_path, "last_checkpoint_path")
         self.history_path = None if history_path is None else os.fspath(history_path)
         self.class_names = None if class_names is None else list(class_names)
@@ -572,7 +573,7 @@ class Trainer:
             )
         self.user_callbacks = list(callbacks)
         self._own_callbacks: list[Any] = []
-        self.seed = None if seed is None else check_int(seed, "seed", min_value=0)
+        self.seed = None if seed is None else SETTINGS["seed"].check(seed)
         self.precision = resolve_precision(precision)
         self.strategy = make_strategy(strategy)
         #: False on workers other than the chief: they train but write no file.
@@ -702,8 +703,20 @@ class Trainer:
         the first ``fit()`` when no ``monitor`` was given."""
         return self._monitor
 
-    def _save(self, path: str, history: TrainingHistory, *, include_optimizer: bool,
-              state: Mapping[str, Any] | None = None) -> None:
+    @property
+    def loss(self) -> Any:
+        """The loss the model is trained on (a name or a Keras loss)."""
+        return self._loss
+
+    @property
+    def callbacks(self) -> list[Any]:
+        """The callbacks of the current :meth:`fit`: the trainer's own, then the user's."""
+        return [*self._own_callbacks, *self.user_callbacks]
+
+    def save_checkpoint(self, path: str, history: TrainingHistory, *, include_optimizer: bool,
+                        state: Mapping[str, Any] | None = None) -> None:
+        """Save the model with its history (and the resume ``state``) to ``path``; only the
+        chief writes under a multi-worker strategy."""
         if not self.is_chief:
             return  # the chief writes for the cluster; the weights are the same everywhere
         assert self.class_names is not None  # checked in __init__ when a path is set
@@ -833,8 +846,9 @@ class Trainer:
             self.model.fit(train, validation_data=validation, epochs=epochs, shuffle=False,
                            initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose)
             return
-        distributed_fit(self, train, validation, epochs=epochs, initial_epoch=initial_epoch,
-                        steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
+        distributed_fit(self.model, self.strategy, self.loss, train, validation, epochs=epochs,
+                        initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+                        callbacks=callbacks, verbose=verbose)
 
     def _phases(self, epochs: int) -> list[tuple[int, int, bool]]:
         """``(first epoch, end epoch, fine-tuning)`` of each training phase."""
@@ -924,7 +938,7 @@ class Trainer:
                     variable.assign(value)
         monitor_cb.wait = int(state.get("wait", 0))
         reduce_lr = state.get("callbacks", {}).get("reduce_lr")
-        for cb in self._own_callbacks + self.user_callbacks:
+        for cb in self.callbacks:
             if reduce_lr and type(cb).__name__ == "ReduceLROnPlateau":
                 cb.wait, cb.best = reduce_lr["wait"], reduce_lr["best"]
                 cb.cooldown_counter = reduce_lr["cooldown_counter"]

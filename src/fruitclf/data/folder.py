@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._validation import (
-    check_float,
     check_image_size,
     check_int,
     class_name_problem,
     short_repr,
 )
 from ..exceptions import DatasetError
+from ..settings import SETTINGS
 from . import check as _check
 from . import quarantine as _quarantine
 from .check import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, CheckReport
@@ -570,6 +570,19 @@ class ImageFolderDataset:
 
     # ---------------------------------------------------------------- data quality
 
+    def checked_for(self, preprocessing: Preprocessing) -> bool:
+        """True when the last :meth:`check` decoded (so checked) every image of this dataset
+        for ``preprocessing`` and kept them, so that using them reads no file again.
+
+        Examples
+        --------
+        >>> ds.check(progress=False, preprocessing=fruitclf.Preprocessing((24, 24))).ok
+        True
+        >>> ds.checked_for(fruitclf.Preprocessing((24, 24)))
+        True
+        """
+        return self._decoded.covers(preprocessing, self.paths)
+
     def _fingerprinted(self, progress: bool | None) -> list[tuple[_Entry, Fingerprint]]:
         """Every readable image with its fingerprint; checks the files not checked yet."""
         if any(e.path not in self._decoded.checked for e in self._entries):
@@ -897,9 +910,9 @@ class ImageFolderDataset:
         Parameters
         ----------
         validation_split : float, default=0.2
-            Share of images for validation, at least 0 and below 1; 0 gives an empty
-            validation part. The same name as :func:`fruitclf.run`'s and the CLI's
-            ``--validation-split``.
+            Share of images for validation, 0 to 0.9 (:data:`fruitclf.settings.SETTINGS`);
+            0 gives an empty validation part. The same name as :func:`fruitclf.run`'s and
+            the CLI's ``--validation-split``.
         seed : int, default=123
             Seed of the hash.
         stratify : bool, default=True
@@ -927,14 +940,8 @@ class ImageFolderDataset:
             warnings.warn("`validation_fraction` is deprecated; pass `validation_split` (the "
                           "name run() and the CLI use).", DeprecationWarning, stacklevel=2)
             validation_split = validation_fraction
-        fraction = check_float(validation_split, "validation_split", min_value=0.0,
-                               max_value=1.0, hint="Use 0 to train on every image")
-        if fraction == 1.0:
-            raise ValueError(
-                "`validation_split` must be at least 0 and below 1 (0 keeps every image for "
-                "training). Received: validation_split=1.0"
-            )
-        seed = check_int(seed, "seed")
+        fraction = SETTINGS["validation_split"].check(validation_split)
+        seed = SETTINGS["seed"].check(seed)
         self.require_trainable()
         validation = validation_relpaths(self._entries, self.num_classes, fraction, seed,
                                          stratify)

@@ -20,6 +20,7 @@ import numpy as np
 from .. import _files
 from .._validation import check_choice, check_image_size, check_int
 from ..exceptions import CorruptedImagesError
+from ..settings import INTERPOLATIONS
 from . import check as _check
 from .check import DEFAULT_MAX_PIXELS
 
@@ -31,8 +32,6 @@ __all__ = ["COLOR_MODES", "INTERPOLATIONS", "CachePlan", "Preprocessing", "build
 
 logger = logging.getLogger("fruitclf")
 
-INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian",
-                  "mitchellcubic")
 COLOR_MODES = {"rgb": 3, "grayscale": 1}
 
 

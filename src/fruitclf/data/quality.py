@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from ..settings import NEAR_DUPLICATE_THRESHOLD as _NEAR_DUPLICATE_THRESHOLD
+
 __all__ = [
     "NEAR_DUPLICATE_THRESHOLD",
     "SPREAD_REFERENCE",
@@ -55,7 +57,8 @@ __all__ = [
 #: The largest default distance (cosine, between fingerprints) of near duplicates. Re-saved,
 #: resized, converted and slightly cropped or brightened copies of photos measure 0.000-0.02;
 #: distinct photos of one kind of flower 0.02 and up, most above 0.1 (``benchmarks/README.md``).
-NEAR_DUPLICATE_THRESHOLD = 0.015
+#: Declared in :mod:`fruitclf.settings` with the other settings.
+NEAR_DUPLICATE_THRESHOLD = _NEAR_DUPLICATE_THRESHOLD
 
 #: In folders of simple, alike images (digits, icons) distinct images come much closer than
 #: in photos. The median distance between two images of a folder measures that (duplicates

@@ -203,7 +203,7 @@ class _Quarantine:
         self.manifest: dict[str, Any] = {}
         self._lock: IO[str] | None = None
         self._journal: IO[str] | None = None
-        self._dirty = False  # the list in memory differs from the one on disk
+        self.dirty = False  # the list in memory differs from the one on disk
 
     @contextlib.contextmanager
     def held(self, *, create: bool) -> Iterator[_Quarantine]:
@@ -222,13 +222,13 @@ class _Quarantine:
             self.manifest = self._read_manifest()
             if os.path.lexists(self.journal_path):
                 self._replay_journal()
-                self._compact()
+                self.compact()
             yield self
         finally:
             try:
                 self._close_journal()
-                if self._dirty:
-                    self._compact()
+                if self.dirty:
+                    self.compact()
             finally:
                 if self._lock is not None:
                     self._lock.close()
@@ -282,7 +282,7 @@ class _Quarantine:
                 pending.pop(key, None)
             elif op == "restored":
                 pending.pop(key, None)
-                self._drop(key)
+                self.drop(key)
         for key, record in pending.items():
             self._settle(key, record)
 
@@ -301,30 +301,30 @@ class _Quarantine:
                 self.entries.append(_entry(record))
                 logger.warning("Finished a move that a stopped clean began: %s", source)
         elif moved:
-            self._drop(key)
+            self.drop(key)
             logger.warning("Finished a restore that a stopped restore began: %s", target)
 
     def _find(self, key: str) -> dict[str, Any] | None:
         return next((e for e in self.entries if isinstance(e, dict)
                      and e.get("quarantined") == key), None)
 
-    def _drop(self, key: str) -> None:
-        self._dirty = True
+    def drop(self, key: str) -> None:
+        self.dirty = True
         self.manifest["entries"] = [e for e in self.entries
                                     if not (isinstance(e, dict) and e.get("quarantined") == key)]
 
-    def _compact(self) -> None:
+    def compact(self) -> None:
         """Write the list, then remove the journal it now holds."""
         self.manifest["version"] = max(2, int(self.manifest.get("version", 2)))
         self.manifest["format"] = "fruitclf-quarantine"
         _files.write_json(self.manifest_path, self.manifest)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.journal_path)
-        self._dirty = False
+        self.dirty = False
 
     def journal(self, record: dict[str, Any]) -> None:
         """Append one line to the journal and flush it to disk before going on."""
-        self._dirty = True
+        self.dirty = True
         if self._journal is None:
             try:
                 self._journal = open(self.journal_path, "a", encoding="utf-8")  # noqa: SIM115
@@ -422,7 +422,7 @@ def _claim_root(held: _Quarantine, root: Path) -> None:
             f"{recorded!r}. Pass another --quarantine for {str(root)!r}.")
     if recorded != str(root):
         held.manifest["root"] = str(root)
-        held._compact()  # the root is on disk before the first move
+        held.compact()  # the root is on disk before the first move
 
 
 def _quarantine_one(held: _Quarantine, problem: FileProblem) -> None:
@@ -512,7 +512,7 @@ def restore_quarantine(
     with _files.deferred_interrupts() as stop, _Quarantine(qdir).held(create=False) as held:
         todo, problems = _plan_restore(held, trust_list)
         if problems:
-            held._dirty = False  # entries found gone are dropped by the restore that runs
+            held.dirty = False  # entries found gone are dropped by the restore that runs
             shown = problems[:5] + ([f"and {len(problems) - 5} more"] if len(problems) > 5
                                     else [])
             raise DatasetError(f"Cannot restore from {str(qdir)!r}: " + "; ".join(shown)
@@ -543,7 +543,7 @@ def _restore_one(held: _Quarantine, entry: dict[str, Any], done: int, total: int
             f"Restored {done} of {total}; fix the cause and run restore again to finish."
         ) from None
     held.journal({"op": "restored", "quarantined": key})
-    held._drop(key)
+    held.drop(key)
     logger.info("Restored: %s", original)
 
 
@@ -597,7 +597,7 @@ def _plan_restore(held: _Quarantine, trust_list: bool) -> tuple[list[dict[str, A
                 logger.info("Already restored: %s", original)
             else:
                 logger.warning("No longer in the quarantine, dropped from its manifest: %s", source)
-            held._drop(entry["quarantined"])
+            held.drop(entry["quarantined"])
             continue
         if digest is not None and _sha256(source) != digest:
             problems.append(f"{str(source)!r} changed since it was quarantined")
