@@ -84,6 +84,8 @@ def _private_members() -> dict[str, set[str]]:
                 for inner in ast.walk(node):
                     if isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef)):
                         names.add(inner.name)
+                    elif isinstance(inner, ast.AnnAssign) and isinstance(inner.target, ast.Name):
+                        names.add(inner.target.id)  # declared on the class
                     elif (isinstance(inner, ast.Attribute) and isinstance(inner.value, ast.Name)
                           and inner.value.id in ("self", "cls")):
                         names.add(inner.attr)
@@ -135,3 +137,17 @@ def test_no_private_module_is_imported_from_outside_its_package():
                         found.append(f"{path.relative_to(SRC)}:{node.lineno} {node.module}")
                     break
     assert found == []
+
+
+def test_no_class_is_longer_than_400_lines():
+    """Check that every class of src/ is one concept: a larger one is split into named
+    parts (ImageFolderDataset's finding, cleaning and splitting; the Trainer's monitor,
+    phases and resume)."""
+    long = {}
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > 400:
+                    long[f"{path.relative_to(SRC)}:{node.name}"] = length
+    assert long == {}

@@ -22,7 +22,8 @@ from _images import photo_like
 
 MODULES = ["_arrays", "_validation", "config", "data.check", "data.folder", "data.pipeline",
            "data.quality", "data.split", "demo", "distribute", "evaluation", "export", "io",
-           "job", "model", "plotting", "spec", "training"]
+           "job", "model", "plotting", "spec", "training.trainer", "settings", "data.entries",
+           "data.findings", "data.cleaning", "data.quarantine"]
 FRUITS = ["acai", "cupuacu", "graviola", "guarana", "pupunha", "tucuma"]
 
 

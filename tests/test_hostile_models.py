@@ -159,10 +159,14 @@ def test_a_lambda_layer_is_refused_as_unsafe_saying_how_to_load_it(tmp_path):
 
 def test_a_diverging_run_stops_and_keeps_the_last_finite_weights(image_folder, tmp_path,
                                                                  caplog):
-    """Check that a learning rate of 1e9 stops training at the first non-finite epoch with
-    one warning, that the model keeps finite weights and predicts finite probabilities, and
-    that metrics.json and the report say so."""
-    result = fruitclf.run(image_folder, out=tmp_path / "run", epochs=5, learning_rate=1e9,
+    """Check that a loss that overflows (a weight penalty of 1e30) stops training at the
+    first non-finite epoch with one warning, that the model keeps finite weights and
+    predicts finite probabilities, and that metrics.json and the report say so."""
+    spec = fruitclf.CNNSpec(
+        input_shape=(24, 24, 3), num_classes=3, name="overflowing",
+        conv_blocks=(fruitclf.ConvBlock(4, kernel_regularizer="l2", regularization=1e30),),
+        dense_layers=(fruitclf.DenseLayer(8),))
+    result = fruitclf.run(image_folder, out=tmp_path / "run", spec=spec, epochs=5,
                           image_size=24, batch_size=8, precision="float32", tta=1, verbose=0)
     epoch = result.history.non_finite_epoch
     assert epoch is not None and result.history.epochs_run == epoch < 5

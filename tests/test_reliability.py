@@ -503,13 +503,13 @@ def test_checkpoints_follow_the_interval_and_always_land_at_the_end(image_folder
                                                                     monkeypatch):
     """Check the checkpoint interval: 0 writes every epoch, an hour writes once, at the end."""
     writes: list[str] = []
-    real_save = Trainer._save
+    real_save = Trainer.save_checkpoint
 
     def counting_save(self, path, *args, **kwargs):  # type: ignore[no-untyped-def]
         writes.append(Path(path).name)
         return real_save(self, path, *args, **kwargs)
 
-    monkeypatch.setattr(Trainer, "_save", counting_save)
+    monkeypatch.setattr(Trainer, "save_checkpoint", counting_save)
     train, val = _pipelines(image_folder)
     _trainer(tmp_path / "every").fit(train, val, epochs=4)
     assert writes.count("last.keras") == 4

@@ -134,7 +134,7 @@ def _headline(metrics: Mapping[str, Any]) -> str:
         epoch = int(metrics["non_finite_epoch"])
         kept = f"the weights of epoch {epoch - 1}" if epoch > 1 else "its initial weights"
         sentence += (f" Training stopped at epoch {epoch}: the loss or the weights became "
-                     "infinite or NaN (the learning rate is probably too high); the model "
+                     "infinite or NaN (most often a learning rate far too high); the model "
                      f"keeps {kept}, the last finite ones.")
     return sentence
 

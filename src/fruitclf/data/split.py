@@ -4,28 +4,36 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import logging
 import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import _files
+from ..exceptions import DatasetError
+from ..settings import SETTINGS
+from .entries import Entry, FolderState
 
 if TYPE_CHECKING:
-    from .folder import ImageFolderDataset, _Entry
+    from .folder import ImageFolderDataset
 
-__all__ = ["SPLIT_FORMAT", "DatasetSplit", "validation_relpaths"]
+__all__ = ["SPLIT_FORMAT", "DatasetSplit", "FolderSplits", "validation_relpaths"]
 
 SPLIT_FORMAT = "fruitclf-split"
 
+logger = logging.getLogger("fruitclf")
 
-def validation_relpaths(entries: Sequence[_Entry], num_classes: int, fraction: float, seed: int,
+
+def validation_relpaths(entries: Sequence[Entry], num_classes: int, fraction: float, seed: int,
                         stratify: bool) -> set[str]:
     """The relative paths that go to validation; see :meth:`ImageFolderDataset.split`."""
     if fraction == 0.0:
         return set()
 
-    def rank(entry: _Entry) -> int:
+    def rank(entry: Entry) -> int:
         digest = hashlib.blake2b(f"{seed}\0{entry.relpath}".encode(), digest_size=8)
         return int.from_bytes(digest.digest(), "big")
 
@@ -114,3 +122,115 @@ class DatasetSplit:
         """Images per class in each part."""
         return {"training": self.training.class_counts,
                 "validation": self.validation.class_counts}
+
+
+class FolderSplits(FolderState):
+    """Split a folder into training and validation, reproducibly, and reload a split."""
+
+    def split(
+        self,
+        validation_split: float = 0.2,
+        *,
+        seed: int = 123,
+        stratify: bool = True,
+        validation_fraction: float | None = None,
+    ) -> DatasetSplit:
+        """Split into training and validation, reproducibly.
+
+        Each file gets a rank from a hash of ``seed`` and its relative path, so the split
+        depends only on the file names and the seed: the same on every machine and run. With
+        ``stratify=True`` each class contributes ``round(n * validation_split)`` images
+        (at least one, and at least one left for training, when it has two or more), and
+        adding a file moves at most one existing file of its class between the subsets. With
+        ``stratify=False`` each file's subset depends on its own hash alone, so adding files
+        never moves existing ones; class proportions are then only approximate.
+
+        Parameters
+        ----------
+        validation_split : float, default=0.2
+            Share of images for validation, 0 to 0.9 (:data:`fruitclf.settings.SETTINGS`);
+            0 gives an empty validation part. The same name as :func:`fruitclf.run`'s and
+            the CLI's ``--validation-split``.
+        seed : int, default=123
+            Seed of the hash.
+        stratify : bool, default=True
+            Keep class proportions.
+        validation_fraction : float, optional
+            Deprecated spelling of ``validation_split``.
+
+        Returns
+        -------
+        DatasetSplit
+            Unpacks as ``train, validation``.
+
+        Raises
+        ------
+        DatasetError
+            If the dataset cannot train (fewer than 2 classes, an empty class folder).
+
+        Examples
+        --------
+        >>> train, val = ds.split(0.2, seed=123)
+        >>> len(train), len(val)
+        (72, 18)
+        """
+        if validation_fraction is not None:
+            warnings.warn("`validation_fraction` is deprecated; pass `validation_split` (the "
+                          "name run() and the CLI use).", DeprecationWarning, stacklevel=2)
+            validation_split = validation_fraction
+        fraction = SETTINGS["validation_split"].check(validation_split)
+        seed = SETTINGS["seed"].check(seed)
+        self.require_trainable()
+        validation = validation_relpaths(self._entries, self.num_classes, fraction, seed,
+                                         stratify)
+        return self._make_split(validation, fraction, seed, stratify)
+
+    def _make_split(
+        self, validation: set[str], fraction: float, seed: int, stratify: bool
+    ) -> DatasetSplit:
+        train = [e for e in self._entries if e.relpath not in validation]
+        val = [e for e in self._entries if e.relpath in validation]
+        view = type(self)._from_entries  # views of the ImageFolderDataset this part is of
+        return DatasetSplit(
+            training=cast("ImageFolderDataset", view(self, train)),
+            validation=cast("ImageFolderDataset", view(self, val)),
+            validation_split=fraction,
+            seed=seed,
+            stratify=stratify,
+        )
+
+    def load_split(self, path: str | os.PathLike[str]) -> DatasetSplit:
+        """Rebuild a split saved with :meth:`DatasetSplit.save`.
+
+        Raises
+        ------
+        DatasetError
+            If the file is not a split of this dataset (other classes, or files that are
+            not in the folder any more).
+        """
+        try:
+            payload = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"Cannot read split file {os.fspath(path)!r}: {exc}") from exc
+        if not isinstance(payload, dict) or payload.get("format") != SPLIT_FORMAT:
+            raise DatasetError(f"{os.fspath(path)!r} is not a fruitclf split file.")
+        if payload["class_names"] != self._class_names:
+            raise DatasetError(
+                f"Split file {os.fspath(path)!r} has classes {payload['class_names']!r}, "
+                f"this dataset has {self._class_names!r}."
+            )
+        known = {e.relpath for e in self._entries}
+        listed = set(payload["training"]) | set(payload["validation"])
+        missing = sorted(listed - known)
+        if missing:
+            raise DatasetError(
+                f"Split file {os.fspath(path)!r} lists {len(missing)} files not in "
+                f"{self._root!r}, e.g. {missing[0]!r}."
+            )
+        new = sorted(known - listed)
+        if new:
+            logger.info("%d files are not in the split file; they go to training.", len(new))
+        key = "validation_split" if "validation_split" in payload else "validation_fraction"
+        return self._make_split(set(payload["validation"]), float(payload[key]),
+                                int(payload["seed"]), bool(payload["stratify"]))
+

@@ -1,0 +1,202 @@
+"""What every part of an :class:`~fruitclf.ImageFolderDataset` shares: its images
+(:class:`Entry`), what checks learnt from decoding them (:class:`Decoded`), and
+:class:`FolderState`, the base that holds them with the read-only views of the folder (paths,
+labels, counts) that the finding, cleaning and splitting parts build on."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
+
+from ..exceptions import DatasetError
+from .check import DEFAULT_MAX_PIXELS, CheckReport
+from .pipeline import Preprocessing
+from .quality import Fingerprint
+
+if TYPE_CHECKING:
+    from .folder import IgnoredFile
+
+__all__ = ["Decoded", "Entry", "FolderState"]
+
+_View = TypeVar("_View", bound="FolderState")
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One image of a folder: its path as found, relative to the root, and its label."""
+
+    path: str  # as found: root joined with relpath
+    relpath: str
+    label: int
+
+
+class Decoded:
+    """What checks learnt from decoding, shared by a dataset and its splits: model-ready
+    images (when asked for) and the fingerprint of every readable file."""
+
+    def __init__(self) -> None:
+        self.preprocessing: Preprocessing | None = None
+        self.images: dict[str, np.ndarray] = {}
+        self.prints: dict[str, Fingerprint] = {}
+        self.checked: set[str] = set()
+
+    def note(self, report: CheckReport) -> None:
+        """Keep the fingerprints of a check (and which files it looked at)."""
+        self.prints.update(report.fingerprints)
+        self.checked.update(report.fingerprints)
+        self.checked.update(p.path for p in report.problems)
+        for problem in report.problems:
+            self.prints.pop(problem.path, None)
+
+    def keep(self, preprocessing: Preprocessing, images: dict[str, np.ndarray]) -> None:
+        self.preprocessing, self.images = preprocessing, images
+
+    def covers(self, preprocessing: Preprocessing, paths: Sequence[str]) -> bool:
+        """True when every one of ``paths`` was decoded (so checked) for ``preprocessing``."""
+        return (preprocessing == self.preprocessing and bool(paths)
+                and all(p in self.images for p in paths))
+
+    def stack(self, preprocessing: Preprocessing, paths: Sequence[str]) -> np.ndarray | None:
+        """All of ``paths`` as one array, if every one was kept for this preprocessing."""
+        if not self.covers(preprocessing, paths):
+            return None
+        return np.stack([self.images[p] for p in paths])
+
+
+class FolderState:
+    """The images of a folder and what checks learnt about them; the read-only views."""
+
+    _root: str
+    _follow_links: bool
+    _class_names: list[str]
+    _entries: list[Entry]
+    _ignored: list[IgnoredFile]
+    _headers: dict[str, tuple[str | None, tuple[int, int] | None]]
+    _decoded: Decoded
+
+    def check(
+        self,
+        *,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        num_workers: int | None = None,
+        progress: bool | None = None,
+        preprocessing: Preprocessing | None = None,
+        cache_budget: int | None = None,
+    ) -> CheckReport:
+        """Decode every image; see :meth:`fruitclf.ImageFolderDataset.check`."""
+        raise NotImplementedError
+
+    @classmethod
+    def _from_entries(cls: type[_View], parent: FolderState, entries: list[Entry]) -> _View:
+        view = cls.__new__(cls)
+        view._root = parent._root
+        view._follow_links = parent._follow_links
+        view._class_names = list(parent._class_names)
+        view._entries = entries
+        view._ignored = parent._ignored
+        view._headers = parent._headers
+        view._decoded = parent._decoded
+        return view
+
+    @property
+    def root(self) -> str:
+        """The folder the images were found in."""
+        return self._root
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names in label order (label ``i`` is ``class_names[i]``)."""
+        return list(self._class_names)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self._class_names)
+
+    @property
+    def paths(self) -> list[str]:
+        """Image paths, in the order the pipelines yield them when not shuffled."""
+        return [e.path for e in self._entries]
+
+    @property
+    def relpaths(self) -> list[str]:
+        """Image paths relative to :attr:`root`, ``/``-separated."""
+        return [e.relpath for e in self._entries]
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Integer labels aligned with :attr:`paths`."""
+        return np.array([e.label for e in self._entries], dtype=np.int32)
+
+    @property
+    def class_counts(self) -> dict[str, int]:
+        """Images per class, in class order."""
+        counts = dict.fromkeys(self._class_names, 0)
+        for e in self._entries:
+            counts[self._class_names[e.label]] += 1
+        return counts
+
+    @property
+    def num_images(self) -> int:
+        """Number of images."""
+        return len(self._entries)
+
+    @property
+    def empty_classes(self) -> list[str]:
+        """Classes with no image."""
+        return [name for name, count in self.class_counts.items() if count == 0]
+
+    @property
+    def ignored(self) -> list[IgnoredFile]:
+        """Files and folders that were skipped, with the reason."""
+        return list(self._ignored)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def checked_for(self, preprocessing: Preprocessing) -> bool:
+        """True when the last :meth:`check` decoded (so checked) every image of this dataset
+        for ``preprocessing`` and kept them, so that using them reads no file again.
+
+        Examples
+        --------
+        >>> ds.check(progress=False, preprocessing=fruitclf.Preprocessing((24, 24))).ok
+        True
+        >>> ds.checked_for(fruitclf.Preprocessing((24, 24)))
+        True
+        """
+        return self._decoded.covers(preprocessing, self.paths)
+
+    def exclude(self: _View, paths: Iterable[str | os.PathLike[str]]) -> _View:
+        """A view of this dataset without the given files (nothing on disk changes).
+
+        Examples
+        --------
+        >>> raw = fruitclf.ImageFolderDataset("downloads/fruits")
+        >>> readable = raw.exclude(raw.check(progress=False).paths)
+        >>> len(raw), len(readable)
+        (94, 92)
+        """
+        gone = {os.fspath(p) for p in paths}
+        return self._from_entries(self, [e for e in self._entries if e.path not in gone])
+
+    def require_trainable(self) -> None:
+        """Raise :class:`DatasetError` unless the dataset can train a classifier.
+
+        Training needs at least two classes and an image in every class folder.
+        """
+        if self.num_classes < 2:
+            raise DatasetError(
+                f"Training needs at least 2 classes; {self._root!r} has 1 "
+                f"({self._class_names[0]!r}). Add a folder per class."
+            )
+        if self.empty_classes:
+            folders = ", ".join(repr(os.path.join(self._root, n)) for n in self.empty_classes)
+            raise DatasetError(
+                f"Class folders without images: {folders}. Add images or remove the folder."
+            )
+
