@@ -18,11 +18,15 @@ import numpy as np
 
 from ._arrays import row_shares
 from ._validation import check_class_names, check_int
-from .data import ImageFolderDataset, Preprocessing
-from .data import check as _check
-from .data.check import FileProblem
-from .data.folder import image_files
-from .data.pipeline import file_images
+from .data import (
+    IMAGE_EXTENSIONS,
+    FileProblem,
+    ImageFolderDataset,
+    Preprocessing,
+    describe_problems,
+    image_files,
+    load_checked,
+)
 from .exceptions import CorruptedImagesError, DatasetError
 
 if TYPE_CHECKING:
@@ -399,7 +403,7 @@ class Evaluator:
             if problems and not skip_bad:
                 raise CorruptedImagesError(
                     f"{len(problems)} files in {dataset.root!r} cannot be read: "
-                    f"{_check.describe_problems(problems)}. Quarantine them with "
+                    f"{describe_problems(problems)}. Quarantine them with "
                     f"`fruitclf clean {dataset.root}`, or leave "
                     "them out with skip_bad=True (--skip-bad).",
                     [p.path for p in problems],
@@ -508,13 +512,12 @@ class Evaluator:
         paths = [path for path, _ in expanded]
         errors = {path: error for path, error in expanded if error is not None}
         candidates = sorted({path for path, error in expanded if error is None})
-        report = _check.check_files([(p, p) for p in candidates], root="", progress=False)
-        errors.update({p.path: p.message for p in report.problems})
-        good = [p for p in candidates if p not in errors]
+        checked = load_checked(candidates, self.preprocessing, batch_size=batch_size)
+        errors.update(checked.problems)
         probs = np.full((len(paths), len(self.class_names)), np.nan)
-        if good:
-            pipeline = file_images(good, self.preprocessing, batch_size=batch_size)
-            found = dict(zip(good, self._probabilities(pipeline, batch_size, tta)))
+        if checked.batches is not None:
+            found = dict(zip(checked.paths,
+                             self._probabilities(checked.batches, batch_size, tta)))
             for row, path in enumerate(paths):  # a path given twice gets its row twice
                 if path in found:
                     probs[row] = found[path]
@@ -611,7 +614,7 @@ def _expand_paths(items: Sequence[str | os.PathLike[str]]) -> list[tuple[str, st
             found = [p for p, _ in image_files(path)]
             if not found:
                 out.append((path, "no images in this folder (allowed extensions: "
-                                  + " ".join(_check.IMAGE_EXTENSIONS) + ")"))
+                                  + " ".join(IMAGE_EXTENSIONS) + ")"))
             out.extend((p, None) for p in found)
         elif os.path.lexists(path):
             out.append((path, None))

@@ -541,9 +541,7 @@ def read_export_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 def _folder_images(folder: str | os.PathLike[str], loaded: LoadedModel, limit: int
                    ) -> np.ndarray:
     """Up to ``limit`` decodable images of ``folder`` (spread over it), model-ready."""
-    from .data import check as _check
-    from .data.folder import image_files
-    from .data.pipeline import file_images
+    from .data import IMAGE_EXTENSIONS, image_files, load_checked
 
     if not os.path.isdir(folder):
         raise ExportError(f"Calibration folder not found: {os.fspath(folder)!r}. Pass a "
@@ -551,14 +549,11 @@ def _folder_images(folder: str | os.PathLike[str], loaded: LoadedModel, limit: i
     paths = [p for p, _ in image_files(folder)]
     step = max(1, len(paths) // limit)
     chosen = paths[::step][:limit]
-    report = _check.check_files([(p, p) for p in chosen], root="", progress=False)
-    bad = {p.path for p in report.problems}
-    good = [p for p in chosen if p not in bad]
-    if not good:
+    checked = load_checked(chosen, loaded.preprocessing)
+    if not checked.paths:
         raise ExportError(f"No usable images in {os.fspath(folder)!r} to calibrate on "
-                          f"(allowed extensions: {' '.join(_check.IMAGE_EXTENSIONS)}).")
-    batches = file_images(good, loaded.preprocessing, batch_size=32)
-    return np.concatenate([np.asarray(b, np.float32) for b in batches])
+                          f"(allowed extensions: {' '.join(IMAGE_EXTENSIONS)}).")
+    return np.asarray(checked.arrays(), np.float32)
 
 
 def _random_images(loaded: LoadedModel, count: int) -> np.ndarray:

@@ -11,15 +11,18 @@ TensorFlow is imported only when something is decoded or a pipeline is built.
 
 from __future__ import annotations
 
-from .check import CheckReport, FileProblem
-from .folder import DatasetSummary, IgnoredFile, ImageFolderDataset
+from .check import IMAGE_EXTENSIONS, CheckReport, FileProblem, describe_problems
+from .folder import DatasetSummary, IgnoredFile, ImageFolderDataset, image_files
+from .loading import CheckedImages, load_checked
 from .pipeline import CachePlan, Preprocessing, build_pipeline, plan_cache, set_pipeline_epoch
 from .quarantine import CleanReport, RestoredFiles, restore_quarantine
 from .split import DatasetSplit
 
 __all__ = [
+    "IMAGE_EXTENSIONS",
     "CachePlan",
     "CheckReport",
+    "CheckedImages",
     "CleanReport",
     "DatasetSplit",
     "DatasetSummary",
@@ -29,6 +32,9 @@ __all__ = [
     "Preprocessing",
     "RestoredFiles",
     "build_pipeline",
+    "describe_problems",
+    "image_files",
+    "load_checked",
     "plan_cache",
     "restore_quarantine",
     "set_pipeline_epoch",
