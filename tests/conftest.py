@@ -49,3 +49,15 @@ def trained(image_folder: Path, tiny_spec, tmp_path_factory):  # type: ignore[no
     history = trainer.fit(pipeline, epochs=8)
     return {"model": trainer.model, "dataset": ds, "preprocessing": prep, "history": history,
             "spec": tiny_spec}
+
+
+@pytest.fixture(scope="session")
+def finished_run(image_folder, test_folder, tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+    """A complete run of 3 epochs with a test folder (read-only by convention)."""
+    from _runs import QUICK
+    from fruitclf import run
+
+    out = tmp_path_factory.mktemp("finished") / "run"
+    run(image_folder, out=out, test_dir=test_folder, epochs=3, **QUICK)
+    return out
+

@@ -20,12 +20,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _paths import SRC, TESTS
 from fruitclf import DatasetError, ImageFolderDataset, restore_quarantine
 from fruitclf.cli import main
 from fruitclf.data.quarantine import JOURNAL_NAME, MANIFEST_NAME, _Quarantine
 
-CHILD = Path(__file__).with_name("_quarantine_child.py")
-SRC = Path(__file__).resolve().parents[1] / "src"
+CHILD = TESTS / "_quarantine_child.py"
 
 
 def _tree(root: Path) -> dict[str, str]:

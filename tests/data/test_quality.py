@@ -13,6 +13,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 
 import fruitclf
 from _images import cropped, photo_like, reencoded, write_photo_folder
+from _paths import DATASETS
 from fruitclf.data.quality import QualityThresholds, fingerprint
 
 
@@ -415,7 +416,7 @@ def test_run_lists_a_mislabelled_image_as_a_possible_label_error(tmp_path, photo
     assert titles[0].startswith("class_2 -> class_0")
 
 
-FLOWERS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "flowers12"
+FLOWERS = DATASETS / "flowers12"
 
 
 @pytest.mark.slow

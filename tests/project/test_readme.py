@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).parent.parent
+from _paths import ROOT
 
 
 def _quickstart_commands() -> list[str]:

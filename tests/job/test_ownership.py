@@ -6,7 +6,6 @@ the file is untouched and the command says why it refused.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -14,17 +13,16 @@ from pathlib import Path
 import pytest
 
 import fruitclf
+from _paths import SRC
+from _runs import QUICK, tree
 from fruitclf import ExportError, RunFolderError, run
 from fruitclf._files import TMP_MARK
 from fruitclf._ownership import EVALUATION_FILES, RUN_FILES
 from fruitclf.cli import main
 
-QUICK = {"image_size": 24, "batch_size": 8, "precision": "float32", "tta": 1, "verbose": 0}
-
 
 def _tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".fruitclf.lock"}
+    return {k: v for k, v in tree(root).items() if not k.endswith(".fruitclf.lock")}
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +257,7 @@ def test_ctrl_c_during_start_up_is_one_line(image_folder, tmp_path, delay):
     import sys
     import time
 
-    src = Path(__file__).resolve().parents[1] / "src"
+    src = SRC
     proc = subprocess.Popen(
         [sys.executable, "-c", "from fruitclf.cli import entry_point; entry_point()",
          "train", str(image_folder), "--out", str(tmp_path / "run"), "--epochs", "1"],

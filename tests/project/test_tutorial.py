@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 import textwrap
 import time
-from pathlib import Path
 
 import matplotlib
 import pytest
 
-TUTORIAL = Path(__file__).resolve().parents[1] / "docs" / "tutorial.rst"
+from _paths import ROOT
+
+TUTORIAL = ROOT / "docs" / "tutorial.rst"
 
 
 def code_blocks(text: str) -> list[str]:

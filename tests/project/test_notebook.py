@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
-NOTEBOOK = Path(__file__).parent.parent / "examples" / "worksheet.ipynb"
+from _paths import ROOT
+
+NOTEBOOK = ROOT / "examples" / "worksheet.ipynb"
 
 
 def test_notebook_outputs_are_stripped():
