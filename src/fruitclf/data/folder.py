@@ -23,16 +23,15 @@ import numpy as np
 
 from .._validation import (
     check_image_size,
-    check_int,
     class_name_problem,
     short_repr,
 )
 from ..exceptions import DatasetError
 from . import check as _check
-from .check import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, CheckReport
+from .check import IMAGE_EXTENSIONS
 from .cleaning import FolderCleaning
 from .entries import Decoded, Entry
-from .pipeline import Preprocessing, build_pipeline, plan_cache, prepare_for
+from .pipeline import Preprocessing, build_pipeline
 from .split import FolderSplits
 
 if TYPE_CHECKING:
@@ -362,78 +361,6 @@ class ImageFolderDataset(FolderCleaning, FolderSplits):
             height=stats([h for _, h in sizes]),
             imbalance_ratio=round(max(nonzero) / min(nonzero), 3) if nonzero else 0.0,
         )
-
-    def check(
-        self,
-        *,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
-        num_workers: int | None = None,
-        progress: bool | None = None,
-        preprocessing: Preprocessing | None = None,
-        cache_budget: int | None = None,
-    ) -> CheckReport:
-        """Find every image that training could not decode.
-
-        Each file is decoded with TensorFlow's decoder, the one the pipelines use (JPEGs at
-        reduced scale, which still reads all of the compressed data), after a header check
-        that rejects decompression bombs without decoding them.
-
-        With ``preprocessing``, each file is decoded at the scale the pipeline uses and its
-        model-ready image is kept in memory (when all of them fit the cache budget):
-        :meth:`to_tf_dataset` with the same preprocessing, on this dataset or its splits, then
-        reads nothing, so a run decodes each file once.
-
-        Parameters
-        ----------
-        max_pixels : int, default=89_478_485
-            Images with more pixels are reported as ``too_many_pixels``.
-        num_workers : int, optional
-            Threads used; by default the number of CPUs plus two.
-        progress : bool, optional
-            Show a progress bar; by default only on a terminal.
-        preprocessing : Preprocessing, optional
-            Also keep the decoded, resized images for the pipelines.
-        cache_budget : int, optional
-            Bytes the kept images may take, three copies counted (the arrays and the
-            pipeline's copies); default half the available memory (see :func:`plan_cache`).
-            Above it nothing is kept and the pipelines decode as usual.
-
-        Returns
-        -------
-        CheckReport
-            ``report.problems`` lists each bad file with a reason; empty when all decode.
-
-        Examples
-        --------
-        >>> raw = fruitclf.ImageFolderDataset("downloads/fruits")
-        >>> report = raw.check(progress=False)
-        >>> print(report)
-        Checked 94 images in 'downloads/fruits': 2 would crash training:
-          acai/07.jpg: truncated JPEG file (...)
-          guarana/notes.png: not an image (text or HTML, 780 bytes)
-        """
-        max_pixels = check_int(max_pixels, "max_pixels", min_value=1)
-        if num_workers is not None:
-            num_workers = check_int(num_workers, "num_workers", min_value=1)
-        prepare = None
-        if preprocessing is not None:
-            # Kept images exist up to three times at once (these arrays, the stacked batch
-            # source, TensorFlow's copy of it): keep them only if three copies fit.
-            plan = plan_cache(3 * len(self._entries), preprocessing.image_size,
-                              preprocessing.channels, budget=cache_budget)
-            prepare = prepare_for(preprocessing) if plan.kind == "memory" else None
-        report = _check.check_files(
-            [(e.path, e.relpath) for e in self._entries],
-            root=self._root,
-            max_pixels=max_pixels,
-            num_workers=num_workers,
-            progress=progress,
-            prepare=prepare,
-        )
-        if prepare is not None and preprocessing is not None:
-            self._decoded.keep(preprocessing, report.images)
-        self._decoded.note(report)
-        return report
 
     # ---------------------------------------------------------------- data quality
 
