@@ -224,7 +224,7 @@ def exports_in(folder: str | os.PathLike[str]) -> list[Path]:
     except OSError:
         return []
     for entry in entries:
-        if entry.name.endswith(".json") and not entry.name.endswith(".labels.txt"):
+        if entry.name.endswith(".json"):
             target = Path(entry.path[: -len(".json")])
             if os.path.lexists(target) and is_export(target):
                 found.append(target)

@@ -204,6 +204,7 @@ class _Quarantine:
         self._lock: IO[str] | None = None
         self._journal: IO[str] | None = None
         self.dirty = False  # the list in memory differs from the one on disk
+        self._dropped: set[str] = set()  # struck from the list, removed at the next read
 
     @contextlib.contextmanager
     def held(self, *, create: bool) -> Iterator[_Quarantine]:
@@ -236,7 +237,13 @@ class _Quarantine:
 
     @property
     def entries(self) -> list[dict[str, Any]]:
+        """The list's entries; those struck by :meth:`drop` are removed here, once for all
+        the drops since the last read (a restore strikes one entry per file it moves)."""
         entries: list[dict[str, Any]] = self.manifest.setdefault("entries", [])
+        if self._dropped:
+            entries[:] = [e for e in entries
+                          if not (isinstance(e, dict) and e.get("quarantined") in self._dropped)]
+            self._dropped.clear()
         return entries
 
     def _read_manifest(self) -> dict[str, Any]:
@@ -258,11 +265,10 @@ class _Quarantine:
         """Apply what a killed clean or restore journaled after the list was last written;
         a move journaled but not confirmed is finished or undone from where the file is."""
         path = self.journal_path
-        if not os.path.lexists(path):
-            return
         if path.stat().st_size > _LIST_LIMIT:
             raise DatasetError(f"{str(path)!r} is too large to be a fruitclf journal.")
         pending: dict[str, dict[str, Any]] = {}
+        listed = {e.get("quarantined") for e in self.entries if isinstance(e, dict)}
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 record = json.loads(line)
@@ -276,17 +282,19 @@ class _Quarantine:
                 pending[key] = record
             elif op == "moved":
                 entry = pending.pop(key, None)
-                if entry is not None and not self._find(key):
+                if entry is not None and key not in listed:
                     self.entries.append(_entry(entry))
+                    listed.add(key)
             elif op == "abandoned":
                 pending.pop(key, None)
             elif op == "restored":
                 pending.pop(key, None)
                 self.drop(key)
+                listed.discard(key)
         for key, record in pending.items():
-            self._settle(key, record)
+            self._settle(key, record, listed)
 
-    def _settle(self, key: str, record: dict[str, Any]) -> None:
+    def _settle(self, key: str, record: dict[str, Any], listed: set[Any]) -> None:
         """Finish a move that a killed process started: the file is at one end or the other
         (or, between the hard link and the unlink of a move, at both)."""
         source, target = ((record["original"], str(self.qdir / key)) if record["op"] == "move"
@@ -297,24 +305,22 @@ class _Quarantine:
             at_source = False
         moved = at_target and not at_source
         if record["op"] == "move":
-            if moved and not self._find(key):
+            if moved and key not in listed:
                 self.entries.append(_entry(record))
+                listed.add(key)
                 logger.warning("Finished a move that a stopped clean began: %s", source)
         elif moved:
             self.drop(key)
             logger.warning("Finished a restore that a stopped restore began: %s", target)
 
-    def _find(self, key: str) -> dict[str, Any] | None:
-        return next((e for e in self.entries if isinstance(e, dict)
-                     and e.get("quarantined") == key), None)
-
     def drop(self, key: str) -> None:
+        """Strike the entry of the quarantined file ``key`` from the list."""
         self.dirty = True
-        self.manifest["entries"] = [e for e in self.entries
-                                    if not (isinstance(e, dict) and e.get("quarantined") == key)]
+        self._dropped.add(key)
 
     def compact(self) -> None:
         """Write the list, then remove the journal it now holds."""
+        self.manifest["entries"] = self.entries  # applies the pending drops
         self.manifest["version"] = max(2, int(self.manifest.get("version", 2)))
         self.manifest["format"] = "fruitclf-quarantine"
         _files.write_json(self.manifest_path, self.manifest)
