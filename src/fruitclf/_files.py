@@ -203,6 +203,25 @@ def write_json(target: str | os.PathLike[str], payload: Any) -> Path:
     return write_text(target, json.dumps(payload, indent=2, default=str) + "\n")
 
 
+def read_json(path: str | os.PathLike[str], limit: int) -> Any:
+    """The JSON in ``path``, read only if it is a regular file (not a link) of at most
+    ``limit`` bytes: a guard before reading a file that may not be fruitclf's.
+
+    Raises
+    ------
+    OSError
+        If it is missing, not a regular file, or larger than ``limit``.
+    ValueError
+        If it is not JSON.
+    """
+    target = Path(path)
+    if target.is_symlink() or not target.is_file():
+        raise OSError("not a regular file")
+    if target.stat().st_size > limit:
+        raise OSError(f"larger than {limit >> 20} MiB")
+    return json.loads(target.read_text(encoding="utf-8"))
+
+
 def save_figure(figure: Any, target: str | os.PathLike[str], *, dpi: int = 100,
                 metadata: dict[str, str] | None = None) -> Path:
     """Save a Matplotlib figure to ``target`` atomically (format from the suffix)."""

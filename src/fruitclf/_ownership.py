@@ -20,12 +20,13 @@ training image.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from . import _files
 
 __all__ = ["EVALUATION_FILES", "RUN_FILES", "RunFile", "check_outside", "export_files"]
 
@@ -136,9 +137,7 @@ def export_files(target: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
 
 def _json_file(path: Path) -> Any:
     try:
-        if not path.is_file() or path.stat().st_size > _SIDECAR_LIMIT:
-            return None
-        return json.loads(path.read_text(encoding="utf-8"))
+        return _files.read_json(path, _SIDECAR_LIMIT)
     except (OSError, ValueError):
         return None
 

@@ -152,11 +152,7 @@ class RunFolder:
         if not os.path.lexists(marker):
             return None
         try:
-            if not marker.is_file() or marker.is_symlink():
-                raise OSError("not a regular file")
-            if marker.stat().st_size > MARKER_LIMIT:
-                raise OSError(f"larger than {MARKER_LIMIT >> 20} MiB")
-            payload = json.loads(marker.read_text(encoding="utf-8"))
+            payload = _files.read_json(marker, MARKER_LIMIT)
         except (OSError, ValueError) as exc:
             raise RunFolderError(f"Cannot read {str(marker)!r}: {_one_line(exc)}. It may not "
                                  "be fruitclf's: move it away, or choose another --out."
@@ -309,8 +305,7 @@ def claim_output_folder(path: str | os.PathLike[str], files: tuple[_ownership.Ru
     if os.path.lexists(marker):
         payload: Any = None
         with contextlib.suppress(OSError, ValueError):
-            if marker.is_file() and marker.stat().st_size <= MARKER_LIMIT:
-                payload = json.loads(marker.read_text(encoding="utf-8"))
+            payload = _files.read_json(marker, MARKER_LIMIT)
         if isinstance(payload, dict) and payload.get("format") == fmt:
             listed = payload.get("owns")
             owned = {n for n in listed if isinstance(n, str)} if isinstance(listed, list) else set()

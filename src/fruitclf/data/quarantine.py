@@ -251,9 +251,7 @@ class _Quarantine:
         if not os.path.lexists(path):
             return {"format": "fruitclf-quarantine", "version": 2, "entries": []}
         try:
-            if not path.is_file() or path.is_symlink() or path.stat().st_size > _LIST_LIMIT:
-                raise OSError("not a regular file of a readable size")
-            manifest = json.loads(path.read_text(encoding="utf-8"))
+            manifest = _files.read_json(path, _LIST_LIMIT)
         except (OSError, ValueError) as exc:
             raise DatasetError(f"Cannot read quarantine manifest {str(path)!r}: {exc}") from None
         if (not isinstance(manifest, dict) or not isinstance(manifest.get("entries"), list)
