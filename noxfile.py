@@ -1,9 +1,17 @@
 """Sessions for tests across TensorFlow versions, lint, type checks, docs and packaging.
 
 Run ``nox -l`` to list them, e.g. ``nox -s "tests(tensorflow='2.16')"`` or ``nox -s lint``.
+``nox -s tests compat_table`` runs the whole matrix and regenerates the compatibility table in
+the docs from it.
 """
 
 from __future__ import annotations
+
+import datetime
+import json
+import platform
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
 
 import nox
 
@@ -29,21 +37,83 @@ ONNX_FOR_TF = {version: "onnx<1.19" if version <= "2.18" else "onnx>=1.14"
                for version in KERAS_FOR_TF}
 
 
+#: The runtime TFLite exports are checked with: TensorFlow's own interpreter (what a user without
+#: LiteRT gets) on 2.16-2.19 and in the README's test command, LiteRT on 2.20 and 2.21, so the
+#: matrix runs both.
+LITERT_FOR_TF = {version: ["ai-edge-litert"] if version >= "2.20" else []
+                 for version in KERAS_FOR_TF}
+
+
 def _install_stack(session: nox.Session, tensorflow: str) -> None:
     pins = [f"tensorflow=={tensorflow}.*", f"keras=={KERAS_FOR_TF[tensorflow]}",
             ONNX_FOR_TF[tensorflow]]
-    session.install(*pins)
+    session.install(*pins, *LITERT_FOR_TF[tensorflow])
     session.install("-e", ".[test]", *pins)
+
+
+#: Where each ``tests`` session leaves its JUnit XML and package versions for ``compat_table``.
+RESULTS = Path(".nox") / "results"
+#: The generated compatibility table that docs/versions.rst renders.
+COMPAT_TABLE = Path("docs") / "compatibility.json"
+#: Distributions whose versions the compatibility table records.
+STACK = ("tensorflow", "keras", "numpy", "ml_dtypes", "onnx", "onnxruntime", "tf2onnx",
+         "ai-edge-litert")
+_VERSIONS_SCRIPT = """
+import json, sys
+from importlib.metadata import PackageNotFoundError, version
+def get(name):
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+with open(sys.argv[1], "w") as out:
+    json.dump({name: get(name) for name in sys.argv[2:]}, out, indent=1)
+"""
 
 
 @nox.session(python=PYTHON)
 @nox.parametrize("tensorflow", list(KERAS_FOR_TF))
 def tests(session: nox.Session, tensorflow: str) -> None:
-    """Run the test suite on one TensorFlow version (with its Keras)."""
+    """Run the test suite on one TensorFlow version (with its Keras).
+
+    Its counts, time and package versions are kept for ``nox -s compat_table``.
+    """
     _install_stack(session, tensorflow)
-    session.run("python", "-c", "import tensorflow as tf, keras; "
-                "print('TensorFlow', tf.__version__, 'Keras', keras.__version__)")
-    session.run("pytest", *session.posargs, success_codes=[0, 5])
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / f"tests-{tensorflow}"
+    session.run("python", "-c", _VERSIONS_SCRIPT, f"{stem}.versions.json", *STACK)
+    (RESULTS / f"tests-{tensorflow}.args.json").write_text(json.dumps(session.posargs))
+    session.run("pytest", f"--junitxml={stem}.xml", *session.posargs, success_codes=[0, 5])
+
+
+@nox.session(python=False)
+def compat_table(session: nox.Session) -> None:
+    """Write docs/compatibility.json from the last run of each ``tests`` session."""
+    rows = []
+    for tensorflow in KERAS_FOR_TF:
+        stem = RESULTS / f"tests-{tensorflow}"
+        if not Path(f"{stem}.xml").is_file():
+            session.warn(f"no result of tests(tensorflow='{tensorflow}'): run it first")
+            continue
+        suite = ElementTree.parse(f"{stem}.xml").getroot()
+        suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+        counts = {key: int(suite.get(key, 0)) for key in ("tests", "failures", "errors",
+                                                          "skipped")}
+        rows.append({
+            "session": f"tests(tensorflow='{tensorflow}')",
+            "selection": " ".join(json.loads(Path(f"{stem}.args.json").read_text())) or "all",
+            "versions": json.loads(Path(f"{stem}.versions.json").read_text()),
+            "passed": counts["tests"] - counts["failures"] - counts["errors"]
+            - counts["skipped"],
+            "failed": counts["failures"] + counts["errors"],
+            "skipped": counts["skipped"],
+            "seconds": round(float(suite.get("time", 0))),
+            "date": suite.get("timestamp", "")[:10],
+        })
+    table = {"generated": datetime.date.today().isoformat(), "python": platform.python_version(),
+             "machine": f"{platform.system()} {platform.machine()}", "sessions": rows}
+    COMPAT_TABLE.write_text(json.dumps(table, indent=1) + "\n")
+    session.log(f"wrote {COMPAT_TABLE} ({len(rows)} sessions)")
 
 
 @nox.session(python=PYTHON)

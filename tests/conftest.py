@@ -13,6 +13,22 @@ from _images import write_class_folder
 
 matplotlib.use("Agg")
 
+#: Test processes at most under ``-n auto`` (pytest-xdist): each imports TensorFlow (~1 GB).
+MAX_WORKERS = 4
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """Workers for ``-n auto``: one per core, at most MAX_WORKERS."""
+    return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else os.cpu_count() or 1, MAX_WORKERS))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Start the slow tests first, so that under several workers none of them is left to run
+    alone at the end (the order within each group is kept)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
 
 @pytest.fixture(scope="session")
 def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:

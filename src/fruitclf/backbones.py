@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,9 @@ BACKBONES: dict[str, BackboneInfo] = {
 }
 
 
+_NOT_224_NOTICE = r"`input_shape` is undefined or non-square, or `rows` is not 224"
+
+
 def build_backbone(name: str, input_shape: tuple[int, int, int], weights: str | None) -> Any:
     """Return the Keras backbone model, with ``weights`` loaded.
 
@@ -75,8 +79,13 @@ def build_backbone(name: str, input_shape: tuple[int, int, int], weights: str | 
             f"the path of a {info.keras_name} weights file (.h5 or .weights.h5)."
         )
     try:
-        return factory(input_shape=input_shape, include_top=False, weights=weights,
-                       **info.keras_kwargs())
+        with warnings.catch_warnings():
+            # MobileNet warns that its ImageNet weights were trained at 224x224 whenever the
+            # input is another size; without the top, its convolutions take any size, which
+            # is what fine-tuning at --image-size does.
+            warnings.filterwarnings("ignore", message=_NOT_224_NOTICE, category=UserWarning)
+            return factory(input_shape=input_shape, include_top=False, weights=weights,
+                           **info.keras_kwargs())
     except Exception as exc:  # Keras raises bare Exception for a failed download
         if weights == "imagenet":
             raise _download_error(info, exc) from None

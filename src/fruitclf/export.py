@@ -99,6 +99,10 @@ class ExportResult:
         on those images.
     top1_agreement : float
         Share of those images on which both predict the same class.
+    runtime : str
+        The runtime the export was checked with, e.g. ``"LiteRT 2.3.0"`` or
+        ``"TensorFlow Lite 2.18.1"`` (TensorFlow's own interpreter, used when LiteRT is not
+        installed) for TFLite, ``"ONNX Runtime 1.20.1"`` for ONNX.
 
     Examples
     --------
@@ -117,6 +121,7 @@ class ExportResult:
     checked_images: int
     max_difference: float
     top1_agreement: float
+    runtime: str
 
     def summary(self) -> str:
         """A few lines for a terminal: what was written, its size and its agreement."""
@@ -126,7 +131,7 @@ class ExportResult:
             f"Exported {self.format}{quantized}: {self.path} ({size:.2f} MiB)",
             f"Labels:   {self.labels_path} ({len(self.class_names)} classes)",
             f"Metadata: {self.metadata_path}",
-            f"Checked on {self.checked_images} images with its runtime: same class on "
+            f"Checked on {self.checked_images} images with {self.runtime}: same class on "
             f"{self.top1_agreement:.0%}, probabilities within {self.max_difference:.1e} of the "
             "Keras model",
         ])
@@ -245,6 +250,7 @@ def export_model(
         checked_images=len(check_images),
         max_difference=float(np.abs(probabilities - reference).max()),
         top1_agreement=float(np.mean(probabilities.argmax(1) == reference.argmax(1))),
+        runtime=export_runtime(fmt),
     )
     logger.debug("%s", result.summary())
     return result
@@ -477,17 +483,67 @@ def run_export(path: str | os.PathLike[str], fmt: str, images: np.ndarray) -> np
     return np.asarray(session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0], np.float64)
 
 
-def tflite_interpreter(path: str | os.PathLike[str]) -> Any:
-    """A TFLite interpreter for ``path``: LiteRT's when installed, else TensorFlow's."""
+#: TensorFlow modules whose notices about their own replacement are not the user's to act on:
+#: TensorFlow 2.18 to 2.21 warn on every ``tf.lite.Interpreter`` that LiteRT replaces it (2.18:
+#: "Please use the LiteRT interpreter ...", later: "... is deprecated and is scheduled for
+#: deletion"). Within the TensorFlow versions fruitclf supports it runs an export as LiteRT
+#: does, and LiteRT is used instead whenever it is installed.
+_TFLITE_NOTICE_MODULE = r"tensorflow\.lite\.python\.interpreter"
+
+
+def _litert_interpreter() -> Any:
+    """LiteRT's ``Interpreter`` class, or None when ai-edge-litert is not installed."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
-        import tensorflow as tf
+        return None
+    return Interpreter
 
-        with warnings.catch_warnings():  # TensorFlow >= 2.18 points to LiteRT
-            warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprec")
-            return tf.lite.Interpreter(model_path=os.fspath(path))
-    return Interpreter(model_path=os.fspath(path))
+
+def tflite_runtime() -> str:
+    """The runtime that runs TFLite exports here, with its version.
+
+    LiteRT (``pip install ai-edge-litert``) when installed, else TensorFlow's own
+    ``tf.lite.Interpreter``, which every supported TensorFlow (2.16-2.21) has.
+    """
+    if _litert_interpreter() is not None:
+        return f"LiteRT {_distribution_version('ai-edge-litert')}"
+    return f"TensorFlow Lite {versions()['tensorflow']}"
+
+
+def tflite_interpreter(path: str | os.PathLike[str]) -> Any:
+    """A TFLite interpreter for ``path``, from the runtime :func:`tflite_runtime` names."""
+    litert = _litert_interpreter()
+    if litert is not None:
+        return litert(model_path=os.fspath(path))
+    import tensorflow as tf
+
+    interpreter = getattr(tf.lite, "Interpreter", None)
+    if interpreter is None:  # a TensorFlow newer than those supported
+        raise MissingExtraError(f"TensorFlow {tf.__version__} has no TFLite interpreter; "
+                                "install LiteRT to run TFLite exports: pip install "
+                                "ai-edge-litert")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=_TFLITE_NOTICE_MODULE)
+        return interpreter(model_path=os.fspath(path))
+
+
+def export_runtime(fmt: str) -> str:
+    """The runtime, with its version, that :func:`run_export` runs a ``fmt`` export with."""
+    if fmt == "tflite":
+        return tflite_runtime()
+    if fmt == "onnx":
+        return f"ONNX Runtime {_distribution_version('onnxruntime')}"
+    return f"TensorFlow {versions()['tensorflow']}"
+
+
+def _distribution_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:  # imported from a source tree, not installed
+        return "(version unknown)"
 
 
 def read_export_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -356,6 +356,7 @@ def test_clean_duplicates_then_restore_round_trip(capsys, leaky, tmp_path):
     assert code == 0 and _tree_bytes(train) == before
 
 
+@pytest.mark.slow
 @pytest.mark.cli
 def test_train_warns_about_leakage_and_drop_leaked_changes_the_count(capsys, leaky, tmp_path):
     train, test = leaky
@@ -398,6 +399,7 @@ def test_drop_leaked_refuses_a_test_folder_that_is_all_leaked(capsys, photos, tm
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_run_lists_a_mislabelled_image_as_a_possible_label_error(tmp_path, photos):
     """Check that a photo filed under the wrong class tops the possible label errors."""
     train = _copy_tree(photos, tmp_path / "train")

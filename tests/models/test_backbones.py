@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -26,6 +28,7 @@ def _spec(name: str, **changes):  # type: ignore[no-untyped-def]
                           ).replace(**changes)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(BACKBONES))
 def test_backbone_presets_build_train_save_and_load(name, tmp_path):
     """Check each backbone: describe() = Keras, a few steps train, both formats reload."""
@@ -73,6 +76,7 @@ def _weights_file(tmp_path):  # type: ignore[no-untyped-def]
     return path, base.get_weights()
 
 
+@pytest.mark.slow
 def test_weights_path_loads_and_stays_frozen_in_phase_one(tmp_path):
     """Check weights=PATH: the backbone holds the file's weights, unchanged by the frozen
     phase; fine-tuning then changes only the unfrozen top layers."""
@@ -126,10 +130,13 @@ def test_offline_imagenet_weights_give_one_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(file_utils, "urlretrieve", offline)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
     spec = CNNSpec.preset("mobilenetv3small", num_classes=3, input_shape=(SIZE, SIZE, 3))
-    with pytest.raises(WeightsError, match=r"Cannot download the ImageNet weights of "
-                       r"MobileNetV3Small from https://\S+no_top\S*\.h5 .*put it in .*models/"
-                       r".*weights=PATH"):
-        build_cnn(spec)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(WeightsError, match=r"Cannot download the ImageNet weights of "
+                           r"MobileNetV3Small from https://\S+no_top\S*\.h5 .*put it in "
+                           r".*models/.*weights=PATH"):
+            build_cnn(spec)
+    assert not [str(w.message) for w in caught], "no notice about the 224x224 weights"
 
 
 def test_missing_weights_file_and_bad_specs(tmp_path, capsys, image_folder):

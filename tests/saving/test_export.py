@@ -94,10 +94,10 @@ def _run_with_runtime(path: Path, fmt: str, images: np.ndarray) -> np.ndarray:
     except ImportError:
         import tensorflow as tf
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            Interpreter = tf.lite.Interpreter
-            interpreter = Interpreter(model_path=str(path))
+        with warnings.catch_warnings():  # TensorFlow >= 2.18 points to LiteRT on every use
+            warnings.filterwarnings("ignore", category=UserWarning,
+                                    module=r"tensorflow\.lite\.python\.interpreter")
+            interpreter = tf.lite.Interpreter(model_path=str(path))
     else:
         interpreter = Interpreter(model_path=str(path))
     runner = interpreter.get_signature_runner("serving_default")
@@ -236,6 +236,37 @@ def test_missing_extra_is_one_line_naming_it(missing, model_file, tmp_path, monk
     assert err.startswith("fruitclf: error: ONNX export needs") and "\n" not in err
     assert 'pip install "fruitclf[export]"' in err
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("runtime", ["TensorFlow Lite", "LiteRT"])
+def test_tflite_runtime_is_chosen_not_warned_about(runtime, model_file, tmp_path, monkeypatch):
+    """Check that a TFLite export is checked with LiteRT when it is installed, else with
+    TensorFlow's interpreter, whose notice pointing to LiteRT (TensorFlow 2.18-2.21) is not
+    raised under warnings-as-errors, and that the result names the runtime it ran on."""
+    if runtime == "LiteRT":
+        pytest.importorskip("ai_edge_litert.interpreter")
+    else:
+        monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
+        monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = fruitclf.export_model(model_file, tmp_path / "m.tflite")
+    assert result.runtime.startswith(f"{runtime} ") and result.top1_agreement == 1.0
+    assert f"with {result.runtime}:" in result.summary()
+
+
+def test_a_tensorflow_without_tflite_names_litert(tmp_path, monkeypatch):
+    """Check that where neither LiteRT nor tf.lite.Interpreter exists, running a TFLite
+    export says what to install."""
+    import tensorflow as tf
+
+    from fruitclf.export import tflite_interpreter
+
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    monkeypatch.delattr(tf.lite, "Interpreter")
+    with pytest.raises(fruitclf.MissingExtraError, match="pip install ai-edge-litert"):
+        tflite_interpreter(tmp_path / "m.tflite")
 
 
 @pytest.mark.cli

@@ -64,6 +64,7 @@ def _wait_for(log: Path, pattern: str, timeout: float = 180) -> None:
     raise AssertionError(f"{pattern!r} not in {log}:\n{log.read_text(errors='replace')}")
 
 
+@pytest.mark.slow
 def test_two_workers_train_like_one_process(data, tmp_path):
     """Check that two workers on 127.0.0.1 both finish, that only the chief writes the run
     folder, whose model loads and predicts class names, that each worker read only its half
@@ -97,6 +98,7 @@ def test_two_workers_train_like_one_process(data, tmp_path):
     assert "global_batch_size" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_killed_worker_stops_the_other_with_a_clear_message(data, tmp_path):
     """Check that killing one worker makes the other exit non-zero, within the collective
     timeout, with one line that says what happened and how to go on."""
@@ -131,6 +133,7 @@ def test_a_worker_alone_gives_up_after_the_connect_timeout(data, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_resume_under_two_workers(data, tmp_path):
     """Check that two workers killed after a few epochs and started again with --resume
     finish the run with each epoch once in history.json."""
@@ -190,6 +193,7 @@ MIRRORED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_cpu_devices_matches_one_device(data, tmp_path):
     """Check that MirroredStrategy over two logical CPU devices trains to the same model
     quality as one device: the same global batch split in two gives the same losses."""

@@ -119,6 +119,7 @@ def test_resuming_a_finished_job_changes_no_file(finished_run, image_folder, tes
     assert result.metrics == json.loads((finished_run / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_resume_with_augmentation_saves_both_formats(image_folder, tmp_path):
     """Check item 3: a resumed run (augmentation on) saves .h5 and .keras, all of one run."""
     out = tmp_path / "q"
