@@ -23,6 +23,7 @@ extensions = [
     "sphinx.ext.viewcode",
     "_ext.cli_reference",
     "_ext.owned_files",
+    "_ext.compat_table",
     "_ext.settings_table",
 ]
 
