@@ -17,6 +17,9 @@ import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests(tensorflow='2.21')"]
 nox.options.reuse_existing_virtualenvs = True
+# uv installs a TensorFlow stack in well under a minute (pip: about two); plain virtualenv and
+# pip where uv is not installed (pip install "nox[uv]").
+nox.options.default_venv_backend = "uv|virtualenv"
 
 PYTHON = "3.11"
 
@@ -134,6 +137,13 @@ def compat(session: nox.Session) -> None:
     session.run(new_python, script, "load", old_dir, "--must-load", external=True)
     session.run(new_python, script, "save", new_dir, external=True)
     session.run("python", script, "load", new_dir)
+
+
+@nox.session(python=PYTHON)
+def screenshots(session: nox.Session) -> None:
+    """Regenerate the Getting-started images from a fresh demo run (needs Chromium)."""
+    session.install("-e", ".")
+    session.run("python", "docs/screenshots.py")
 
 
 @nox.session(python=PYTHON)

@@ -46,5 +46,6 @@ doctest_test_doctest_blocks = ""
 
 html_theme = "alabaster"
 html_static_path = ["_static"]
+html_css_files = ["fruitclf.css"]
 html_title = f"fruitclf {release}"
 exclude_patterns = ["_build"]

@@ -8,7 +8,9 @@ Everything public is importable from the top level::
     result = fruitclf.run("fruits/train", test_dir="fruits/test", out="runs/fruits")
 
 Names are imported on first use, so ``import fruitclf`` (and ``fruitclf --help``) does not
-start TensorFlow until a name that needs it is touched.
+start TensorFlow until a name that needs it is touched. When fruitclf is the first to start
+TensorFlow, TensorFlow's C++ start-up notices (CPU features, "failed call to cuInit" on a
+machine without a GPU) are left out; import ``tensorflow`` before using fruitclf to see them.
 """
 
 from __future__ import annotations
@@ -206,6 +208,9 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'fruitclf' has no attribute {name!r}")
+    from . import _quiet
+
+    _quiet.install()  # fruitclf starts TensorFlow from here on: without its start-up notices
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value

@@ -97,3 +97,18 @@ def load_custom_objects() -> dict[str, Any]:
         return objects
     objects["Cast"] = Cast
     return objects
+
+
+def progress_bar(**kwargs: Any) -> Any:
+    """A tqdm bar: the notebook widget when the notebook can draw it, else the text bar.
+
+    ``tqdm.auto`` picks the widget in any Jupyter kernel and warns "IProgress not found" when
+    ipywidgets is missing; the text bar works there too, without the warning.
+    """
+    import importlib.util
+
+    if "ipykernel" in sys.modules and importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.auto import tqdm
+    else:
+        from tqdm import tqdm
+    return tqdm(**kwargs)

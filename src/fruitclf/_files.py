@@ -53,32 +53,60 @@ def exclusive_lock(lock_path: str | os.PathLike[str], busy: str,
                    error: type[Exception]) -> IO[str] | None:
     """Take an exclusive lock on ``lock_path`` at once, or raise ``busy`` naming the holder.
 
-    The lock lives as long as the returned handle (close it to release it); the kernel drops
-    it when its process dies, so a lock left by a killed process never blocks. ``busy`` is the
-    message of the ``error`` raised when another process holds it, with a ``{holder}`` field
-    (the pid and host written by the holder). Returns None
-    where the platform has no advisory locks.
+    The lock lives as long as the returned handle; :func:`release_lock` releases it and
+    removes the file. The kernel drops the lock when its process dies, so a lock file left by
+    a killed process never blocks. ``busy`` is the message of the ``error`` raised when
+    another process holds it, with a ``{holder}`` field (the pid and host written by the
+    holder). Returns None where the platform has no advisory locks.
     """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no advisory locks here
         return None
-    try:
-        handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - returned, held
-    except OSError as exc:
-        raise write_error(lock_path, exc) from None
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip()[:200] or "unknown"
-        handle.close()
-        raise error(busy.format(holder=holder)) from None
+    for _ in range(100):  # a holder may remove the file between our open and our lock
+        try:
+            handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - returned, held
+        except OSError as exc:
+            raise write_error(lock_path, exc) from None
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()[:200] or "unknown"
+            handle.close()
+            raise error(busy.format(holder=holder)) from None
+        if _same_file(handle, lock_path):
+            break
+        handle.close()  # locked a file its holder removed on release: take the new one
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
     handle.flush()
     return handle
+
+
+def _same_file(handle: IO[str], path: str | os.PathLike[str]) -> bool:
+    try:
+        held, named = os.fstat(handle.fileno()), os.stat(path)
+    except OSError:
+        return False
+    return (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
+
+
+def release_lock(handle: IO[str] | None, lock_path: str | os.PathLike[str]) -> None:
+    """Remove the lock file of :func:`exclusive_lock`, then release the lock.
+
+    The file goes while the lock is still held, so no other process can hold a lock on it;
+    a process that opened it just before locks a removed file, sees that, and takes a new one.
+    """
+    if handle is None:
+        return
+    try:
+        if _same_file(handle, lock_path):
+            with contextlib.suppress(OSError):
+                os.unlink(lock_path)
+    finally:
+        handle.close()
 
 
 def is_locked(lock_path: str | os.PathLike[str]) -> bool:

@@ -68,7 +68,7 @@ RUN_FILES: tuple[RunFile, ...] = (
     RunFile("history", "history.png", "training curves", "final"),
     RunFile("samples", "samples.png", "one training image per class", "final"),
     RunFile("label_errors", "label_errors.png", "training images the model calls another "
-            "class", "final"),
+            "class (only when there are some)", "final"),
     RunFile("confusion_matrix", "confusion_matrix.png", "test confusion matrix", "final"),
     RunFile("misclassified", "misclassified.png", "test images the model got wrong", "final"),
     RunFile("classification_report", "classification_report.txt", "precision, recall and F1 "

@@ -1,12 +1,16 @@
-"""Keep TensorFlow's start-up chatter off the terminal of the command-line interface.
+"""Keep TensorFlow's start-up chatter out of fruitclf's output.
 
 TensorFlow's C++ side logs through absl straight to file descriptor 2 while it is imported and
 while it first looks for devices ("All log messages before absl::InitializeLog() ...", oneDNN
 and CPU-feature notes, "Could not find cuda drivers", ``cuInit`` failures on machines without
 a GPU); ``TF_CPP_MIN_LOG_LEVEL`` no longer reaches all of it. :func:`install` makes the first
-``import tensorflow`` (wherever it happens) run with file descriptor 2 captured, then writes
-back every captured line that is not one of those known notices, so real errors stay visible.
-Only the CLI installs it (``fruitclf -v`` does not); library users see TensorFlow as it is.
+``import tensorflow`` run with file descriptor 2 captured, then writes back every captured
+line that is not one of those known notices, so real errors stay visible.
+
+The CLI installs it (``fruitclf -v`` does not); the library installs it when a fruitclf name
+is first used (``fruitclf.run``, ``fruitclf.ImageFolderDataset``, ...), because fruitclf then
+starts TensorFlow. Nothing is installed at ``import fruitclf``, and a program that imports
+TensorFlow itself first sees TensorFlow exactly as it is.
 """
 
 from __future__ import annotations
@@ -38,9 +42,27 @@ NOISE = re.compile(
 )
 
 
+#: False after :func:`show_everything` (``fruitclf -v``): nothing is captured or left out.
+_ENABLED = True
+
+
+def show_everything() -> None:
+    """Leave TensorFlow's output as it is from now on (``fruitclf -v``)."""
+    global _ENABLED
+    _ENABLED = False
+    uninstall()
+
+
 @contextlib.contextmanager
 def filtered_native_stderr() -> Iterator[None]:
-    """Capture file descriptor 2 in the block; write back the lines that are not noise."""
+    """Capture file descriptor 2 in the block; write back the lines that are not noise.
+
+    fruitclf wraps its own calls that make TensorFlow's C++ side talk (the first import,
+    TFLite conversion) in it; a no-op after :func:`show_everything`.
+    """
+    if not _ENABLED:
+        yield
+        return
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as capture:
@@ -93,7 +115,7 @@ _FINDER = _QuietTensorFlowImport()
 
 def install() -> None:
     """Quiet the first ``import tensorflow`` of this process (a no-op once imported)."""
-    if "tensorflow" not in sys.modules and _FINDER not in sys.meta_path:
+    if _ENABLED and "tensorflow" not in sys.modules and _FINDER not in sys.meta_path:
         sys.meta_path.insert(0, _FINDER)
 
 

@@ -91,9 +91,8 @@ class RunFolder:
             RunFolderError)
 
     def _release(self) -> None:
-        if self._lock is not None:
-            self._lock.close()  # closing releases the lock
-            self._lock = None
+        _files.release_lock(self._lock, self.path / LOCK)  # no lock file left behind
+        self._lock = None
 
     # ------------------------------------------------------------------ ownership
 

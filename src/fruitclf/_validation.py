@@ -150,6 +150,28 @@ def check_image_size(value: Any, name: str = "image_size", *,
     return int(value[0]), int(value[1])
 
 
+#: Colour names a background may be given by (with ``#RRGGBB``).
+COLOR_NAMES: dict[str, tuple[int, int, int]] = {
+    "white": (255, 255, 255), "black": (0, 0, 0), "gray": (128, 128, 128),
+}
+
+
+def check_color(value: Any, name: str = "background", *,
+                error: type[Exception] = ValueError) -> tuple[int, int, int]:
+    """Return ``(r, g, b)`` from a colour name (white, black, gray) or ``#RRGGBB``."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in COLOR_NAMES:
+            return COLOR_NAMES[text]
+        if len(text) == 7 and text.startswith("#"):
+            try:
+                return int(text[1:3], 16), int(text[3:5], 16), int(text[5:7], 16)
+            except ValueError:
+                pass
+    raise invalid(name, "white, black, gray or a colour as #RRGGBB (e.g. '#ffffff')", value,
+                  error)
+
+
 def _hint(hint: str) -> str:
     return f". {hint}" if hint else ""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import logging
@@ -165,7 +164,7 @@ def _add_data_commands(sub: Any) -> None:
                    help="also check this test folder, and list its images that have a twin "
                    "in DIR (leakage)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--follow-links", action="store_true", help="follow links to folders")
+    _add_follow_links(p)
     p.add_argument("--image-size", type=int, default=_default_image_size(),
                    help="model input side in pixels, for the too_small flag")
     p.add_argument("--flag", action="append", default=[], metavar="NAME=VALUE",
@@ -188,6 +187,7 @@ def _add_data_commands(sub: Any) -> None:
     where.add_argument("--delete", action="store_true", help="delete instead of moving")
     p.add_argument("--dry-run", action="store_true", help="change nothing, list what would go")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_follow_links(p)
 
     p = _add(sub, "restore", "Move quarantined files back where they were found.")
     p.add_argument("quarantine", help="the quarantine folder (holds fruitclf-quarantine.json)")
@@ -203,6 +203,7 @@ def _add_data_commands(sub: Any) -> None:
     p.add_argument("--rows", type=int, default=2, help="rows of the grid")
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the image picked per class (default: a new pick each time)")
+    _add_follow_links(p)
 
 
 def _add_model_commands(sub: Any) -> None:
@@ -233,6 +234,7 @@ def _add_model_commands(sub: Any) -> None:
     p.add_argument("--drop-leaked", action="store_true",
                    help="evaluate without the test images that have a twin in the training "
                    "folder (they are reported either way)")
+    _add_follow_links(p)
     _add_train_options(p)
     _add_distribution_options(p)
 
@@ -249,6 +251,7 @@ def _add_model_commands(sub: Any) -> None:
                    help="test-time augmentation: views averaged per image (1: off)")
     p.add_argument("--skip-bad", action="store_true",
                    help="leave out files that cannot be decoded (default: refuse, naming them)")
+    _add_follow_links(p)
 
     p = _add(sub, "predict", "Predict the class of images (files or folders). A file that "
              "cannot be read is reported on its line; the exit status is then 1.")
@@ -259,6 +262,13 @@ def _add_model_commands(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="images per batch")
     p.add_argument("--tta", type=int, default=1, metavar="N",
                    help="test-time augmentation: views averaged per image (1: off)")
+    _add_follow_links(p)
+
+
+def _add_follow_links(p: argparse.ArgumentParser) -> None:
+    """The same option on every command that reads image folders."""
+    p.add_argument("--follow-links", action="store_true",
+                   help="follow links to folders (skipped otherwise, with a warning naming them)")
 
 
 def _add_export_command(sub: Any) -> None:
@@ -284,6 +294,7 @@ def _add_export_command(sub: Any) -> None:
                    "calibrate int8 and check the export on them (default: random images)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing export and its .labels.txt/.json files")
+    _add_follow_links(p)
 
 
 def _add_demo_command(sub: Any) -> None:
@@ -412,7 +423,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 def _cmd_clean(args: argparse.Namespace) -> int:
     from .data import ImageFolderDataset
 
-    ds = ImageFolderDataset(args.dir)
+    ds = ImageFolderDataset(args.dir, follow_links=args.follow_links)
     result = ds.remove_corrupted(quarantine=args.quarantine, delete=args.delete,
                                  dry_run=args.dry_run)
     copies = (ds.remove_duplicates(quarantine=args.quarantine, delete=args.delete,
@@ -461,7 +472,8 @@ def _cmd_samples(args: argparse.Namespace) -> int:
         raise RunFolderError(
             f"{args.out!r} exists and is not a sample grid fruitclf wrote; fruitclf never "
             "replaces a file it did not write. Choose another --out, or move it away.")
-    fig = ImageFolderDataset(args.dir).plot_samples(rows=args.rows, seed=args.seed)
+    fig = ImageFolderDataset(args.dir, follow_links=args.follow_links).plot_samples(
+        rows=args.rows, seed=args.seed)
     png = Path(args.out).suffix.lower() == ".png"
     save_figure(fig, args.out, metadata={"Software": SAMPLES_SOFTWARE} if png else None)
     print(f"Wrote {args.out}")
@@ -498,16 +510,12 @@ def _train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _print_run(result: Any) -> None:
-    metrics = result.metrics
-    shown = [key for key in ("val_accuracy", "test_accuracy", "test_accuracy_without_leaked",
-                             "test_loss", "num_leaked_test_images", "best_epoch", "epochs_run",
-                             "non_finite_epoch", "train_seconds", "images_per_second", "workers",
-                             "global_batch_size")
-             if metrics.get(key) is not None]
-    width = max((len(key) for key in shown), default=0)
+    from .report import key_metrics
+
+    shown = key_metrics(result.metrics)
+    width = max((len(key) for key, _ in shown), default=0)
     print()
-    for key in shown:
-        value = metrics[key]
+    for key, value in shown:
         print(f"{key:>{width}}: {value:.4f}" if isinstance(value, float) else
               f"{key:>{width}}: {value}")
     print(f"\nModel:  {result.files['model.h5']} and {result.files['model.keras']}")
@@ -528,7 +536,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         strategy = "multi_worker" if strategy == "auto" else strategy
     _watch_connection(args.connect_timeout)
     result = run(args.train_dir, out=args.out, test_dir=args.test, augment=args.augment,
-                 drop_leaked=args.drop_leaked, strategy=strategy, **_train_kwargs(args))
+                 drop_leaked=args.drop_leaked, follow_links=args.follow_links,
+                 strategy=strategy, **_train_kwargs(args))
     if result.worker:
         print(f"\nWorker {result.worker}: trained {result.history.epochs_run} epochs; the "
               f"chief (worker 0) writes the run folder {result.out_dir}.")
@@ -585,7 +594,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
         check_outside(args.out, {"test folder": args.test_dir}, "out")
     loaded = load_model(args.model)
-    test = ImageFolderDataset(args.test_dir, class_names=loaded.class_names)
+    test = ImageFolderDataset(args.test_dir, class_names=loaded.class_names,
+                              follow_links=args.follow_links)
     result = Evaluator(loaded.model, loaded.class_names,
                        preprocessing=loaded.preprocessing).evaluate(
         test, batch_size=args.batch_size, tta=args.tta, skip_bad=args.skip_bad)
@@ -627,7 +637,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise ValueError(f"`--top-k` must be a positive int. Received: --top-k {args.top_k}")
     loaded = load_model(args.model)
     predictions = loaded.predict(args.paths, top_k=args.top_k, batch_size=args.batch_size,
-                                 tta=args.tta)
+                                 tta=args.tta, follow_links=args.follow_links)
     records = predictions.to_records()
     status = 1 if any("error" in record for record in records) else 0
     if args.json:
@@ -644,13 +654,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from . import _quiet
     from .export import export_model
 
-    with (_quiet.filtered_native_stderr() if not args.verbose else contextlib.nullcontext()):
-        result = export_model(args.model, args.out, format=args.format,
-                              quantize=args.quantize, calibration=args.calibration,
-                              overwrite=args.overwrite)
+    result = export_model(args.model, args.out, format=args.format, quantize=args.quantize,
+                          calibration=args.calibration, overwrite=args.overwrite,
+                          follow_links=args.follow_links)
     print(result.summary())
     return 0
 
@@ -743,7 +751,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fruitclf: interrupted.", file=sys.stderr)
         return 130
-    if not args.verbose:
+    if args.verbose:
+        from . import _quiet
+
+        _quiet.show_everything()
+    else:
         _quiet_third_party_logs()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))

@@ -102,6 +102,21 @@ class Predictions:
             out.append([(self.class_names[i], float(row[i])) for i in order])
         return out
 
+    def _repr_html_(self) -> str:
+        """The notebook display: one row per image (the first 20), probabilities rounded."""
+        from . import _html
+
+        rows: list[tuple[str, str, float | None]] = []
+        for index, record in enumerate(self.to_records()):
+            name = record.get("path") or f"image {index + 1}"
+            if "error" in record:
+                rows.append((name, "error: " + str(record["error"]), None))
+                continue
+            rows.append((name, record["label"], round(float(record["probability"]), 3)))
+        errors = f", {len(self.errors)} unreadable" if self.errors else ""
+        return "\n".join([_html.heading(f"{len(rows)} predictions{errors}"),
+                          _html.table(("image", "class", "probability"), rows)])
+
     def to_records(self) -> list[dict[str, Any]]:
         """One JSON-able dict per input: ``path``, ``label``, ``probability``, ``top_k``
         (or ``error``)."""
@@ -185,10 +200,24 @@ class EvaluationResult:
         picked = self.probabilities[np.arange(len(self.y_true)), self.y_true]
         return float(-np.mean(np.log(np.clip(picked, _EPSILON, 1.0 - _EPSILON))))
 
+    def _repr_html_(self) -> str:
+        """The notebook display: accuracy and loss in a sentence, then the report."""
+        from . import _html
+
+        sentence = (f"Accuracy {self.accuracy:.4f} on {len(self.y_true)} images "
+                    f"(loss {self.loss:.4f})")
+        if self.skipped:
+            sentence += f"; {len(self.skipped)} unreadable files left out"
+        return "\n".join([_html.paragraph(sentence + "."),
+                          _html.pre(self.classification_report())])
+
     def classification_report(self, *, output_dict: bool = False, digits: int = 3) -> Any:
         """scikit-learn's classification report with class names as labels.
 
-        Classes without test images or predictions report 0 rather than warning.
+        Rows and averages cover the classes that have test images: a class the test folder
+        lacks has no recall to measure, and would pull the macro average down with a 0. The
+        text names such classes below the table. A class without predictions reports 0
+        precision rather than warning.
 
         Parameters
         ----------
@@ -199,11 +228,18 @@ class EvaluationResult:
         """
         from sklearn.metrics import classification_report
 
-        return classification_report(
-            self.y_true, self.y_pred, labels=list(range(len(self.class_names))),
-            target_names=self.class_names, output_dict=output_dict, digits=digits,
-            zero_division=0,
+        present = sorted({int(label) for label in self.y_true})
+        labels = present or list(range(len(self.class_names)))
+        report = classification_report(
+            self.y_true, self.y_pred, labels=labels,
+            target_names=[self.class_names[i] for i in labels], output_dict=output_dict,
+            digits=digits, zero_division=0,
         )
+        absent = [n for i, n in enumerate(self.class_names) if i not in labels]
+        if output_dict or not absent:
+            return report
+        return (f"{report}\nClasses without test images (not in the table or averages): "
+                f"{', '.join(absent)}\n")
 
     def confusion_matrix(self, *, normalize: bool = False) -> np.ndarray:
         """Confusion matrix (rows: true class, columns: predicted), counts or row fractions."""
@@ -337,18 +373,25 @@ class Evaluator:
             )
 
     def _probabilities(self, inputs: Any, batch_size: int, tta: int = 1) -> np.ndarray:
-        if tta == 1:
-            probs = self.model.predict(inputs, batch_size=None if _is_tf_dataset(inputs) else
-                                       batch_size, verbose=0)
-            return np.asarray(probs, dtype=np.float64)
+        """Probabilities for arrays or a ``tf.data`` pipeline (``images`` or ``(images,
+        ...)`` batches), averaged over ``tta`` views.
+
+        Every call feeds the model the same kind of input, ``float32`` batches of the
+        model's image shape, so Keras traces its predict function once per model instead of
+        once per pipeline, array and view (which TensorFlow warns about as retracing).
+        """
         import tensorflow as tf
 
         if not _is_tf_dataset(inputs):
-            inputs = tf.data.Dataset.from_tensor_slices(inputs).batch(batch_size)
+            inputs = tf.data.Dataset.from_tensor_slices(
+                np.asarray(inputs, np.float32)).batch(batch_size)
+        shape = [None, *(int(d) for d in self.model.input_shape[1:])]
         total: np.ndarray | None = None
         for view in tta_views(tta, flip=self.flips):
-            views = inputs.map(lambda x, *rest, view=view: (view(x), *rest))
-            probs = np.asarray(self.model.predict(views, verbose=0), dtype=np.float64)
+            images = inputs.map(
+                lambda x, *_, view=view: tf.ensure_shape(view(tf.cast(x, tf.float32)), shape),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            probs = np.asarray(self.model.predict(images, verbose=0), dtype=np.float64)
             total = probs if total is None else total + probs
         assert total is not None  # tta >= 1 views
         return total / tta
@@ -452,7 +495,7 @@ class Evaluator:
                              "" if self.flips else " (no flips: it was not trained with them)"))
 
     def predict(self, inputs: Any, *, top_k: int = 1, batch_size: int = 32,
-                tta: int = 1) -> Predictions:
+                tta: int = 1, follow_links: bool = False) -> Predictions:
         """Predict class names for files, folders, arrays or datasets.
 
         Parameters
@@ -467,6 +510,9 @@ class Evaluator:
             Images per batch.
         tta : int, default=1
             Views averaged per image (see :meth:`evaluate`).
+        follow_links : bool, default=False
+            Follow links to folders inside the folders given (links skipped otherwise are
+            named in a warning).
 
         Returns
         -------
@@ -493,7 +539,7 @@ class Evaluator:
             isinstance(inputs, Sequence) and inputs and
             all(isinstance(i, (str, os.PathLike)) for i in inputs)
         ):
-            return self._predict_files(inputs, top_k, batch_size, tta)
+            return self._predict_files(inputs, top_k, batch_size, tta, follow_links)
         array = np.asarray(inputs)
         if array.ndim == 3:
             array = array[np.newaxis]
@@ -506,9 +552,10 @@ class Evaluator:
         probs = self._probabilities(array.astype(np.float32), batch_size, tta)
         return self._wrap(probs, None, {}, top_k)
 
-    def _predict_files(self, inputs: Any, top_k: int, batch_size: int, tta: int
-                       ) -> Predictions:
-        expanded = _expand_paths([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)
+    def _predict_files(self, inputs: Any, top_k: int, batch_size: int, tta: int,
+                       follow_links: bool) -> Predictions:
+        expanded = _expand_paths([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs,
+                                 follow_links=follow_links)
         paths = [path for path, _ in expanded]
         errors = {path: error for path, error in expanded if error is not None}
         candidates = sorted({path for path, error in expanded if error is None})
@@ -603,15 +650,23 @@ def _is_tf_dataset(value: Any) -> bool:
     return isinstance(value, tf.data.Dataset)
 
 
-def _expand_paths(items: Sequence[str | os.PathLike[str]]) -> list[tuple[str, str | None]]:
+def _expand_paths(items: Sequence[str | os.PathLike[str]], *, follow_links: bool = False
+                  ) -> list[tuple[str, str | None]]:
     """``(path, error)`` per input: files as given, folders expanded to their image files
     (recursively, sorted); a missing path or a folder without images is one entry with an
-    error, so that the other inputs are still predicted."""
+    error, so that the other inputs are still predicted. Links to folders not followed are
+    named in a warning."""
+    from .data.folder import LINK_NOT_FOLLOWED, skipped_links_message
+
     out: list[tuple[str, str | None]] = []
     for item in items:
         path = os.fspath(item)
         if os.path.isdir(path):
-            found = [p for p, _ in image_files(path)]
+            passed: list[Any] = []
+            found = [p for p, _ in image_files(path, follow_links=follow_links, ignored=passed)]
+            links = [i.path for i in passed if i.reason == LINK_NOT_FOLLOWED]
+            if links:
+                logger.warning("%s: %s", path, skipped_links_message(links))
             if not found:
                 out.append((path, "no images in this folder (allowed extensions: "
                                   + " ".join(IMAGE_EXTENSIONS) + ")"))

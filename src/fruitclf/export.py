@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _files, _ownership
+from . import _files, _ownership, _quiet
 from ._compat import load_custom_objects, versions
 from ._validation import check_choice
 from .exceptions import ExportError, MissingExtraError
@@ -145,6 +145,7 @@ def export_model(
     quantize: str = "none",
     calibration: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
+    follow_links: bool = False,
 ) -> ExportResult:
     """Export a fruitclf model to SavedModel, TFLite or ONNX, with its class names.
 
@@ -169,6 +170,8 @@ def export_model(
     overwrite : bool, default=False
         Replace an existing export and its sidecars. Without it, existing files are an error
         and nothing is written.
+    follow_links : bool, default=False
+        Follow links to folders inside ``calibration``.
 
     Returns
     -------
@@ -215,15 +218,14 @@ def export_model(
         _onnx_modules()  # a missing extra fails before any work
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     preprocessing = loaded.preprocessing
-    calibration_images = (None if calibration is None else
-                          _folder_images(calibration, loaded, CALIBRATION_IMAGES))
-    check_images = (calibration_images[:CHECK_IMAGES] if calibration_images is not None
-                    else _random_images(loaded, CHECK_IMAGES))
+    calibration_images, check_images = _images_for(calibration, loaded, follow_links)
     metadata = _export_metadata(loaded, fmt, quantize)
     serve = _serving_function(inference_model(loaded.model, strip_augmentation=bool(
         loaded.metadata.get("spec"))), preprocessing.image_size, preprocessing.channels)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _work_folder(target) as work:
+    # The converters and runtimes log their steps from C++ ("Reading SavedModel from",
+    # "Created TensorFlow Lite XNNPACK delegate"): left out, real errors kept.
+    with _quiet.filtered_native_stderr(), _work_folder(target) as work:
         saved = _write_savedmodel(serve, work / "savedmodel", loaded.class_names, metadata)
         if fmt == "savedmodel":
             built = saved
@@ -238,7 +240,8 @@ def export_model(
         except Exception as exc:  # each runtime raises its own types
             raise ExportError(f"The {fmt} export does not run with its runtime "
                               f"({_first_line(exc)}); nothing was written.") from exc
-        reference = np.asarray(loaded.model.predict_on_batch(check_images), np.float64)
+        # A direct call, not predict(): no function to trace for one batch.
+        reference = np.asarray(loaded.model(check_images, training=False), np.float64)
         _place(built, target, overwrite)
     labels_path, metadata_path = sidecars
     _files.write_text(labels_path, "".join(f"{name}\n" for name in loaded.class_names))
@@ -594,15 +597,25 @@ def read_export_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     return metadata
 
 
-def _folder_images(folder: str | os.PathLike[str], loaded: LoadedModel, limit: int
-                   ) -> np.ndarray:
+def _images_for(calibration: str | os.PathLike[str] | None, loaded: LoadedModel,
+                follow_links: bool) -> tuple[np.ndarray | None, np.ndarray]:
+    """The calibration images (None without a folder) and the images the export is checked
+    on (the first of those, or random images)."""
+    if calibration is None:
+        return None, _random_images(loaded, CHECK_IMAGES)
+    images = _folder_images(calibration, loaded, CALIBRATION_IMAGES, follow_links)
+    return images, images[:CHECK_IMAGES]
+
+
+def _folder_images(folder: str | os.PathLike[str], loaded: LoadedModel, limit: int,
+                   follow_links: bool = False) -> np.ndarray:
     """Up to ``limit`` decodable images of ``folder`` (spread over it), model-ready."""
     from .data import IMAGE_EXTENSIONS, image_files, load_checked
 
     if not os.path.isdir(folder):
         raise ExportError(f"Calibration folder not found: {os.fspath(folder)!r}. Pass a "
                           "folder of images like those the model will see.")
-    paths = [p for p, _ in image_files(folder)]
+    paths = [p for p, _ in image_files(folder, follow_links=follow_links)]
     step = max(1, len(paths) // limit)
     chosen = paths[::step][:limit]
     checked = load_checked(chosen, loaded.preprocessing)

@@ -445,6 +445,7 @@ class LoadedModel:
         top_k: int = 1,
         batch_size: int = 32,
         tta: int = 1,
+        follow_links: bool = False,
     ) -> Predictions:
         """Predict class names for image files, a folder, or an array of images.
 
@@ -460,6 +461,8 @@ class LoadedModel:
         tta : int, default=1
             Test-time augmentation: views averaged per image (see
             :meth:`fruitclf.Evaluator.evaluate`).
+        follow_links : bool, default=False
+            Follow links to folders inside the folders given.
 
         Returns
         -------
@@ -479,7 +482,8 @@ class LoadedModel:
         from .evaluation import Evaluator
 
         evaluator = Evaluator(self.model, self.class_names, preprocessing=self.preprocessing)
-        return evaluator.predict(inputs, top_k=top_k, batch_size=batch_size, tta=tta)
+        return evaluator.predict(inputs, top_k=top_k, batch_size=batch_size, tta=tta,
+                                 follow_links=follow_links)
 
 
 def load_model(

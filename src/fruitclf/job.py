@@ -7,7 +7,6 @@ run produces into one folder. ``fruitclf train`` and ``fruitclf demo`` call it.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 import logging
@@ -16,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import distribute
+from . import _html, distribute
 from . import report as _report
 from ._compat import device_description, resolve_precision, versions
 from ._ownership import RUN_FILE, RUN_FILES, check_outside
@@ -67,8 +66,8 @@ class RunResult:
     spec : CNNSpec
         The spec the model was built from.
     figures : dict of str to Figure
-        ``history``, ``samples``, ``label_errors`` and, with a test folder,
-        ``confusion_matrix`` and ``misclassified``.
+        ``history``, ``samples``, ``label_errors`` (when there are possible label errors)
+        and, with a test folder, ``confusion_matrix`` and ``misclassified``.
     files : dict of str to pathlib.Path
         Every file written, by role.
     leakage : list of LeakedPair
@@ -119,17 +118,21 @@ class RunResult:
         return self.files["report_html"]
 
     def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in self.metrics.items())
-        images = "".join(
-            f'<h4>{name}</h4><img src="data:image/png;base64,{_png_base64(fig)}"/>'
-            for name, fig in self.figures.items()
-        )
-        return (f"<h3>fruitclf run: {self.out_dir}</h3><table>{rows}</table>{images}"
-                f"<p>Report: {self.report_path}</p>")
+        """What the report shows first: the headline, the key numbers, then the figures."""
+        parts = [_html.heading(f"fruitclf run: {self.out_dir}", 3),
+                 _html.paragraph(_report.headline(self.metrics)),
+                 _html.table(("metric", "value"), _report.key_metrics(self.metrics))]
+        for role in _FIGURE_ORDER:
+            if role in self.figures:
+                parts.append(_html.image(_report.figure_png(self.figures[role], dpi=80),
+                                         _report.FILE_ROLES.get(role, role)))
+        if self.files.get("report_html") is not None:
+            parts.append(_html.paragraph(f"The whole report: {self.report_html_path}"))
+        return "\n".join(parts)
 
 
-def _png_base64(fig: Figure) -> str:
-    return base64.b64encode(_report.figure_png(fig, dpi=80)).decode()
+#: The figures of a run in the order a notebook shows them.
+_FIGURE_ORDER = ("history", "confusion_matrix", "misclassified", "samples", "label_errors")
 
 
 def _resolve_spec(spec: str | CNNSpec | os.PathLike[str], num_classes: int,
@@ -213,6 +216,7 @@ def run(
     overwrite: bool = False,
     checkpoint_interval: float = RunConfig.checkpoint_interval,
     drop_leaked: bool = False,
+    follow_links: bool = False,
     verbose: str | int = "auto",
     strategy: Any = "auto",
 ) -> RunResult:
@@ -289,6 +293,9 @@ def run(
         training folder. Either way such images are counted, named in ``leakage.json`` and
         the report, and a warning gives their number; without this option the metrics also
         give ``test_accuracy_without_leaked``.
+    follow_links : bool, default=False
+        Follow links to folders in the training and test folders (see
+        :class:`ImageFolderDataset`); links not followed are named in a warning.
     verbose : {"auto", 0, 1, 2}, default="auto"
         Progress: bars on a terminal, one line per epoch elsewhere (see :class:`Trainer`).
     strategy : str or tf.distribute.Strategy, default="auto"
@@ -333,7 +340,8 @@ def run(
         weights=weights, image_size=image_size, batch_size=batch_size, epochs=epochs,
         patience=patience, validation_split=validation_split, seed=seed,
         learning_rate=learning_rate, tta=tta, interpolation=interpolation,
-        checkpoint_interval=checkpoint_interval, drop_leaked=drop_leaked)
+        checkpoint_interval=checkpoint_interval, drop_leaked=drop_leaked,
+        follow_links=follow_links)
     # Everything above runs without TensorFlow, so that input errors come at once. A
     # multi-worker strategy must exist before TensorFlow runs anything else.
     distribution = make_strategy(strategy)
@@ -417,7 +425,7 @@ class _Job:
                 weights: str | os.PathLike[str] | None, image_size: Any, batch_size: Any,
                 epochs: Any, patience: Any, validation_split: Any, seed: Any,
                 learning_rate: Any, tta: Any, interpolation: str, checkpoint_interval: Any,
-                drop_leaked: bool) -> _Job:
+                drop_leaked: bool, follow_links: bool = False) -> _Job:
         """Check every setting (recipe values for those left None), then find the data."""
         check_outside(out, {"training folder": train_dir, "test folder": test_dir}, "out")
         size = check_image_size(SETTINGS["image_size"].resolve(image_size, plan)
@@ -432,10 +440,11 @@ class _Job:
         views = SETTINGS["tta"].resolve(tta, plan)
         SETTINGS["interpolation"].check(interpolation)
         interval = SETTINGS["checkpoint_interval"].check(checkpoint_interval)
-        dataset = ImageFolderDataset(train_dir)
+        dataset = ImageFolderDataset(train_dir, follow_links=follow_links)
         dataset.require_trainable()
-        test = (ImageFolderDataset(test_dir, class_names=dataset.class_names) if test_dir
-                else None)
+        dataset.warn_small_classes()
+        test = (ImageFolderDataset(test_dir, class_names=dataset.class_names,
+                                   follow_links=follow_links) if test_dir else None)
         model_spec = _resolve_spec(spec, dataset.num_classes, size, augment, weights)
         height, width, channels = model_spec.input_shape
         preprocessing = Preprocessing(image_size=(height, width), interpolation=interpolation,
@@ -671,12 +680,12 @@ def _write_final_files(
 
     figures: dict[str, Figure] = {
         "history": history.plot(),
-        "samples": dataset.plot_samples(rows=2, seed=seed),
-        "label_errors": plot_misclassified(
-            findings.label_errors[:LABEL_ERRORS_SHOWN],
-            suptitle="Possible label errors (given -> predicted)",
-            empty="the model agrees with every training label"),
+        "samples": dataset.plot_samples(rows=2, seed=seed, background=preprocessing.background),
     }
+    if findings.label_errors:  # none: the report says so in a sentence, no empty figure
+        figures["label_errors"] = plot_misclassified(
+            findings.label_errors[:LABEL_ERRORS_SHOWN],
+            suptitle="Possible label errors (given -> predicted)")
     texts: dict[str, str] = {}
     if findings.leakage:
         texts["leakage"] = json.dumps(

@@ -52,22 +52,29 @@ class LabelledImages(Protocol):
     def root(self) -> str: ...
 
 
-def _load_rgb(path: str, max_side: int = THUMBNAIL_SIDE) -> np.ndarray | None:
+def _load_rgb(path: str, max_side: int = THUMBNAIL_SIDE,
+              background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray | None:
     """A thumbnail of an image file, at most ``max_side`` pixels a side; None when unreadable.
 
-    Pillow's draft mode decodes large JPEGs at reduced scale, so a grid of full-size photos
-    takes milliseconds; figures only show images, the training decoder is not involved.
+    Shown as the model sees it: upright by its EXIF orientation, transparency over
+    ``background`` (white, the pipelines' default). Pillow's draft mode decodes large JPEGs
+    at reduced scale, so a grid of full-size photos takes milliseconds.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     from ._files import open_regular
 
     try:
         with open_regular(path) as fh, Image.open(fh) as image:
             image.draft("RGB", (max_side, max_side))
-            image = image.convert("RGB")
-            image.thumbnail((max_side, max_side))
-            return np.asarray(image)
+            upright = ImageOps.exif_transpose(image)
+            if upright.mode in ("RGBA", "LA", "PA") or "transparency" in upright.info:
+                rgba = upright.convert("RGBA")
+                flat = Image.new("RGBA", rgba.size, (*background, 255))
+                upright = Image.alpha_composite(flat, rgba)
+            rgb = upright.convert("RGB")
+            rgb.thumbnail((max_side, max_side))
+            return np.asarray(rgb)
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
         return None
 
@@ -147,9 +154,13 @@ def plot_images(
 
 
 def plot_samples(
-    dataset: LabelledImages, *, rows: int = 2, seed: int | None = None
+    dataset: LabelledImages, *, rows: int = 2, seed: int | None = None,
+    background: str = "white",
 ) -> Figure:
     """Plot one random image per class, titled with the class name.
+
+    Photos are shown upright (EXIF orientation applied) and transparency over
+    ``background``, as the pipelines feed them to a model.
 
     Parameters
     ----------
@@ -159,6 +170,8 @@ def plot_samples(
         Grid rows.
     seed : int, optional
         Seed of the random choice; the same seed picks the same images.
+    background : str, default="white"
+        The colour transparency is shown on (a :class:`~fruitclf.Preprocessing`'s).
 
     Returns
     -------
@@ -168,6 +181,9 @@ def plot_samples(
     --------
     >>> fig = fruitclf.plot_samples(ds, rows=2, seed=0)  # doctest: +SKIP
     """
+    from ._validation import check_color
+
+    rgb = check_color(background)
     rng = random.Random(seed)
     by_class: dict[int, list[str]] = {}
     for path, label in zip(dataset.paths, dataset.labels.tolist()):
@@ -179,7 +195,7 @@ def plot_samples(
         rng.shuffle(candidates)
         chosen: np.ndarray | None = None
         for path in candidates[:10]:  # skip unreadable files, within reason
-            chosen = _load_rgb(path)
+            chosen = _load_rgb(path, background=rgb)
             if chosen is not None:
                 break
         images.append(chosen if chosen is not None else np.full((8, 8), 255, np.uint8))

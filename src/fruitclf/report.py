@@ -116,6 +116,23 @@ def run_sections(
     return sections
 
 
+#: The metrics a person reads first, in order: the console summary and the notebook show
+#: these (when the run has them); ``metrics.json`` has all.
+KEY_METRICS = ("val_accuracy", "test_accuracy", "test_accuracy_without_leaked", "test_loss",
+               "num_leaked_test_images", "best_epoch", "epochs_run", "non_finite_epoch",
+               "train_seconds", "images_per_second", "workers", "global_batch_size")
+
+
+def key_metrics(metrics: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """``(name, value)`` of the :data:`KEY_METRICS` the run has (not None)."""
+    return [(key, metrics[key]) for key in KEY_METRICS if metrics.get(key) is not None]
+
+
+def headline(metrics: Mapping[str, Any]) -> str:
+    """The result in one sentence, as the report opens with it."""
+    return _headline(metrics)
+
+
 def _headline(metrics: Mapping[str, Any]) -> str:
     """The result in one sentence: the test (or validation) accuracy and the training time."""
     parts = []

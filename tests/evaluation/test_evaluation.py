@@ -57,7 +57,15 @@ def test_metrics_are_computed_correctly():
     assert [m.path for m in result.misclassified()] == ["p3", "p2"]
     np.testing.assert_array_equal(result.confusion_matrix(), [[1, 1, 0], [1, 1, 0], [0, 0, 0]])
     report = result.classification_report(output_dict=True)
-    assert report["never"]["precision"] == 0.0  # no warning, no crash
+    # A class without test images has no recall: it is left out of the rows and the macro
+    # average (which a 0 for it would pull down), and named under the text table.
+    assert "never" not in report
+    assert report["macro avg"]["recall"] == pytest.approx(0.5)
+    assert result.classification_report().rstrip().endswith(
+        "Classes without test images (not in the table or averages): never")
+    # A class with test images but no prediction: precision 0, no warning, no crash.
+    lonely = EvaluationResult(np.array([0, 1]), np.array([0, 0]), probs[:2], ["a", "b"])
+    assert lonely.classification_report(output_dict=True)["b"]["precision"] == 0.0
 
 
 def test_predict_from_arrays_files_and_folders(trained, tmp_path):

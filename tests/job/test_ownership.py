@@ -65,7 +65,7 @@ def test_a_user_file_with_a_run_file_name_is_never_replaced(image_folder, tmp_pa
         with pytest.raises(RunFolderError, match=rf"holds {name}, which no fruitclf run"):
             run(image_folder, out=out, epochs=1, **QUICK, **extra)
     assert (out / name).read_text() == "my own file"
-    assert sorted(p.name for p in out.iterdir()) == [".fruitclf.lock", name]
+    assert sorted(p.name for p in out.iterdir()) == [name]  # not even a lock file left
 
 
 def test_overwrite_removes_the_previous_runs_files_exports_and_nothing_else(

@@ -118,3 +118,35 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
         "metrics.json"]
 
 
+
+
+def test_a_lock_file_goes_with_its_lock_and_a_late_opener_takes_a_new_one(tmp_path,
+                                                                        monkeypatch):
+    """Check that releasing a lock removes its file while still holding it, and that a
+    process that opened the file just before (and so locks a removed file) notices and takes
+    a new one: two holders at once are impossible."""
+    import builtins
+
+    from fruitclf import _files
+
+    path = tmp_path / ".fruitclf.lock"
+    first = _files.exclusive_lock(path, "busy: {holder}", RuntimeError)
+    real_open = builtins.open
+    raced: list[bool] = []
+
+    def open_then_holder_finishes(file, *args, **kwargs):  # type: ignore[no-untyped-def]
+        handle = real_open(file, *args, **kwargs)
+        if not raced and os.fspath(file) == os.fspath(path):
+            raced.append(True)
+            _files.release_lock(first, path)  # between our open and our lock
+        return handle
+
+    monkeypatch.setattr(builtins, "open", open_then_holder_finishes)
+    second = _files.exclusive_lock(path, "busy: {holder}", RuntimeError)
+    monkeypatch.undo()
+    assert raced and second is not None
+    assert os.fstat(second.fileno()).st_ino == os.stat(path).st_ino  # the file now named
+    with pytest.raises(RuntimeError, match=rf"busy: pid {os.getpid()} on "):
+        _files.exclusive_lock(path, "busy: {holder}", RuntimeError)
+    _files.release_lock(second, path)
+    assert not path.exists()

@@ -21,6 +21,7 @@ def test_notebook_outputs_are_stripped():
 
 
 @pytest.mark.slow
+@pytest.mark.docs
 def test_worksheet_notebook_runs(tmp_path, monkeypatch):
     """Check that examples/worksheet.ipynb executes without error (2 epochs)."""
     import nbformat

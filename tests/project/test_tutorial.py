@@ -23,8 +23,10 @@ def code_blocks(text: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_tutorial_runs_as_written(tmp_path, monkeypatch, capsys):
-    """Check that every Python block of the tutorial runs, in order, in a fresh folder."""
+@pytest.mark.docs
+def test_tutorial_runs_as_written(tmp_path, monkeypatch, capsys, caplog):
+    """Check that every Python block of the tutorial runs, in order, in a fresh folder, and
+    that fruitclf's calls make TensorFlow warn about nothing (retracing, caches)."""
     matplotlib.use("Agg")
     monkeypatch.chdir(tmp_path)
     blocks = code_blocks(TUTORIAL.read_text(encoding="utf-8"))
@@ -37,3 +39,6 @@ def test_tutorial_runs_as_written(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "runs" / "fruits.tflite.labels.txt").read_text().split() == [
         str(d) for d in range(10)]
     assert (tmp_path / "runs" / "fruits" / "report.html").is_file()
+    warned = [r.getMessage() for r in caplog.records if r.name == "tensorflow"
+              and r.levelno >= 30]
+    assert warned == []

@@ -149,16 +149,17 @@ def test_trainer_arguments_are_validated(kwargs, error, match):
         FruitTrainer(SPEC, **kwargs)
 
 
-def test_fit_takes_verbose_and_refuses_images_of_another_size(noise, caplog):
-    """Check that fit(verbose=...) overrides the Trainer's (2: one plain log line per epoch)
-    and that a pipeline of the wrong image size fails before Keras, naming both sizes."""
-    import logging
-
+def test_fit_takes_verbose_and_refuses_images_of_another_size(noise, capsys):
+    """Check that fit(verbose=...) overrides the Trainer's (2: one plain line per epoch on
+    standard output, no logging needed) and that a pipeline of the wrong image size fails
+    before Keras, naming both sizes."""
     trainer = FruitTrainer(SPEC, seed=0, verbose=1)
-    with caplog.at_level(logging.INFO, logger="fruitclf"):
-        trainer.fit(noise[0], noise[1], epochs=2, verbose=2)
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Epoch ")]
+    capsys.readouterr()
+    trainer.fit(noise[0], noise[1], epochs=2, verbose=2)
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("Epoch ")]
     assert len(lines) == 2 and lines[1].startswith("Epoch 2/2 - ") and "val_loss: " in lines[1]
+    assert "\r" not in out and "\x1b[" not in out
     trainer.fit(noise[0], epochs=1, verbose=0)
     big = noise[0].map(lambda x, y: (tf.image.resize(x, (20, 20)), y))
     with pytest.raises(ValueError, match=r"The train pipeline gives images of 20x20x3 but the "

@@ -16,9 +16,10 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import _files
+from .orientation import UPRIGHT, exif_orientation, orient, upright_size
 from .quality import MEASURE_SIDE, Fingerprint, fingerprint
 
 if TYPE_CHECKING:
@@ -28,8 +29,10 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
     "SCALE_RATIOS",
+    "WHITE",
     "CheckReport",
     "FileProblem",
+    "ImageHeader",
     "check_files",
     "decode_image",
     "decode_image_scaled",
@@ -65,6 +68,10 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
 #: Images with more pixels than this are reported as ``too_many_pixels`` without being decoded
 #: (the same limit as Pillow's ``Image.MAX_IMAGE_PIXELS``, about 9459 x 9459).
 DEFAULT_MAX_PIXELS = 89_478_485
+
+#: The background a transparent pixel is composited on unless a ``Preprocessing`` says
+#: otherwise: white, as image viewers and browsers show transparency.
+WHITE: tuple[int, int, int] = (255, 255, 255)
 
 _HEADER_BYTES = 65_536
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
@@ -238,37 +245,62 @@ def read_pixel_budget(path: str | os.PathLike[str], fmt: str | None,
     return pixel_budget_message(data, fmt, size, max_pixels)
 
 
-def read_image_header(path: str | os.PathLike[str]) -> tuple[str | None, tuple[int, int] | None]:
-    """Return ``(format, (width, height))`` read from an image file's header, not decoding it.
+class ImageHeader(NamedTuple):
+    """What an image file's header says, read without decoding it.
 
-    The format is sniffed from the bytes (see :func:`sniff_format`); the size is read for
-    JPEG, PNG, GIF and BMP. Either is None when unknown or unreadable.
+    Attributes
+    ----------
+    format : str or None
+        The format sniffed from the bytes (see :func:`sniff_format`).
+    size : (width, height) or None
+        The size of the upright photo (stored sides swapped for EXIF orientations 5–8);
+        read for JPEG, PNG, GIF and BMP.
+    orientation : int
+        The EXIF orientation, 1–8 (1: stored upright, or no tag); see
+        ``fruitclf.data.orientation``.
+    """
+
+    format: str | None
+    size: tuple[int, int] | None
+    orientation: int = UPRIGHT
+
+
+#: The header of a file that cannot be read.
+UNKNOWN_HEADER = ImageHeader(None, None, UPRIGHT)
+
+
+def read_image_header(path: str | os.PathLike[str]) -> ImageHeader:
+    """Return the format, upright size and EXIF orientation of an image file, not decoding it.
+
+    Either of format and size is None when unknown or unreadable.
     """
     try:
         with _files.open_regular(path) as fh:
             data = fh.read(_HEADER_BYTES)
             fmt = sniff_format(data)
-            size = _size_from_header(data, fmt)
-            if size is None and fmt == "JPEG" and len(data) == _HEADER_BYTES:
-                # Large EXIF/ICC blocks can push the frame header past the first read.
-                size = _size_from_header(data + fh.read(), fmt)
+            # Large EXIF/ICC blocks can push a JPEG's frame header past the first read, and a
+            # WebP keeps its EXIF after the pixels.
+            if len(data) == _HEADER_BYTES and (
+                    fmt == "WEBP" or (fmt == "JPEG" and _size_from_header(data, fmt) is None)):
+                data += fh.read()
     except OSError:
-        return None, None
-    return fmt, size
+        return UNKNOWN_HEADER
+    orientation = exif_orientation(data, fmt)
+    return ImageHeader(fmt, upright_size(_size_from_header(data, fmt), orientation), orientation)
 
 
 def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     """Return ``(width, height)`` read from an image file's header, without decoding it.
 
     Reads JPEG, PNG, GIF and BMP headers; returns None for other formats and for files whose
-    header cannot be read.
+    header cannot be read. The size is the upright photo's (see :class:`ImageHeader`).
 
     Examples
     --------
     >>> read_image_size("fruits/train/acai/01.jpg")  # from the header, nothing decoded
     (48, 48)
     """
-    return read_image_header(path)[1]
+    return read_image_header(path).size
 
 
 # --------------------------------------------------------------------------------------------
@@ -302,11 +334,59 @@ def jpeg_ratio(stored: tuple[int, int] | None, target: tuple[int, int]) -> int:
     return 1
 
 
-def _decode_full(contents: tf.Tensor) -> tf.Tensor:
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _composited(image: tf.Tensor, background: tuple[int, int, int]) -> tf.Tensor:
+    """RGB from RGBA: each pixel blended over ``background`` by its alpha."""
     import tensorflow as tf
 
-    image = tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
+    rgb = tf.cast(image[..., :3], tf.float32)
+    alpha = tf.cast(image[..., 3:], tf.float32) / 255.0
+    blended = rgb * alpha + tf.constant(background, tf.float32) * (1.0 - alpha)
+    return tf.cast(tf.clip_by_value(tf.round(blended), 0.0, 255.0), tf.uint8)
+
+
+def _decode_full(contents: tf.Tensor, background: tuple[int, int, int]) -> tf.Tensor:
+    """Decode any format TensorFlow reads; PNG and WebP transparency over ``background``.
+
+    TensorFlow drops an alpha channel when asked for RGB (leaving whatever colour the
+    transparent pixels store, usually black), so PNGs are decoded as RGBA and WebPs in their
+    own channels, then composited. Other formats have no alpha TensorFlow reads.
+    """
+    import tensorflow as tf
+
+    head = tf.strings.substr(contents, 0, 16) + b"\x00" * 16  # safe slicing of short files
+    is_png = tf.equal(tf.strings.substr(head, 0, 8), _PNG_MAGIC)
+    is_webp = tf.logical_and(tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"),
+                             tf.equal(tf.strings.substr(head, 8, 4), b"WEBP"))
+
+    def with_alpha() -> tf.Tensor:
+        # PNG: always as RGBA. WebP: in its own channels (3 or 4), the only ones its
+        # decoder accepts, then made RGBA.
+        image = tf.cond(
+            is_png,
+            lambda: tf.io.decode_image(contents, channels=4, dtype=tf.uint8,
+                                       expand_animations=False),
+            lambda: _as_rgba(tf.io.decode_image(contents, channels=0, dtype=tf.uint8,
+                                                expand_animations=False)),
+        )
+        return _composited(tf.ensure_shape(image, [None, None, 4]), background)
+
+    def opaque() -> tf.Tensor:
+        return tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
+
+    image = tf.cond(tf.logical_or(is_png, is_webp), with_alpha, opaque)
     return tf.ensure_shape(image, [None, None, 3])
+
+
+def _as_rgba(image: tf.Tensor) -> tf.Tensor:
+    """An RGB or RGBA image as RGBA (opaque when it had no alpha)."""
+    import tensorflow as tf
+
+    opaque = tf.fill(tf.concat([tf.shape(image)[:2], [1]], 0), tf.constant(255, tf.uint8))
+    return tf.cond(tf.shape(image)[2] == 4, lambda: image,
+                   lambda: tf.concat([image[..., :3], opaque], axis=-1))
 
 
 def _decode_jpeg_at(ratio: int) -> Callable[[tf.Tensor], tf.Tensor]:
@@ -322,12 +402,13 @@ def _decode_jpeg_at(ratio: int) -> Callable[[tf.Tensor], tf.Tensor]:
 _JPEG_DECODERS = {ratio: _decode_jpeg_at(ratio) for ratio in (2, 4, 8)}
 
 
-def decode_image(contents: tf.Tensor, ratio: int = 1) -> tf.Tensor:
-    """Decode image bytes to a ``uint8`` RGB tensor of shape ``(height, width, 3)``.
+def decode_image(contents: tf.Tensor, ratio: int = 1, orientation: int | tf.Tensor = UPRIGHT,
+                 background: tuple[int, int, int] = WHITE) -> tf.Tensor:
+    """Decode image bytes to an upright ``uint8`` RGB tensor of shape ``(height, width, 3)``.
 
     This is the one decoder of fruitclf: the pipelines call it (through
     :func:`decode_image_scaled`) and the file check calls it, so that a file that passes the
-    check decodes in training.
+    check decodes in training, and every use sees the same pixels.
 
     Parameters
     ----------
@@ -336,14 +417,21 @@ def decode_image(contents: tf.Tensor, ratio: int = 1) -> tf.Tensor:
     ratio : int
         1, 2, 4 or 8. Above 1 the file must be a JPEG, and is decoded at ``1/ratio`` scale by
         libjpeg (which still reads the whole entropy-coded stream, so damage is still found).
+    orientation : int or tf.Tensor
+        The EXIF orientation read from the header (:class:`ImageHeader`), applied after
+        decoding; 1 leaves the pixels as stored.
+    background : (r, g, b)
+        The colour transparent pixels of PNG and WebP files are composited on.
     """
     import tensorflow as tf
 
     counter = decode_counter()
     with tf.control_dependencies([counter.assign_add(1)]):
         if ratio == 1:
-            return _decode_full(contents)
-        return _JPEG_DECODERS[ratio](contents)
+            image = _decode_full(contents, background)
+        else:
+            image = _JPEG_DECODERS[ratio](contents)
+    return orient(image, orientation)
 
 
 @functools.cache
@@ -365,12 +453,15 @@ def decode_count() -> int:
 SCALE_RATIOS: tuple[int, ...] = (1, 2, 4, 8)
 
 
-def decode_image_scaled(contents: tf.Tensor, scale_index: tf.Tensor) -> tf.Tensor:
+def decode_image_scaled(contents: tf.Tensor, scale_index: tf.Tensor,
+                        orientation: tf.Tensor | int = UPRIGHT,
+                        background: tuple[int, int, int] = WHITE) -> tf.Tensor:
     """Graph-friendly :func:`decode_image`: the ratio is ``SCALE_RATIOS[scale_index]``."""
     import tensorflow as tf
 
-    branches = [lambda r=r: decode_image(contents, r) for r in SCALE_RATIOS]
-    return tf.switch_case(tf.cast(scale_index, tf.int32), branches)
+    branches = [lambda r=r: decode_image(contents, r, UPRIGHT, background)
+                for r in SCALE_RATIOS]
+    return orient(tf.switch_case(tf.cast(scale_index, tf.int32), branches), orientation)
 
 
 # --------------------------------------------------------------------------------------------
@@ -443,10 +534,32 @@ class Prepare:
         ``(format, (width, height)) -> int``: the JPEG scale the pipeline decodes at.
     finish : callable
         Decoded ``uint8`` RGB tensor -> the resized array the pipeline caches.
+    orientation : bool
+        Apply the EXIF orientation (as the pipeline does).
+    background : (r, g, b)
+        The colour transparency is composited on.
     """
 
     ratio: Callable[[str | None, tuple[int, int] | None], int]
     finish: Callable[[Any], Any]
+    orientation: bool = True
+    background: tuple[int, int, int] = WHITE
+
+
+@functools.cache
+def tensorflow_formats() -> frozenset[str]:
+    """The sniffed formats this TensorFlow's ``decode_image`` reads (WebP since 2.18).
+
+    TensorFlow picks its decoder by the same magic bytes :func:`sniff_format` reads, so a
+    file of any other format fails its decode: it is reported without calling TensorFlow,
+    which would also log a C++ line for every such file.
+    """
+    import tensorflow as tf
+
+    formats = {"JPEG", "PNG", "GIF", "BMP"}
+    if hasattr(tf.io, "decode_webp"):
+        formats.add("WEBP")
+    return frozenset(formats)
 
 
 def _tf_message(error: tf.errors.OpError) -> str:
@@ -491,30 +604,45 @@ def _check_one(path: str, relpath: str, max_pixels: int, prepare: Prepare | None
     if fmt is None:
         kind = "text or HTML" if _looks_like_text(data) else "unknown binary data"
         return problem("not_an_image", f"not an image ({kind}, {len(data)} bytes)", st)
-    size = _size_from_header(data, fmt)
-    too_many = pixel_budget_message(data, fmt, size, max_pixels)
+    if fmt not in tensorflow_formats():
+        return problem("unsupported_format", _unsupported(fmt), st)
+    too_many = pixel_budget_message(data, fmt, _size_from_header(data, fmt), max_pixels)
     if too_many is not None:
         return problem("too_many_pixels", too_many, st)
-
-    if prepare is not None:
-        ratio = prepare.ratio(fmt, size)
-    else:  # small, but enough for the measures: libjpeg still reads (checks) all of the data
-        ratio = jpeg_ratio(size, (MEASURE_SIDE, MEASURE_SIDE)) if fmt == "JPEG" else 1
     try:
-        decoded = decode_image(tf.constant(data), ratio)
+        return _decoded_verdict(data, fmt, st, prepare)
     except tf.errors.OpError as exc:
         detail = _tf_message(exc)
         if "Unknown image file format" in detail or "unsupported" in detail.lower():
-            return problem(
-                "unsupported_format",
-                f"unsupported format ({fmt}): TensorFlow {tf.__version__} cannot decode it; "
-                "convert it to PNG or JPEG",
-                st,
-            )
+            return problem("unsupported_format", _unsupported(fmt), st)
         trailer = _TRAILERS.get(fmt)
         if trailer is not None and not data.rstrip(b"\x00").endswith(trailer):
             return problem("truncated", f"truncated {fmt} file ({detail})", st)
         return problem("corrupt", f"corrupt {fmt} data ({detail})", st)
+
+
+def _unsupported(fmt: str) -> str:
+    import tensorflow as tf
+
+    return (f"unsupported format ({fmt}): TensorFlow {tf.__version__} cannot decode it; "
+            "convert it to PNG or JPEG")
+
+
+def _decoded_verdict(data: bytes, fmt: str, st: os.stat_result, prepare: Prepare | None
+                     ) -> _Verdict:
+    """Decode (upright, transparency composited) and fingerprint a readable file."""
+    import tensorflow as tf
+
+    orientation = exif_orientation(data, fmt)
+    if prepare is not None and not prepare.orientation:
+        orientation = UPRIGHT
+    size = upright_size(_size_from_header(data, fmt), orientation)
+    if prepare is not None:
+        ratio = prepare.ratio(fmt, size)
+    else:  # small, but enough for the measures: libjpeg still reads (checks) all of the data
+        ratio = jpeg_ratio(size, (MEASURE_SIDE, MEASURE_SIDE)) if fmt == "JPEG" else 1
+    background = prepare.background if prepare is not None else WHITE
+    decoded = decode_image(tf.constant(data), ratio, orientation, background)
     if size is None:
         size = (int(decoded.shape[1]) * ratio, int(decoded.shape[0]) * ratio)
     # The duplicate and quality checks work from this decode: no file is read twice.
@@ -608,7 +736,8 @@ def check_files(
     its model-ready array in ``report.images``: one decode serves the check and the training.
     """
     from threadpoolctl import threadpool_limits
-    from tqdm.auto import tqdm
+
+    from .._compat import progress_bar
 
     start = time.perf_counter()
     workers = num_workers or min(32, (os.cpu_count() or 1) + 2)
@@ -616,7 +745,7 @@ def check_files(
     sizes: dict[str, tuple[int, int]] = {}
     images: dict[str, Any] = {}
     prints: dict[str, Fingerprint] = {}
-    bar = tqdm(
+    bar = progress_bar(
         total=len(files),
         desc="Checking and decoding images" if prepare is not None else "Checking images",
         unit="img",

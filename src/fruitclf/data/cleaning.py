@@ -63,10 +63,10 @@ class FolderCleaning(FolderFindings):
         Examples
         --------
         >>> raw = fruitclf.ImageFolderDataset("downloads/fruits")
-        >>> for line in raw.remove_duplicates(dry_run=True).lines():
-        ...     print(line.replace("Would move duplicate image: downloads/fruits/", ""))
-        acai/copy of 01.jpg (exact duplicate of acai/01.jpg)
-        acai/02-small.png (near duplicate of acai/02.jpg)
+        >>> for line in raw.remove_duplicates(dry_run=True).lines()[:-1]:
+        ...     print(line.replace("Would move downloads/fruits/", ""))
+        acai/copy of 01.jpg: exact duplicate of acai/01.jpg
+        acai/02-small.png: near duplicate of acai/02.jpg
         """
         _one_destination(quarantine, delete)
         groups = self.find_duplicates() if groups is None else groups
@@ -136,9 +136,8 @@ class FolderCleaning(FolderFindings):
         Only files listed in ``report`` are touched, and only if they have not changed since
         the check. Moved files keep their path relative to the root inside the quarantine
         folder, which gets a JSON manifest that :func:`fruitclf.restore_quarantine` reads.
-        Each file is logged as ``Moved corrupted image: <path>`` (``Deleted ...`` with
-        ``delete=True``). The removed files are
-        dropped from this dataset.
+        Each file is logged as ``Moved <path>: <reason>`` (``Deleted ...`` with
+        ``delete=True``). The removed files are dropped from this dataset.
 
         Parameters
         ----------
@@ -160,8 +159,9 @@ class FolderCleaning(FolderFindings):
         --------
         >>> raw = fruitclf.ImageFolderDataset("downloads/fruits")
         >>> print(raw.remove_corrupted(dry_run=True))
-        Would move corrupted image: downloads/fruits/acai/07.jpg
-        Would move corrupted image: downloads/fruits/guarana/notes.png
+        Would move downloads/fruits/acai/07.jpg: truncated JPEG file (...)
+        Would move downloads/fruits/guarana/notes.png: not an image (text or HTML, ... bytes)
+        Nothing was changed; the files would go to .../downloads/fruits-quarantine (...).
         """
         _one_destination(quarantine, delete)
         if report is None:

@@ -7,7 +7,9 @@ build on."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import shlex
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
@@ -16,16 +18,31 @@ import numpy as np
 from .._validation import check_int
 from ..exceptions import DatasetError
 from . import check as _check
-from .check import DEFAULT_MAX_PIXELS, CheckReport
+from .check import DEFAULT_MAX_PIXELS, CheckReport, ImageHeader
 from .pipeline import Preprocessing, plan_cache, prepare_for
 from .quality import Fingerprint
 
 if TYPE_CHECKING:
     from .folder import IgnoredFile
 
-__all__ = ["Decoded", "Entry", "FolderState"]
+__all__ = ["MIN_IMAGES_PER_CLASS", "Decoded", "Entry", "FolderState", "small_classes_message"]
 
 _View = TypeVar("_View", bound="FolderState")
+
+logger = logging.getLogger("fruitclf")
+
+
+#: Fewer training images than this in a class get a warning: the model sees too few examples
+#: of it to learn it, and a validation split of 20% leaves it none (1 image in 5).
+MIN_IMAGES_PER_CLASS = 5
+
+
+def small_classes_message(names: Sequence[str], counts: dict[str, int]) -> str:
+    """One sentence on classes with fewer than ``MIN_IMAGES_PER_CLASS`` images."""
+    listing = ", ".join(f"{name} ({counts[name]})" for name in names)
+    return (f"Classes with fewer than {MIN_IMAGES_PER_CLASS} images: {listing}. A model "
+            "learns little from so few photos, and a validation or test split may get none "
+            f"of them; add photos (about {MIN_IMAGES_PER_CLASS * 3} a class is a good start).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +95,7 @@ class FolderState:
     _class_names: list[str]
     _entries: list[Entry]
     _ignored: list[IgnoredFile]
-    _headers: dict[str, tuple[str | None, tuple[int, int] | None]]
+    _headers: dict[str, ImageHeader]
     _decoded: Decoded
 
     def check(
@@ -214,6 +231,11 @@ class FolderState:
         return [name for name, count in self.class_counts.items() if count == 0]
 
     @property
+    def small_classes(self) -> list[str]:
+        """Classes with at least one but fewer than ``MIN_IMAGES_PER_CLASS`` images."""
+        return [n for n, c in self.class_counts.items() if 0 < c < MIN_IMAGES_PER_CLASS]
+
+    @property
     def ignored(self) -> list[IgnoredFile]:
         """Files and folders that were skipped, with the reason."""
         return list(self._ignored)
@@ -258,8 +280,17 @@ class FolderState:
                 f"({self._class_names[0]!r}). Add a folder per class."
             )
         if self.empty_classes:
-            folders = ", ".join(repr(os.path.join(self._root, n)) for n in self.empty_classes)
+            folders = [os.path.join(self._root, n) for n in self.empty_classes]
             raise DatasetError(
-                f"Class folders without images: {folders}. Add images or remove the folder."
+                f"Class folders without images: {', '.join(repr(f) for f in folders)}. Add "
+                "images, or remove the empty folder to train without that class (e.g. "
+                f"rmdir {shlex.quote(folders[0])})."
             )
+
+    def warn_small_classes(self) -> None:
+        """Log a warning naming the classes with fewer than ``MIN_IMAGES_PER_CLASS``
+        images (``fruitclf train`` does before training)."""
+        if self.small_classes:
+            logger.warning("%s: %s", self._root,
+                           small_classes_message(self.small_classes, self.class_counts))
 

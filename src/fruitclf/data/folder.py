@@ -28,9 +28,9 @@ from .._validation import (
 )
 from ..exceptions import DatasetError
 from . import check as _check
-from .check import IMAGE_EXTENSIONS
+from .check import IMAGE_EXTENSIONS, ImageHeader
 from .cleaning import FolderCleaning
-from .entries import Decoded, Entry
+from .entries import Decoded, Entry, small_classes_message
 from .pipeline import Preprocessing, build_pipeline
 from .split import FolderSplits
 
@@ -44,6 +44,10 @@ logger = logging.getLogger("fruitclf")
 
 #: Folder names that are never classes and never read (besides any name starting with ".").
 IGNORED_FOLDERS = frozenset({"__MACOSX", "__pycache__"})
+
+#: Why a link to a folder was passed over, and how to include it (Python and command line).
+LINK_NOT_FOLLOWED = ("link to a folder, not followed (include it with follow_links=True, or "
+                     "--follow-links on the command line)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +92,12 @@ class DatasetSummary:
         header could be read).
     imbalance_ratio : float
         Largest class count divided by the smallest non-zero one (1.0 is balanced).
+    small_classes : list of str
+        Classes with at least one but fewer than ``MIN_IMAGES_PER_CLASS`` images.
+    skipped_links : list of str
+        Links to folders that were not followed (relative paths); see ``follow_links``.
+    nested_folders : list of str
+        Sub-folders inside class folders whose images count for that class.
 
     Examples
     --------
@@ -104,15 +114,35 @@ class DatasetSummary:
     width: dict[str, float]
     height: dict[str, float]
     imbalance_ratio: float
+    small_classes: list[str] = dataclasses.field(default_factory=list)
+    skipped_links: list[str] = dataclasses.field(default_factory=list)
+    nested_folders: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the summary as plain JSON types."""
         return dataclasses.asdict(self)
 
+    def _title(self) -> str:
+        return f"{self.root}: {len(self.class_counts)} classes, {self.num_images} images"
+
     def __str__(self) -> str:
         width = max([len(n) for n in self.class_counts] + [5])
-        lines = [f"{self.root}: {len(self.class_counts)} classes, {self.num_images} images"]
+        lines = [self._title()]
         lines += [f"  {name:<{width}}  {count:>6}" for name, count in self.class_counts.items()]
+        return "\n".join(lines + self._notes())
+
+    def _repr_html_(self) -> str:
+        """The notebook display: the counts as a table, then the notes."""
+        from .. import _html
+
+        return "\n".join([_html.heading(self._title()),
+                          _html.table(("class", "images"), list(self.class_counts.items()),
+                                      limit=100),
+                          *(_html.paragraph(note) for note in self._notes())])
+
+    def _notes(self) -> list[str]:
+        """Sizes, balance and everything a user should act on, one sentence each."""
+        lines: list[str] = []
         if self.width:
             lines.append(
                 "Image size (w x h): min {:.0f}x{:.0f}, median {:.0f}x{:.0f}, max {:.0f}x{:.0f}"
@@ -121,10 +151,31 @@ class DatasetSummary:
             )
         lines.append(f"Class imbalance (largest / smallest): {self.imbalance_ratio:.2f}")
         if self.empty_classes:
-            lines.append("Empty class folders: " + ", ".join(self.empty_classes))
+            lines.append("Classes without images: " + ", ".join(self.empty_classes))
+        if self.small_classes:
+            lines.append(small_classes_message(self.small_classes, self.class_counts))
+        if self.skipped_links:
+            lines.append(skipped_links_message(self.skipped_links))
+        if self.nested_folders:
+            lines.append(nested_folders_message(self.nested_folders))
         if self.num_ignored:
             lines.append(f"Ignored {self.num_ignored} files or folders that are not images.")
-        return "\n".join(lines)
+        return lines
+
+
+def skipped_links_message(links: Sequence[str]) -> str:
+    """One sentence naming links to folders that were not followed, with the fix."""
+    return (f"Not followed: {len(links)} link{'s' if len(links) != 1 else ''} to a folder "
+            f"({', '.join(links)}); their images are not used. Include them with "
+            "--follow-links (follow_links=True in Python).")
+
+
+def nested_folders_message(folders: Sequence[str]) -> str:
+    """One sentence saying that sub-folders of class folders count for their class."""
+    shown = ", ".join(folders[:5]) + (f" and {len(folders) - 5} more" if len(folders) > 5
+                                      else "")
+    return (f"Sub-folders inside class folders count for their class: {shown} (the first "
+            "folder level under the root names the class).")
 
 
 def _is_hidden(name: str) -> bool:
@@ -163,8 +214,7 @@ def image_files(
             if _is_hidden(d):
                 skipped.append(IgnoredFile(f"{rel_dir}/{d}", "hidden"))
             elif os.path.islink(os.path.join(dirpath, d)) and not follow_links:
-                skipped.append(IgnoredFile(
-                    f"{rel_dir}/{d}", "link to a folder (pass follow_links=True to follow)"))
+                skipped.append(IgnoredFile(f"{rel_dir}/{d}", LINK_NOT_FOLLOWED))
             else:
                 kept.append(d)
         dirnames[:] = kept
@@ -237,10 +287,22 @@ class ImageFolderDataset(FolderCleaning, FolderSplits):
             )
         self._entries = entries
         self._ignored = sorted(ignored, key=lambda i: i.path)
-        self._headers: dict[str, tuple[str | None, tuple[int, int] | None]] = {}
+        self._headers: dict[str, ImageHeader] = {}
         self._decoded = Decoded()
-        for name in self.empty_classes:
-            logger.warning("Class folder %r has no images.", os.path.join(self._root, name))
+        self._note_what_was_found(found, given=class_names is not None)
+
+    def _note_what_was_found(self, found: set[str], *, given: bool) -> None:
+        """Warn once about what a user would otherwise not see: classes named but without
+        images here (a test folder lacking a class), links not followed, nested folders."""
+        if given:
+            for name in self.empty_classes:
+                what = "its folder is empty" if name in found else "no folder of that name"
+                logger.warning("%r has no images of class %r (%s).", self._root, name, what)
+        if self.skipped_links:
+            logger.warning("%s: %s", self._root, skipped_links_message(self.skipped_links))
+        nested = self.nested_folders
+        if nested:
+            logger.info("%s: %s", self._root, nested_folders_message(nested))
 
     # ---------------------------------------------------------------- discovery
 
@@ -266,9 +328,7 @@ class ImageFolderDataset(FolderCleaning, FolderSplits):
                     if self._follow_links:
                         classes.add(entry.name)
                     else:
-                        ignored.append(IgnoredFile(
-                            entry.name, "link to a folder (pass follow_links=True to follow)"
-                        ))
+                        ignored.append(IgnoredFile(entry.name, LINK_NOT_FOLLOWED))
                 else:
                     ignored.append(IgnoredFile(entry.name, "not inside a class folder"))
         if not classes:
@@ -302,8 +362,9 @@ class ImageFolderDataset(FolderCleaning, FolderSplits):
         unknown = sorted(found - set(names))
         if unknown:
             raise DatasetError(
-                f"{self._root!r} has class folders that are not in `class_names`: "
-                f"{', '.join(repr(u) for u in unknown)}. Known classes: {', '.join(names)}"
+                f"{self._root!r} has class folders that are not among the known classes: "
+                f"{', '.join(repr(u) for u in unknown)}. Known classes: {', '.join(names)}. "
+                "Rename or remove those folders, or train with them."
             )
         return names
 
@@ -322,11 +383,22 @@ class ImageFolderDataset(FolderCleaning, FolderSplits):
 
     # ---------------------------------------------------------------- summary and checks
 
+    @property
+    def skipped_links(self) -> list[str]:
+        """Links to folders that were not followed (relative paths; see ``follow_links``)."""
+        return [i.path for i in self._ignored if i.reason == LINK_NOT_FOLLOWED]
+
+    @property
+    def nested_folders(self) -> list[str]:
+        """Sub-folders of class folders that hold images (relative paths, sorted)."""
+        return sorted({e.relpath.rsplit("/", 1)[0] for e in self._entries
+                       if e.relpath.count("/") > 1})
+
     def image_sizes(self) -> dict[str, tuple[int, int] | None]:
         """Return ``(width, height)`` of each image from its header (None when unreadable)."""
-        return {e.path: self._header(e.path)[1] for e in self._entries}
+        return {e.path: self._header(e.path).size for e in self._entries}
 
-    def _header(self, path: str) -> tuple[str | None, tuple[int, int] | None]:
+    def _header(self, path: str) -> ImageHeader:
         if path not in self._headers:
             self._headers[path] = _check.read_image_header(path)
         return self._headers[path]
@@ -360,6 +432,9 @@ class ImageFolderDataset(FolderCleaning, FolderSplits):
             width=stats([w for w, _ in sizes]),
             height=stats([h for _, h in sizes]),
             imbalance_ratio=round(max(nonzero) / min(nonzero), 3) if nonzero else 0.0,
+            small_classes=self.small_classes,
+            skipped_links=self.skipped_links,
+            nested_folders=self.nested_folders,
         )
 
     # ---------------------------------------------------------------- data quality
@@ -441,7 +516,7 @@ class ImageFolderDataset(FolderCleaning, FolderSplits):
                 antialias=antialias, color_mode=color_mode, fast_decode=fast_decode,
             )
         decoded = self._decoded.stack(preprocessing, self.paths)
-        headers = ([(None, None)] * len(self._entries) if decoded is not None
+        headers = ([_check.UNKNOWN_HEADER] * len(self._entries) if decoded is not None
                    else [self._header(e.path) for e in self._entries])
         return build_pipeline(
             self.paths, self.labels, headers, preprocessing,
@@ -452,8 +527,12 @@ class ImageFolderDataset(FolderCleaning, FolderSplits):
 
     # ---------------------------------------------------------------- plotting
 
-    def plot_samples(self, *, rows: int = 2, seed: int | None = None) -> Figure:
+    def plot_samples(self, *, rows: int = 2, seed: int | None = None,
+                     background: str = "white") -> Figure:
         """Plot one random image per class in a grid of ``rows`` rows, titled by class.
+
+        Photos are upright (EXIF orientation applied), transparency shown over
+        ``background``.
 
         See :func:`fruitclf.plot_samples`.
 
@@ -464,4 +543,4 @@ class ImageFolderDataset(FolderCleaning, FolderSplits):
         """
         from ..plotting import plot_samples
 
-        return plot_samples(self, rows=rows, seed=seed)
+        return plot_samples(self, rows=rows, seed=seed, background=background)

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .. import _files
-from .._validation import check_choice, check_image_size, check_int
+from .._validation import check_choice, check_color, check_image_size, check_int
 from ..exceptions import CorruptedImagesError
 from ..settings import INTERPOLATIONS
 from . import check as _check
-from .check import DEFAULT_MAX_PIXELS
+from .check import DEFAULT_MAX_PIXELS, ImageHeader
+from .orientation import UPRIGHT
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -51,6 +52,12 @@ class Preprocessing:
         3 or 1 output channels.
     fast_decode : bool
         Decode large JPEGs at reduced scale (never below ``image_size``).
+    exif_orientation : bool
+        Turn photos upright by their EXIF orientation tag, as viewers do (phones store most
+        photos sideways with such a tag); see ``fruitclf.data.orientation``.
+    background : str
+        The colour transparent pixels (PNG, WebP) are composited on: ``white`` (what
+        viewers and browsers show), ``black``, ``gray`` or ``#RRGGBB``.
 
     Examples
     --------
@@ -63,12 +70,15 @@ class Preprocessing:
     antialias: bool = True
     color_mode: str = "rgb"
     fast_decode: bool = True
+    exif_orientation: bool = True
+    background: str = "white"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", check_image_size(self.image_size))
         check_choice(self.interpolation, "interpolation", INTERPOLATIONS)
         check_choice(self.color_mode, "color_mode", tuple(COLOR_MODES))
-        for name in ("antialias", "fast_decode"):
+        check_color(self.background)
+        for name in ("antialias", "fast_decode", "exif_orientation"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"`{name}` must be a bool. Received: {name}="
                                 f"{getattr(self, name)!r}")
@@ -78,11 +88,17 @@ class Preprocessing:
         """Number of colour channels the model sees."""
         return COLOR_MODES[self.color_mode]
 
+    @property
+    def background_rgb(self) -> tuple[int, int, int]:
+        """:attr:`background` as ``(r, g, b)``."""
+        return check_color(self.background)
+
     def to_dict(self) -> dict[str, Any]:
         """Return plain JSON types."""
         return {"image_size": list(self.image_size), "interpolation": self.interpolation,
                 "antialias": self.antialias, "color_mode": self.color_mode,
-                "fast_decode": self.fast_decode}
+                "fast_decode": self.fast_decode, "exif_orientation": self.exif_orientation,
+                "background": self.background}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Preprocessing:
@@ -185,7 +201,7 @@ def plan_cache(
 def build_pipeline(
     paths: Sequence[str],
     labels: Sequence[int] | np.ndarray,
-    headers: Sequence[tuple[str | None, tuple[int, int] | None]],
+    headers: Sequence[ImageHeader],
     preprocessing: Preprocessing,
     *,
     batch_size: int = 32,
@@ -200,8 +216,9 @@ def build_pipeline(
 ) -> tf.data.Dataset:
     """The pipeline behind :meth:`ImageFolderDataset.to_tf_dataset`, for any list of files.
 
-    ``headers`` holds ``(format, (width, height))`` per file, as
-    :func:`fruitclf.data.check.read_image_header` returns, to choose the JPEG scale. Files
+    ``headers`` holds an :class:`~fruitclf.data.check.ImageHeader` per file, as
+    :func:`fruitclf.data.check.read_image_header` returns, to choose the JPEG scale and turn
+    photos upright. Files
     whose decoding would exceed ``max_pixels`` (all frames of a GIF count, as in
     :meth:`ImageFolderDataset.check`) and anything but regular files (a FIFO would block) are
     refused before anything is read. ``decoded`` (model-ready ``uint8`` arrays aligned with
@@ -259,6 +276,9 @@ def build_pipeline(
     ds = ds.prefetch(tf.data.AUTOTUNE)
     if epoch is not None:
         ds._fruitclf_epoch = epoch  # read by set_pipeline_epoch
+    # Images per pass, read by the Trainer (so it reads no batch to count them).
+    ds._fruitclf_images = (len(paths) // batch_size * batch_size if drop_remainder
+                           else len(paths))
     return ds
 
 
@@ -271,11 +291,11 @@ def file_images(paths: Sequence[str], preprocessing: Preprocessing, *,
     return pipeline.map(lambda x, y: x)
 
 
-def _refuse_unsafe_files(paths: Sequence[str], headers: Sequence[tuple[str | None, Any]],
+def _refuse_unsafe_files(paths: Sequence[str], headers: Sequence[ImageHeader],
                          max_pixels: int) -> None:
     """Stop before decoding a FIFO, a device or a decompression bomb."""
     over = [
-        (path, message) for path, (fmt, stored) in zip(paths, headers)
+        (path, message) for path, (fmt, stored, _) in zip(paths, headers)
         if (message := _files.regular_file_problem(path)
             or _check.read_pixel_budget(path, fmt, stored, max_pixels))]
     if over:
@@ -287,26 +307,32 @@ def _refuse_unsafe_files(paths: Sequence[str], headers: Sequence[tuple[str | Non
         )
 
 
-def _file_source(paths: Sequence[str], labels: Any, headers: Sequence[tuple[str | None, Any]],
+def _file_source(paths: Sequence[str], labels: Any, headers: Sequence[ImageHeader],
                  preprocessing: Preprocessing) -> tuple[tf.data.Dataset, Any]:
-    """``(path, label, JPEG scale)`` records, and the function that loads one (read, decode
-    at that scale, finish as the check would)."""
+    """``(path, label, JPEG scale, orientation)`` records, and the function that loads one
+    (read, decode at that scale, turn upright, finish as the check would)."""
     import tensorflow as tf
 
     scale = [
-        _check.SCALE_RATIOS.index(_check.jpeg_ratio(stored, preprocessing.image_size))
-        if preprocessing.fast_decode and fmt == "JPEG" else 0
-        for fmt, stored in headers
+        _check.SCALE_RATIOS.index(_check.jpeg_ratio(header.size, preprocessing.image_size))
+        if preprocessing.fast_decode and header.format == "JPEG" else 0
+        for header in headers
     ]
+    orientation = [header.orientation if preprocessing.exif_orientation else UPRIGHT
+                   for header in headers]
+    background = preprocessing.background_rgb
 
-    def load(path: tf.Tensor, label: tf.Tensor, scale_index: tf.Tensor) -> Any:
-        image = _check.decode_image_scaled(tf.io.read_file(path), scale_index)
+    def load(path: tf.Tensor, label: tf.Tensor, scale_index: tf.Tensor,
+             upright: tf.Tensor) -> Any:
+        image = _check.decode_image_scaled(tf.io.read_file(path), scale_index, upright,
+                                           background)
         return finish_image(image, preprocessing), label
 
     files = tf.data.Dataset.from_tensor_slices((
         np.asarray(list(paths), dtype=object).astype(str),
         np.asarray(labels, dtype=np.int32),
         np.asarray(scale, dtype=np.int32),
+        np.asarray(orientation, dtype=np.int32),
     ))
     return files, load
 
@@ -341,7 +367,9 @@ def prepare_for(preprocessing: Preprocessing) -> _check.Prepare:
     def finish(image: Any) -> np.ndarray:
         return np.asarray(finish_image(image, preprocessing))
 
-    return _check.Prepare(ratio=ratio, finish=finish)
+    return _check.Prepare(ratio=ratio, finish=finish,
+                          orientation=preprocessing.exif_orientation,
+                          background=preprocessing.background_rgb)
 
 
 def _epoch_variable() -> tf.Variable:

@@ -71,9 +71,11 @@ class CleanReport:
     --------
     >>> raw = fruitclf.ImageFolderDataset("downloads/fruits")
     >>> result = raw.remove_corrupted(dry_run=True)
-    >>> result.lines()
-    ['Would move corrupted image: downloads/fruits/acai/07.jpg',
-     'Would move corrupted image: downloads/fruits/guarana/notes.png']
+    >>> for line in result.lines():
+    ...     print(line)
+    Would move downloads/fruits/acai/07.jpg: truncated JPEG file (...)
+    Would move downloads/fruits/guarana/notes.png: not an image (text or HTML, ... bytes)
+    Nothing was changed; the files would go to .../downloads/fruits-quarantine (...).
     """
 
     action: str
@@ -84,12 +86,16 @@ class CleanReport:
     manifest: str | None
 
     def lines(self) -> list[str]:
-        """One line per file, as logged; ``No corrupted images found.`` when there were none."""
+        """One line per file with the reason, as logged; a dry run that would move files
+        ends with where they would go. ``No corrupted images found.`` when there were none."""
         if not self.removed and not self.skipped:
             return ["No corrupted images found."]
         verb = removal_verb(self.action == "delete", self.dry_run)
-        out = [f"{verb} {_removal(p)}" for p in self.removed]
+        out = [f"{verb} {p.path}: {p.message}" for p in self.removed]
         out += [f"Skipped (changed since the check): {path}" for path in self.skipped]
+        if self.dry_run and self.removed and self.quarantine is not None:
+            out.append(f"Nothing was changed; the files would go to {self.quarantine} (with "
+                       "their folders, and a list to restore them from).")
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,13 +138,6 @@ def removal_verb(delete: bool, dry_run: bool) -> str:
     if delete:
         return "Would delete" if dry_run else "Deleted"
     return "Would move" if dry_run else "Moved"
-
-
-def _removal(problem: FileProblem) -> str:
-    """``corrupted image: <path>`` or ``duplicate image: <path> (<why>)``."""
-    if problem.reason == "duplicate":
-        return f"duplicate image: {problem.path} ({problem.message})"
-    return f"corrupted image: {problem.path}"
 
 
 def same_file(path: str, size: int, mtime_ns: int) -> bool:
@@ -231,9 +230,8 @@ class _Quarantine:
                 if self.dirty:
                     self.compact()
             finally:
-                if self._lock is not None:
-                    self._lock.close()
-                    self._lock = None
+                _files.release_lock(self._lock, self.qdir / QUARANTINE_LOCK)
+                self._lock = None
 
     @property
     def entries(self) -> list[dict[str, Any]]:
@@ -413,8 +411,8 @@ def _take(problem: FileProblem, report: CleanReport, act: Any) -> None:
         return
     act(problem)
     report.removed.append(problem)
-    logger.info("%s %s", removal_verb(report.action == "delete", report.dry_run),
-                _removal(problem))
+    logger.info("%s %s: %s", removal_verb(report.action == "delete", report.dry_run),
+                problem.path, problem.message)
 
 
 def _claim_root(held: _Quarantine, root: Path) -> None:

@@ -190,6 +190,17 @@ class FolderSplits(FolderState):
     ) -> DatasetSplit:
         train = [e for e in self._entries if e.relpath not in validation]
         val = [e for e in self._entries if e.relpath in validation]
+        if fraction > 0 and val:
+            held = {e.label for e in val}
+            unseen = [name for label, name in enumerate(self._class_names)
+                      if label not in held and any(e.label == label for e in train)]
+            if unseen:
+                logger.warning(
+                    "The validation split (%g) has no image of %s: %s too few images to "
+                    "hold one out. Validation accuracy does not measure %s; add photos.",
+                    fraction, ", ".join(repr(n) for n in unseen),
+                    "it has" if len(unseen) == 1 else "they have",
+                    "it" if len(unseen) == 1 else "them")
         view = type(self)._from_entries  # views of the ImageFolderDataset this part is of
         return DatasetSplit(
             training=cast("ImageFolderDataset", view(self, train)),

@@ -203,10 +203,10 @@ VERBOSE = ("auto", 0, 1, 2)
 def progress_mode(verbose: str | int) -> tuple[int, bool]:
     """``(Keras verbose, plain lines)`` for a ``verbose`` option.
 
-    ``"auto"`` shows Keras's progress bars on a terminal or in a notebook, and one plain line
-    per epoch elsewhere (a file, a pipe, a CI log), where the bars' carriage returns and
-    colour codes would make each epoch one long line of control characters. ``2`` always
-    gives the plain lines; ``1`` always the bars; ``0`` nothing.
+    ``"auto"`` shows Keras's progress bars on a terminal or in a notebook, and one plain
+    line per epoch on standard output elsewhere (a file, a pipe, a CI log), where the bars'
+    carriage returns and colour codes would make each epoch one long line of control
+    characters. ``2`` always gives the plain lines; ``1`` always the bars; ``0`` nothing.
     """
     if verbose == "auto":
         stream = sys.stdout
@@ -219,7 +219,9 @@ def progress_mode(verbose: str | int) -> tuple[int, bool]:
 
 
 def _epoch_lines_callback(epochs: int) -> Any:
-    """A callback that logs one plain line per epoch: time and every metric."""
+    """A callback that writes one plain line per epoch to standard output, time and every
+    metric, as Keras's own ``verbose=2`` does: seen in a script, a pipe or a CI log without
+    any logging set up."""
     import keras
 
     class _EpochLines(keras.callbacks.Callback):  # type: ignore[misc]
@@ -230,7 +232,8 @@ def _epoch_lines_callback(epochs: int) -> Any:
             seconds = time.perf_counter() - getattr(self, "started", time.perf_counter())
             shown = " - ".join(f"{name}: {float(value):.4f}" for name, value in
                                (logs or {}).items() if name != "learning_rate")
-            logger.info("Epoch %d/%d - %.1fs - %s", epoch + 1, epochs, seconds, shown)
+            sys.stdout.write(f"Epoch {epoch + 1}/{epochs} - {seconds:.1f}s - {shown}\n")
+            sys.stdout.flush()
 
     return _EpochLines()
 

@@ -120,7 +120,7 @@ class Trainer:
         Stored in checkpoints, so a checkpoint predicts on files like the final model.
     verbose : {"auto", 0, 1, 2}, default="auto"
         Progress output: ``1`` Keras's progress bars, ``2`` one plain line per epoch
-        (logged through the ``fruitclf`` logger), ``0`` none, ``"auto"`` bars on a terminal
+        (on standard output, as Keras's ``verbose=2``), ``0`` none, ``"auto"`` bars on a terminal
         or in a notebook and plain lines anywhere else (a file, a pipe, a CI log).
         :meth:`fit` can override it.
 
@@ -486,6 +486,9 @@ def _steps_per_epoch(dataset: Any) -> int:
 
 
 def _estimate_images(dataset: Any) -> int:
+    known = getattr(dataset, "_fruitclf_images", None)
+    if isinstance(known, int):  # a fruitclf pipeline: read nothing (a partial read of a
+        return known            # caching pipeline makes TensorFlow warn)
     try:
         import tensorflow as tf
 

@@ -1,0 +1,54 @@
+"""Small, escaped HTML pieces for notebook displays (``_repr_html_``).
+
+Jupyter shows an object's ``_repr_html_`` instead of its ``repr``; fruitclf's results use these
+pieces so that a notebook shows what matters first (a sentence, rounded numbers, a short
+table), every value escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["cell", "heading", "image", "paragraph", "pre", "table"]
+
+#: Rows shown in a notebook table before "and N more".
+MAX_ROWS = 20
+
+
+def cell(value: Any, digits: int = 4) -> str:
+    """A value as text: floats rounded to ``digits`` decimals, None as a dash."""
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def heading(text: str, level: int = 4) -> str:
+    return f"<h{level}>{html.escape(text)}</h{level}>"
+
+
+def paragraph(text: str) -> str:
+    return f"<p>{html.escape(text)}</p>"
+
+
+def pre(text: str) -> str:
+    return f"<pre>{html.escape(text.rstrip())}</pre>"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]], *,
+          limit: int = MAX_ROWS) -> str:
+    """A table of at most ``limit`` rows (the rest counted below it), cells escaped."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row)
+                   + "</tr>" for row in rows[:limit])
+    more = (f"<p>… and {len(rows) - limit} more</p>" if len(rows) > limit else "")
+    return f"<table><tr>{head}</tr>{body}</table>{more}"
+
+
+def image(png: bytes, alt: str) -> str:
+    encoded = base64.b64encode(png).decode()
+    return f'<img src="data:image/png;base64,{encoded}" alt="{html.escape(alt)}"/>'
