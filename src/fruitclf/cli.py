@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -383,7 +384,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     from .data.quality import QualityThresholds
 
     thresholds = QualityThresholds.from_strings(args.flag)
-    ds = ImageFolderDataset(args.dir, follow_links=args.follow_links)
+    with _notes_left_to_summary():  # scan prints the summary, which names the same things
+        ds = ImageFolderDataset(args.dir, follow_links=args.follow_links)
     test = (ImageFolderDataset(args.test, class_names=ds.class_names,
                                follow_links=args.follow_links) if args.test else None)
     summary = ds.summary()
@@ -418,6 +420,19 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     for line in _scan_text(duplicates, quality, leakage, len(test) if test else 0):
         print(line)
     return 0
+
+
+@contextlib.contextmanager
+def _notes_left_to_summary() -> Any:
+    """Hold back the notes a dataset logs when it is found (links not followed, nested
+    folders), for a command that prints its summary: each is said once."""
+    logger = logging.getLogger("fruitclf")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _cmd_clean(args: argparse.Namespace) -> int:
