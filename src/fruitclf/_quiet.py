@@ -26,7 +26,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from types import ModuleType
-from typing import Any
+from typing import Any, TextIO
 
 #: Start-up notices of TensorFlow/absl/XLA that say nothing the user can act on.
 _PREFIX = (r"(?:[{levels}]\d{{4}} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] "  # absl (TF >= 2.18)
@@ -36,6 +36,10 @@ NOISE = re.compile(
     r"|To enable the following instructions:"
     r"|fully_quantize: \d+, inference_type: "  # the TFLite converter's quantisation summary
     r"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."
+    # libjpeg's notes on a damaged JPEG, which the file check reports itself
+    r"|(?:Corrupt JPEG data|Premature end of JPEG file|Improper call to JPEG library"
+    r"|Invalid JPEG file structure|Invalid SOS parameters|Unsupported marker type"
+    r"|Bogus marker length|Not a JPEG file)"
     + "|" + _PREFIX.format(levels="IW")
     + "|" + _PREFIX.format(levels="E")
     + r".*(?:cuInit|CUDA|cuda|cuDNN|cuFFT|cuBLAS|TensorRT))"
@@ -54,23 +58,30 @@ def show_everything() -> None:
 
 
 @contextlib.contextmanager
-def filtered_native_stderr() -> Iterator[None]:
+def filtered_native_stderr() -> Iterator[TextIO]:
     """Capture file descriptor 2 in the block; write back the lines that are not noise.
 
     fruitclf wraps its own calls that make TensorFlow's C++ side talk (the first import,
-    TFLite conversion) in it; a no-op after :func:`show_everything`.
+    TFLite conversion, decoding damaged files in the check) in it; a no-op after
+    :func:`show_everything`. Yields the stream a progress bar should write to meanwhile:
+    the real standard error (``sys.stderr`` itself in a notebook, where it is not file
+    descriptor 2).
     """
     if not _ENABLED:
-        yield
+        yield sys.stderr
         return
     sys.stderr.flush()
     saved = os.dup(2)
+    live = (os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
+            if _is_descriptor_2(sys.stderr) else None)
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), 2)
         try:
-            yield
+            yield live if live is not None else sys.stderr
         finally:
             sys.stderr.flush()
+            if live is not None:
+                live.close()
             os.dup2(saved, 2)
             os.close(saved)
             capture.seek(0)
@@ -78,6 +89,13 @@ def filtered_native_stderr() -> Iterator[None]:
                     if line.strip() and not NOISE.match(line)]
             if kept:
                 print("\n".join(kept), file=sys.stderr)
+
+
+def _is_descriptor_2(stream: Any) -> bool:
+    try:
+        return bool(stream.fileno() == 2)
+    except (AttributeError, OSError, ValueError):  # a notebook's stream, a StringIO
+        return False
 
 
 class _Loaded(importlib.abc.Loader):

@@ -180,12 +180,16 @@ def test_formats_tensorflow_cannot_decode_are_reported_without_its_log_lines(
     folder.mkdir()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "scan.tif", "TIFF")
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "ok.png", "PNG")
+    photo = io.BytesIO()
+    Image.fromarray(_upright()).save(photo, "JPEG", quality=95)
+    (folder / "cut.jpg").write_bytes(photo.getvalue()[: len(photo.getvalue()) // 2])
     capfd.readouterr()
     report = fruitclf.ImageFolderDataset(tmp_path).check(progress=False)
     assert [(p.relpath, p.reason) for p in report.problems] == [
-        ("scans/scan.tif", "unsupported_format")]
-    assert "unsupported format (TIFF)" in report.problems[0].message
-    assert "rendezvous" not in capfd.readouterr().err.lower()
+        ("scans/cut.jpg", "truncated"), ("scans/scan.tif", "unsupported_format")]
+    assert "unsupported format (TIFF)" in report.problems[1].message
+    err = capfd.readouterr().err
+    assert "rendezvous" not in err.lower() and "JPEG library" not in err, err
 
 
 def test_the_orientation_reader_survives_damaged_metadata() -> None:

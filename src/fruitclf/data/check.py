@@ -737,6 +737,7 @@ def check_files(
     """
     from threadpoolctl import threadpool_limits
 
+    from .. import _quiet
     from .._compat import progress_bar
 
     start = time.perf_counter()
@@ -745,17 +746,15 @@ def check_files(
     sizes: dict[str, tuple[int, int]] = {}
     images: dict[str, Any] = {}
     prints: dict[str, Fingerprint] = {}
-    bar = progress_bar(
-        total=len(files),
-        desc="Checking and decoding images" if prepare is not None else "Checking images",
-        unit="img",
-        disable=None if progress is None else not progress,
-        leave=False,
-    )
-    # The fingerprints are many small matrix products in parallel threads: BLAS's own
-    # threads would only contend with them (and with TensorFlow's decoders).
-    with bar, threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(
-            max_workers=workers) as pool:
+    # libjpeg writes its own notes on damaged files to standard error (the report says it):
+    # left out, while the bar draws on the real standard error. The fingerprints are many
+    # small matrix products in parallel threads: BLAS's own threads would only contend with
+    # them (and with TensorFlow's decoders).
+    with _quiet.filtered_native_stderr() as stream, progress_bar(
+            total=len(files), unit="img", leave=False, file=stream,
+            desc="Checking and decoding images" if prepare is not None else "Checking images",
+            disable=None if progress is None else not progress) as bar, threadpool_limits(
+            limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=workers) as pool:
         verdicts = pool.map(lambda f: _check_one(f[0], f[1], max_pixels, prepare), files)
         for (path, _), verdict in zip(files, verdicts):
             bar.update(1)
