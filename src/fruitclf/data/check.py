@@ -338,13 +338,17 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _composited(image: tf.Tensor, background: tuple[int, int, int]) -> tf.Tensor:
-    """RGB from RGBA: each pixel blended over ``background`` by its alpha."""
+    """RGB from RGBA: each pixel blended over ``background`` by its alpha (an opaque image,
+    most PNG photos, is only cut to RGB: no float copy of a large photo)."""
     import tensorflow as tf
 
-    rgb = tf.cast(image[..., :3], tf.float32)
-    alpha = tf.cast(image[..., 3:], tf.float32) / 255.0
-    blended = rgb * alpha + tf.constant(background, tf.float32) * (1.0 - alpha)
-    return tf.cast(tf.clip_by_value(tf.round(blended), 0.0, 255.0), tf.uint8)
+    def blend() -> tf.Tensor:
+        rgb = tf.cast(image[..., :3], tf.float32)
+        alpha = tf.cast(image[..., 3:], tf.float32) / 255.0
+        blended = rgb * alpha + tf.constant(background, tf.float32) * (1.0 - alpha)
+        return tf.cast(tf.clip_by_value(tf.round(blended), 0.0, 255.0), tf.uint8)
+
+    return tf.cond(tf.reduce_min(image[..., 3]) < 255, blend, lambda: image[..., :3])
 
 
 def _decode_full(contents: tf.Tensor, background: tuple[int, int, int]) -> tf.Tensor:
