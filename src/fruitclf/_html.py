@@ -18,11 +18,12 @@ __all__ = ["cell", "heading", "image", "paragraph", "pre", "table"]
 MAX_ROWS = 20
 
 
-def cell(value: Any, digits: int = 4) -> str:
-    """A value as text: floats rounded to ``digits`` decimals, None as a dash."""
+def cell(value: Any, digits: int | None = 4) -> str:
+    """A value as text: floats rounded to ``digits`` decimals (as they are with None), None
+    as a dash. The run report's tables use it too."""
     if value is None:
         return "—"
-    if isinstance(value, float):
+    if isinstance(value, float) and digits is not None:
         return f"{value:.{digits}f}"
     return str(value)
 
@@ -49,6 +50,8 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]], *,
     return f"<table><tr>{head}</tr>{body}</table>{more}"
 
 
-def image(png: bytes, alt: str) -> str:
+def image(png: bytes, alt: str, title: str | None = None) -> str:
+    """A PNG embedded as a data URL (the notebook displays and ``report.html``)."""
     encoded = base64.b64encode(png).decode()
-    return f'<img src="data:image/png;base64,{encoded}" alt="{html.escape(alt)}"/>'
+    hover = f' title="{html.escape(title)}"' if title is not None else ""
+    return f'<img src="data:image/png;base64,{encoded}" alt="{html.escape(alt)}"{hover}>'

@@ -656,15 +656,15 @@ def _expand_paths(items: Sequence[str | os.PathLike[str]], *, follow_links: bool
     (recursively, sorted); a missing path or a folder without images is one entry with an
     error, so that the other inputs are still predicted. Links to folders not followed are
     named in a warning."""
-    from .data.folder import LINK_NOT_FOLLOWED, skipped_links_message
+    from .data.folder import IgnoredFile, links_not_followed, skipped_links_message
 
     out: list[tuple[str, str | None]] = []
     for item in items:
         path = os.fspath(item)
         if os.path.isdir(path):
-            passed: list[Any] = []
+            passed: list[IgnoredFile] = []
             found = [p for p, _ in image_files(path, follow_links=follow_links, ignored=passed)]
-            links = [i.path for i in passed if i.reason == LINK_NOT_FOLLOWED]
+            links = links_not_followed(passed)
             if links:
                 logger.warning("%s: %s", path, skipped_links_message(links))
             if not found:

@@ -7,7 +7,6 @@ on a phone: text wraps, figures scale to the screen, wide tables scroll sideways
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import html
 import os
@@ -15,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import _html
 from ._ownership import RUN_FILE, RUN_FILES
 
 __all__ = ["Block", "Section", "render_html", "render_markdown", "run_sections"]
@@ -53,7 +53,7 @@ def pre(value: str) -> Block:
 def table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, digits: int | None = None
           ) -> Block:
     """A table; with ``digits``, floats are shown with that many decimals."""
-    return Block("table", rows=[list(header), *[[_cell(v, digits) for v in row]
+    return Block("table", rows=[list(header), *[[_html.cell(v, digits) for v in row]
                                                 for row in rows]])
 
 
@@ -63,13 +63,6 @@ def image(name: str, alt: str) -> Block:
 
 def items(values: Sequence[str]) -> Block:
     return Block("items", rows=[[v] for v in values])
-
-
-def _cell(value: Any, digits: int | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.{digits}f}" if isinstance(value, float) and digits is not None else str(
-        value)
 
 
 def run_sections(
@@ -90,7 +83,7 @@ def run_sections(
     if test_summary is not None:
         data += [text("Test folder:"), pre(test_summary)]
     sections = [
-        Section("Results", [text(_headline(metrics)),
+        Section("Results", [text(headline(metrics)),
                             table(("metric", "value"), list(metrics.items()), digits=4)]),
         Section("Data", [*data, image(RUN_FILE["samples"].name, "One image per class")]),
         Section("Settings", [text("Every setting of this run, defaults included:"),
@@ -129,12 +122,8 @@ def key_metrics(metrics: Mapping[str, Any]) -> list[tuple[str, Any]]:
 
 
 def headline(metrics: Mapping[str, Any]) -> str:
-    """The result in one sentence, as the report opens with it."""
-    return _headline(metrics)
-
-
-def _headline(metrics: Mapping[str, Any]) -> str:
-    """The result in one sentence: the test (or validation) accuracy and the training time."""
+    """The result in one sentence, as the report opens with it: the test (or validation)
+    accuracy and the training time."""
     parts = []
     if metrics.get("test_accuracy") is not None:
         parts.append(f"Test accuracy {metrics['test_accuracy']:.4f} on "
@@ -222,14 +211,12 @@ def _html_block(block: Block, images: Mapping[str, bytes]) -> str:
     if block.kind == "text":
         return f"<p>{_inline(block.text)}</p>"
     if block.kind == "pre":
-        return f"<pre>{html.escape(block.text.rstrip())}</pre>"
+        return _html.pre(block.text)
     if block.kind == "image":
         data = images.get(block.text)
         if data is None:
             return f"<p>({html.escape(block.alt)}: {html.escape(block.text)} not found)</p>"
-        encoded = base64.b64encode(data).decode()
-        return (f'<img src="data:image/png;base64,{encoded}" alt="{html.escape(block.alt)}" '
-                f'title="{html.escape(block.text)}">')
+        return _html.image(data, block.alt, title=block.text)
     if block.kind == "items":
         return "<ul>" + "".join(f"<li>{_inline(row[0])}</li>" for row in block.rows) + "</ul>"
     header, *rows = block.rows

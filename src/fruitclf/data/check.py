@@ -610,11 +610,12 @@ def _check_one(path: str, relpath: str, max_pixels: int, prepare: Prepare | None
         return problem("not_an_image", f"not an image ({kind}, {len(data)} bytes)", st)
     if fmt not in tensorflow_formats():
         return problem("unsupported_format", _unsupported(fmt), st)
-    too_many = pixel_budget_message(data, fmt, _size_from_header(data, fmt), max_pixels)
+    stored = _size_from_header(data, fmt)
+    too_many = pixel_budget_message(data, fmt, stored, max_pixels)
     if too_many is not None:
         return problem("too_many_pixels", too_many, st)
     try:
-        return _decoded_verdict(data, fmt, st, prepare)
+        return _decoded_verdict(data, fmt, stored, st, prepare)
     except tf.errors.OpError as exc:
         detail = _tf_message(exc)
         if "Unknown image file format" in detail or "unsupported" in detail.lower():
@@ -632,15 +633,15 @@ def _unsupported(fmt: str) -> str:
             "convert it to PNG or JPEG")
 
 
-def _decoded_verdict(data: bytes, fmt: str, st: os.stat_result, prepare: Prepare | None
-                     ) -> _Verdict:
-    """Decode (upright, transparency composited) and fingerprint a readable file."""
+def _decoded_verdict(data: bytes, fmt: str, stored: tuple[int, int] | None,
+                     st: os.stat_result, prepare: Prepare | None) -> _Verdict:
+    """Decode (upright, transparency composited) and fingerprint a readable file whose
+    header gave ``stored`` (width, height)."""
     import tensorflow as tf
 
-    orientation = exif_orientation(data, fmt)
-    if prepare is not None and not prepare.orientation:
-        orientation = UPRIGHT
-    size = upright_size(_size_from_header(data, fmt), orientation)
+    orientation = (UPRIGHT if prepare is not None and not prepare.orientation
+                   else exif_orientation(data, fmt))
+    size = upright_size(stored, orientation)
     if prepare is not None:
         ratio = prepare.ratio(fmt, size)
     else:  # small, but enough for the measures: libjpeg still reads (checks) all of the data

@@ -163,6 +163,11 @@ class DatasetSummary:
         return lines
 
 
+def links_not_followed(ignored: Sequence[IgnoredFile]) -> list[str]:
+    """The relative paths of the links to folders among ``ignored`` (not followed)."""
+    return [i.path for i in ignored if i.reason == LINK_NOT_FOLLOWED]
+
+
 def skipped_links_message(links: Sequence[str]) -> str:
     """One sentence naming links to folders that were not followed, with the fix."""
     return (f"Not followed: {len(links)} link{'s' if len(links) != 1 else ''} to a folder "
@@ -386,7 +391,7 @@ class ImageFolderDataset(FolderCleaning, FolderSplits):
     @property
     def skipped_links(self) -> list[str]:
         """Links to folders that were not followed (relative paths; see ``follow_links``)."""
-        return [i.path for i in self._ignored if i.reason == LINK_NOT_FOLLOWED]
+        return links_not_followed(self._ignored)
 
     @property
     def nested_folders(self) -> list[str]:

@@ -191,9 +191,9 @@ class FolderSplits(FolderState):
         train = [e for e in self._entries if e.relpath not in validation]
         val = [e for e in self._entries if e.relpath in validation]
         if fraction > 0 and val:
-            held = {e.label for e in val}
+            held, trained = {e.label for e in val}, {e.label for e in train}
             unseen = [name for label, name in enumerate(self._class_names)
-                      if label not in held and any(e.label == label for e in train)]
+                      if label in trained and label not in held]
             if unseen:
                 logger.warning(
                     "The validation split (%g) has no image of %s: %s too few images to "
