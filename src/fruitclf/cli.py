@@ -752,6 +752,36 @@ def _cli_wording(message: str, parser: argparse.ArgumentParser | None) -> str:
     return head + sep + tail
 
 
+#: Set by the command's Ctrl-C handler. An interrupt that lands inside an extension
+#: module's import (numpy asks for ``datetime`` through ``PyCapsule_Import``) reaches Python
+#: as an ``ImportError`` that no longer carries the ``KeyboardInterrupt``; the flag still
+#: says what happened.
+_interrupt_received = False
+
+
+def _record_interrupts() -> None:
+    """Make Ctrl-C set :data:`_interrupt_received`, then raise ``KeyboardInterrupt`` as
+    Python's own handler does. Only the command installs it; a program that imports
+    fruitclf keeps its own handler."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        global _interrupt_received
+        _interrupt_received = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was caused by, the user's Ctrl-C."""
+    return isinstance(exc, KeyboardInterrupt) or (
+        _interrupt_received and not isinstance(exc, SystemExit))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``fruitclf`` command; returns the exit status.
 
@@ -763,7 +793,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = list(sys.argv[1:] if argv is None else argv)
         _suggest_command(parser, argv)
         args = parser.parse_args(argv)
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        if not _interrupted(exc):
+            raise
         print("fruitclf: interrupted.", file=sys.stderr)
         return 130
     if args.verbose:
@@ -786,20 +818,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ["MPLBACKEND"] = "Agg"  # figures go to files; importing matplotlib waits
     try:
         return COMMANDS[args.command](args)
-    except (FruitclfError, ValueError, TypeError) as exc:
-        message = _cli_wording(str(exc), _command_parser(parser, args.command))
-        print(f"fruitclf: error: {message}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # disk full, permissions: one line that names the path
-        where = f" {exc.filename!r}" if exc.filename else ""
-        print(f"fruitclf: error:{where} {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as exc:
-        detail = f": {exc}" if str(exc) else ""
-        hint = (" Run the same command with --resume to continue."
-                if args.command in ("train", "demo") else "")
-        print(f"fruitclf: interrupted{detail}.{hint}", file=sys.stderr)
-        return 130
+    except BaseException as exc:
+        if _interrupted(exc):
+            detail = f": {exc}" if isinstance(exc, KeyboardInterrupt) and str(exc) else ""
+            hint = (" Run the same command with --resume to continue."
+                    if args.command in ("train", "demo") else "")
+            print(f"fruitclf: interrupted{detail}.{hint}", file=sys.stderr)
+            return 130
+        if isinstance(exc, (FruitclfError, ValueError, TypeError)):
+            message = _cli_wording(str(exc), _command_parser(parser, args.command))
+            print(f"fruitclf: error: {message}", file=sys.stderr)
+            return 1
+        if isinstance(exc, OSError):  # disk full, permissions: one line naming the path
+            where = f" {exc.filename!r}" if exc.filename else ""
+            print(f"fruitclf: error:{where} {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        raise
     finally:
         logger.removeHandler(handler)
         logger.propagate = True
@@ -812,9 +846,12 @@ def entry_point() -> None:
     and modules) takes most of a second after the work is done. Every file is written and
     closed by then, so the command flushes its output and leaves at once.
     """
+    _record_interrupts()
     try:
         code = main()
-    except KeyboardInterrupt:  # between two steps of main's own handling
+    except BaseException as exc:  # between two steps of main's own handling
+        if not _interrupted(exc):
+            raise
         print("fruitclf: interrupted.", file=sys.stderr)
         code = 130
     if "tensorflow" not in sys.modules:

@@ -271,6 +271,33 @@ def test_ctrl_c_during_start_up_is_one_line(image_folder, tmp_path, delay):
     assert err.strip().startswith("fruitclf: interrupted")
 
 
+@pytest.mark.cli
+def test_ctrl_c_turned_into_an_import_error_is_still_an_interrupt(tmp_path):
+    """Check that Ctrl-C landing in an extension module's import, which Python reports as an
+    ``ImportError`` without the ``KeyboardInterrupt`` (numpy's ``PyCapsule_Import`` of
+    ``datetime``), still ends the command with ``fruitclf: interrupted`` and status 130."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import os, signal, time\n"
+        "import fruitclf.cli as cli\n"
+        "def build_parser():\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        time.sleep(5)\n"
+        "    except KeyboardInterrupt:\n"
+        "        raise ImportError('PyCapsule_Import could not import module \"datetime\"')\n"
+        "cli.build_parser = build_parser\n"
+        "cli.entry_point()\n")
+    done = subprocess.run([sys.executable, "-c", script, "scan", str(tmp_path)],
+                          env={**os.environ, "PYTHONPATH": str(SRC)}, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip() == "fruitclf: interrupted."
+
+
 def test_an_output_that_reaches_an_image_folder_through_a_link_is_refused(image_folder,
                                                                           tmp_path):
     """Check that --out given as a link into the training folder is refused like the
