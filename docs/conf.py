@@ -27,6 +27,15 @@ extensions = [
     "_ext.settings_table",
 ]
 
+# Numbers the prose quotes, read from the one place the code keeps them.
+from fruitclf.data import quality as _quality  # noqa: E402
+
+rst_epilog = f"""
+.. |near_duplicate_threshold| replace:: {_quality.NEAR_DUPLICATE_THRESHOLD}
+.. |grey_threshold| replace:: {_quality.NEAR_DUPLICATE_THRESHOLD * _quality.GREY_SHARE:.2f}
+.. |spread_reference| replace:: {_quality.SPREAD_REFERENCE}
+"""
+
 autodoc_typehints = "none"
 autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True, "show-inheritance": False}

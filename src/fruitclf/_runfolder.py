@@ -31,8 +31,10 @@ TRAINING_FILES = tuple(f.name for f in _ownership.RUN_FILES if f.phase == "train
 #: Files written once at the end; written together.
 FINAL_FILES = tuple(f.name for f in _ownership.RUN_FILES if f.phase == "final")
 RUN_FILES = tuple(f.name for f in _ownership.RUN_FILES)
-#: Settings that may differ when resuming (they do not change what is trained).
-RESUMABLE_CHANGES = frozenset({"epochs", "tta", "cache", "checkpoint_interval"})
+#: Settings that may differ when resuming (they do not change what is trained; a resume
+#: reads the split it saved, so how it was made does not matter either).
+RESUMABLE_CHANGES = frozenset({"epochs", "tta", "cache", "checkpoint_interval",
+                               "group_duplicates"})
 
 
 class RunFolder:

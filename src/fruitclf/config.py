@@ -182,6 +182,8 @@ class RunConfig(TrainingChoices):
     patience: int | None = None
     #: Share of the training folder for validation
     validation_split: float = 0.0
+    #: Copies of one photo kept on one side of the validation split
+    group_duplicates: bool = SETTINGS["group_duplicates"].default
     #: Split, shuffling, initial weights and augmentation
     seed: int = SETTINGS["seed"].default
     #: Random changes to training images inside the model

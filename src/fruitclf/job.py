@@ -204,6 +204,7 @@ def run(
     epochs: int | None = None,
     patience: int | None = None,
     validation_split: float | None = None,
+    group_duplicates: bool = RunConfig.group_duplicates,
     seed: int = RunConfig.seed,
     augment: bool | Augmentation = RunConfig.augment,
     learning_rate: float | None = None,
@@ -260,6 +261,10 @@ def run(
     validation_split : float, optional
         Share of each class held out for validation, in [0, 1); 0 trains on every image
         (recipe: 0; worksheet 0.2).
+    group_duplicates : bool, default=True
+        Keep copies of one photo (:meth:`ImageFolderDataset.find_duplicates`) on one side of
+        the validation split, so that validation does not score photos the model trained
+        on. A resumed run keeps the split it saved.
     seed : int, default=123
         One seed for the split, shuffling, initial weights and augmentation.
     augment : bool or Augmentation, default=True
@@ -338,7 +343,8 @@ def run(
     job = _Job.resolve(
         plan, train_dir=train_dir, test_dir=test_dir, out=out, spec=spec, augment=augment,
         weights=weights, image_size=image_size, batch_size=batch_size, epochs=epochs,
-        patience=patience, validation_split=validation_split, seed=seed,
+        patience=patience, validation_split=validation_split,
+        group_duplicates=group_duplicates, seed=seed,
         learning_rate=learning_rate, tta=tta, interpolation=interpolation,
         checkpoint_interval=checkpoint_interval, drop_leaked=drop_leaked,
         follow_links=follow_links)
@@ -349,7 +355,8 @@ def run(
     if not is_chief(distribution):
         return job.work_for_chief(plan, distribution, policy, verbose, cache, resume)
     leaks = job.check_data()
-    split = job.dataset.split(job.validation_split, seed=job.seed)
+    split = job.dataset.split(job.validation_split, seed=job.seed,
+                              group_duplicates=job.group_duplicates)
     epochs = plan.epochs_for(len(split.training)) if job.epochs is None else job.epochs
     config = job.config(plan, policy, epochs, cache, os.fspath(spec)
                         if not isinstance(spec, CNNSpec) else job.spec.name)
@@ -412,6 +419,7 @@ class _Job:
     epochs: int | None
     patience: int
     validation_split: float
+    group_duplicates: bool
     learning_rate: float
     seed: int
     tta: int
@@ -423,7 +431,8 @@ class _Job:
                 test_dir: str | os.PathLike[str] | None, out: str | os.PathLike[str],
                 spec: str | CNNSpec | os.PathLike[str], augment: bool | Augmentation,
                 weights: str | os.PathLike[str] | None, image_size: Any, batch_size: Any,
-                epochs: Any, patience: Any, validation_split: Any, seed: Any,
+                epochs: Any, patience: Any, validation_split: Any, group_duplicates: Any,
+                seed: Any,
                 learning_rate: Any, tta: Any, interpolation: str, checkpoint_interval: Any,
                 drop_leaked: bool, follow_links: bool = False) -> _Job:
         """Check every setting (recipe values for those left None), then find the data."""
@@ -435,6 +444,7 @@ class _Job:
             epochs = SETTINGS["epochs"].check(epochs)
         wait = SETTINGS["patience"].resolve(patience, plan)
         share = SETTINGS["validation_split"].resolve(validation_split, plan)
+        together = SETTINGS["group_duplicates"].check(group_duplicates)
         rate = SETTINGS["learning_rate"].resolve(learning_rate, plan)
         seed = SETTINGS["seed"].check(seed)
         views = SETTINGS["tta"].resolve(tta, plan)
@@ -450,7 +460,8 @@ class _Job:
         preprocessing = Preprocessing(image_size=(height, width), interpolation=interpolation,
                                       color_mode="grayscale" if channels == 1 else "rgb")
         return cls(dataset, test, model_spec, preprocessing, Path(out), batch_size=batch,
-                   epochs=epochs, patience=wait, validation_split=share, learning_rate=rate,
+                   epochs=epochs, patience=wait, validation_split=share,
+                   group_duplicates=together, learning_rate=rate,
                    seed=seed, tta=views, checkpoint_interval=interval, drop_leaked=drop_leaked)
 
     def check_data(self) -> list[LeakedPair]:
@@ -467,8 +478,8 @@ class _Job:
         return RunConfig(
             spec=spec_name, image_size=self.preprocessing.image_size,
             batch_size=self.batch_size, epochs=epochs, patience=self.patience or None,
-            validation_split=self.validation_split, seed=self.seed,
-            augment=self.spec.augmentation is not None, optimizer=plan.optimizer,
+            validation_split=self.validation_split, group_duplicates=self.group_duplicates,
+            seed=self.seed, augment=self.spec.augmentation is not None, optimizer=plan.optimizer,
             learning_rate=self.learning_rate, weight_decay=plan.weight_decay,
             schedule=plan.schedule, warmup_epochs=plan.warmup_epochs,
             label_smoothing=plan.label_smoothing, keep=plan.keep,
@@ -558,7 +569,8 @@ class _Job:
         """A worker other than the chief: the same split and model, its share of the files,
         no file written. The chief checks the images and writes the run folder."""
         files = _run_files(self.out_dir, plan)
-        split = self.dataset.split(self.validation_split, seed=self.seed)
+        split = self.dataset.split(self.validation_split, seed=self.seed,
+                                    group_duplicates=self.group_duplicates)
         if resume and files["split"].exists():
             split = self.dataset.load_split(files["split"])
         trainer = self.trainer(plan, policy, files, verbose, strategy)

@@ -38,7 +38,7 @@ INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos
                   "mitchellcubic")
 #: The largest default fingerprint distance of near duplicates (``--duplicate-threshold``;
 #: see :data:`fruitclf.data.quality.NEAR_DUPLICATE_THRESHOLD`).
-NEAR_DUPLICATE_THRESHOLD = 0.015
+NEAR_DUPLICATE_THRESHOLD = 0.03
 #: Dtype policies; ``auto``: bfloat16 where the hardware computes it natively.
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
 
@@ -167,6 +167,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             "0: train on every image", min_value=0.0, max_value=0.9,
             hint="Use 0 to train on every image, or a share such as 0.2",
             aliases=("--val-split",), metavar="SHARE"),
+    Setting("group_duplicates", bool, "keep copies of one photo (near duplicates) on one "
+            "side of the train/validation split", default=True),
     Setting("seed", int, "seed of the split, shuffling, weights and augmentation",
             default=123, min_value=0, metavar="N"),
     Setting("augment", bool, "random changes to training images (the preset's: flips, "

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
-from _images import random_rgb, write_class_folder
+from _images import random_rgb, write_class_folder, write_photo_folder
 from fruitclf import DatasetError, ImageFolderDataset, Preprocessing, plan_cache
 
 
@@ -112,30 +115,86 @@ def test_summary_reports_sizes_and_imbalance(tmp_path):
 
 
 def test_split_is_stratified_reproducible_and_disjoint(image_folder):
-    """Check that split() keeps class shares, repeats exactly, and covers every file once."""
+    """Check that split() keeps class shares, repeats exactly, and covers every file once.
+    (The folder's pictures are one band over noise per class, which the duplicate finder
+    groups: shares are exact without grouping, and grouping keeps the other properties.)"""
     ds = ImageFolderDataset(image_folder)
-    train, val = ds.split(0.25, seed=5)
+    train, val = ds.split(0.25, seed=5, group_duplicates=False)
     assert val.class_counts == {"class_0": 3, "class_1": 3, "class_2": 3}
-    assert set(train.paths).isdisjoint(val.paths)
-    assert sorted(train.paths + val.paths) == sorted(ds.paths)
-    again = ds.split(0.25, seed=5)
-    assert again.validation.paths == val.paths
-    assert again.counts() == {"training": train.class_counts, "validation": val.class_counts}
-    assert ds.split(0.25, seed=6).validation.paths != val.paths
+    for together in (False, True):
+        train, val = ds.split(0.25, seed=5, group_duplicates=together)
+        assert set(train.paths).isdisjoint(val.paths)
+        assert sorted(train.paths + val.paths) == sorted(ds.paths)
+        again = ds.split(0.25, seed=5, group_duplicates=together)
+        assert again.validation.paths == val.paths
+        assert again.counts() == {"training": train.class_counts,
+                                  "validation": val.class_counts}
+        assert ds.split(0.25, seed=6, group_duplicates=together).validation.paths != val.paths
 
 
 def test_split_is_stable_when_files_are_added(tmp_path):
-    """Check that adding a file moves at most one existing file per class."""
+    """Check that adding a file moves at most one existing file per class (the ranks by
+    name alone: without duplicate groups, which a new copy may join)."""
     root = write_class_folder(tmp_path / "d", 2, 20)
-    before = set(ImageFolderDataset(root).split(0.2, seed=1).validation.relpaths)
+
+    def validation(**options: Any) -> set[str]:
+        split = ImageFolderDataset(root).split(0.2, seed=1, group_duplicates=False, **options)
+        return set(split.validation.relpaths)
+
+    before = validation()
     Image.fromarray(random_rgb(np.random.default_rng(1))).save(root / "class_0" / "new.png")
-    after = set(ImageFolderDataset(root).split(0.2, seed=1).validation.relpaths)
+    after = validation()
     assert len(before - after) <= 1
-    unstratified = set(ImageFolderDataset(root).split(0.2, seed=1, stratify=False)
-                       .validation.relpaths)
+    unstratified = validation(stratify=False)
     (root / "class_1" / "another.png").write_bytes((root / "class_0" / "new.png").read_bytes())
-    grown = set(ImageFolderDataset(root).split(0.2, seed=1, stratify=False).validation.relpaths)
+    grown = validation(stratify=False)
     assert unstratified <= grown
+
+
+def test_split_keeps_copies_of_a_photo_on_one_side(tmp_path):
+    """Check that each photo and its copies (resized, mirrored, grey, cropped) go to the
+    same side of the split, that a class still keeps a training image, and that the choice
+    is saved with the split while an older split file still loads."""
+    root = write_photo_folder(tmp_path / "d", 2, 12, seed=3)
+    for i in range(6):
+        photo = Image.open(root / "class_0" / f"photo_{i:03d}.jpg")
+        ImageOps.mirror(photo).save(root / "class_0" / f"photo_{i:03d} mirrored.jpg")
+        photo.convert("L").resize((60, 60)).save(root / "class_0" / f"photo_{i:03d} grey.png")
+    pair = root / "class_1" / "photo_000.jpg"
+    only = tmp_path / "two"
+    (only / "a").mkdir(parents=True)
+    (only / "b").mkdir()
+    shutil.copyfile(pair, only / "a" / "one.jpg")
+    ImageOps.mirror(Image.open(pair)).save(only / "a" / "one mirrored.jpg")
+    shutil.copyfile(root / "class_1" / "photo_001.jpg", only / "b" / "other.jpg")
+    shutil.copyfile(root / "class_1" / "photo_002.jpg", only / "b" / "third.jpg")
+
+    ds = ImageFolderDataset(root)
+    for seed in range(8):
+        split = ds.split(0.5, seed=seed)
+        held = set(split.validation.relpaths)
+        for i in range(6):
+            copies = {f"class_0/photo_{i:03d}{s}" for s in (".jpg", " mirrored.jpg",
+                                                              " grey.png")}
+            assert copies <= held or not copies & held, (seed, i)
+        assert split.group_duplicates and len(held) > 0
+        plain = set(ds.split(0.5, seed=seed, group_duplicates=False).validation.relpaths)
+        if plain != held:
+            break
+    else:
+        pytest.fail("no seed split a photo from its copies without grouping")
+    for seed in range(8):  # a class of one photo and its copy still trains
+        part = ImageFolderDataset(only).split(0.5, seed=seed)
+        assert set(part.training.relpaths) >= {"a/one.jpg", "a/one mirrored.jpg"}
+
+    split.save(tmp_path / "split.json")
+    payload = json.loads((tmp_path / "split.json").read_text())
+    assert payload["group_duplicates"] is True
+    del payload["group_duplicates"]  # a split file from before the option
+    (tmp_path / "old.json").write_text(json.dumps(payload))
+    old = ds.load_split(tmp_path / "old.json")
+    assert old.validation.relpaths == split.validation.relpaths
+    assert old.group_duplicates is False
 
 
 def test_split_round_trips_through_a_file(image_folder, tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageEnhance, ImageFilter
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
 import fruitclf
 from _images import cropped, photo_like, reencoded, write_photo_folder
@@ -28,28 +28,67 @@ def _copy_tree(src: Path, dst: Path) -> Path:
     return dst
 
 
-# name -> (how the copy is made, file extension, file format)
-TRANSFORMS: dict[str, tuple[Callable[[Image.Image], Image.Image], str, str]] = {
-    "resized_half": (lambda im: im.resize((48, 48), Image.Resampling.LANCZOS), ".jpg", "JPEG"),
+def _letterboxed(im: Image.Image) -> Image.Image:
+    out = Image.new("RGB", (im.width, round(im.height * 1.25)))
+    out.paste(im, (0, round(im.height * 0.125)))
+    return out
+
+
+def _hue_shifted(im: Image.Image) -> Image.Image:
+    h, s, v = im.convert("HSV").split()
+    h = h.point(lambda x: (x + 14) % 256)
+    return Image.merge("HSV", (h, s, v)).convert("RGB")
+
+
+def _watermarked(im: Image.Image) -> Image.Image:
+    out = im.copy()
+    ImageDraw.Draw(out).text((50, 82), "(c) 2026", fill=(255, 255, 255))
+    return out
+
+
+# name -> (how the copy is made, file extension, file format, the kind reported)
+TRANSFORMS: dict[str, tuple[Callable[[Image.Image], Image.Image], str, str, str]] = {
+    "resized_half": (lambda im: im.resize((48, 48), Image.Resampling.LANCZOS), ".jpg", "JPEG",
+                     "resized"),
     "resized_double": (lambda im: im.resize((192, 192), Image.Resampling.BICUBIC), ".png",
-                       "PNG"),
-    "recompressed_q40": (lambda im: reencoded(im, "JPEG", quality=40), ".jpg", "JPEG"),
-    "converted_to_png": (lambda im: im, ".png", "PNG"),
+                       "PNG", "resized"),
+    "recompressed_q40": (lambda im: reencoded(im, "JPEG", quality=40), ".jpg", "JPEG", "near"),
+    "converted_to_png": (lambda im: im, ".png", "PNG", "near"),
     "converted_to_gif": (lambda im: im.convert("P", palette=Image.Palette.ADAPTIVE), ".gif",
-                         "GIF"),
-    "cropped_4pct_each_side": (lambda im: cropped(im, 0.04, 0.04, 0.04, 0.04), ".jpg", "JPEG"),
-    "cropped_10pct_corner": (lambda im: cropped(im, 0.1, 0.1, 0, 0), ".jpg", "JPEG"),
-    "cropped_7pct_one_side": (lambda im: cropped(im, 0, 0, 0.07, 0), ".jpg", "JPEG"),
-    "brightened_20pct": (lambda im: ImageEnhance.Brightness(im).enhance(1.2), ".jpg", "JPEG"),
-    "darkened_30pct": (lambda im: ImageEnhance.Brightness(im).enhance(0.7), ".jpg", "JPEG"),
-    "more_contrast": (lambda im: ImageEnhance.Contrast(im).enhance(1.3), ".jpg", "JPEG"),
+                         "GIF", "near"),
+    "cropped_4pct_each_side": (lambda im: cropped(im, 0.04, 0.04, 0.04, 0.04), ".jpg", "JPEG",
+                               "cropped"),
+    "cropped_15pct_each_side": (lambda im: cropped(im, 0.15, 0.15, 0.15, 0.15), ".jpg", "JPEG",
+                                "cropped"),
+    "cropped_10pct_corner": (lambda im: cropped(im, 0.1, 0.1, 0, 0), ".jpg", "JPEG", "cropped"),
+    "cropped_7pct_one_side": (lambda im: cropped(im, 0, 0, 0.07, 0), ".jpg", "JPEG", "cropped"),
+    "brightened_20pct": (lambda im: ImageEnhance.Brightness(im).enhance(1.2), ".jpg", "JPEG",
+                         "near"),
+    "darkened_30pct": (lambda im: ImageEnhance.Brightness(im).enhance(0.7), ".jpg", "JPEG",
+                       "near"),
+    "more_contrast": (lambda im: ImageEnhance.Contrast(im).enhance(1.3), ".jpg", "JPEG", "near"),
+    "hue_plus_20_degrees": (_hue_shifted, ".jpg", "JPEG", "near"),
+    "watermark": (_watermarked, ".jpg", "JPEG", "near"),
+    "mirrored": (ImageOps.mirror, ".jpg", "JPEG", "mirrored"),
+    "flipped_upside_down": (ImageOps.flip, ".jpg", "JPEG", "mirrored"),
+    "turned_90_degrees": (lambda im: im.rotate(90, expand=True), ".jpg", "JPEG", "rotated"),
+    "turned_180_degrees": (lambda im: im.rotate(180), ".png", "PNG", "rotated"),
+    "turned_4_degrees_and_cropped": (
+        lambda im: cropped(im.rotate(4, Image.Resampling.BICUBIC), 0.07, 0.07, 0.07, 0.07),
+        ".jpg", "JPEG", "rotated"),
+    "grayscale": (lambda im: im.convert("L"), ".jpg", "JPEG", "grayscale"),
+    "mirrored_grayscale": (lambda im: ImageOps.mirror(im).convert("L"), ".png", "PNG",
+                           "grayscale"),
+    "letterboxed": (_letterboxed, ".jpg", "JPEG", "bordered"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(TRANSFORMS))
 def test_each_transformation_is_found_as_a_near_duplicate(tmp_path, photos, name):
+    """Check that each kind of copy is grouped with its original, and only with it, and
+    that the group names what was done to it."""
     root = _copy_tree(photos, tmp_path / "train")
-    make, ext, fmt = TRANSFORMS[name]
+    make, ext, fmt, kind = TRANSFORMS[name]
     original = root / "class_1" / "photo_005.jpg"
     copy = root / "class_1" / f"copy{ext}"
     make(Image.open(original).convert("RGB")).save(copy, fmt)
@@ -57,7 +96,7 @@ def test_each_transformation_is_found_as_a_near_duplicate(tmp_path, photos, name
     groups = fruitclf.ImageFolderDataset(root).find_duplicates(progress=False)
 
     assert [g.relpaths for g in groups] == [[f"class_1/copy{ext}", "class_1/photo_005.jpg"]]
-    assert groups[0].kind == "near"
+    assert groups[0].kind == kind
     assert groups[0].classes == ["class_1", "class_1"]
     assert not groups[0].conflicting
 
@@ -100,11 +139,11 @@ def test_leakage_lists_pairs_relative_to_each_folder(tmp_path, photos):
 
     assert [(p.relpath, p.test_relpath, p.kind) for p in pairs] == [
         ("class_0/photo_003.jpg", "class_0/same.jpg", "exact"),
-        ("class_2/photo_010.jpg", "class_2/leaked.png", "near"),
+        ("class_2/photo_010.jpg", "class_2/leaked.png", "resized"),
     ]
     assert pairs[1].test_path == str(test / "class_2" / "leaked.png")
     assert pairs[1].to_dict() == {"path": "class_2/photo_010.jpg",
-                                  "test_path": "class_2/leaked.png", "kind": "near",
+                                  "test_path": "class_2/leaked.png", "kind": "resized",
                                   "distance": round(pairs[1].distance, 4)}
 
 
@@ -237,8 +276,8 @@ def test_remove_duplicates_then_restore_is_byte_identical(tmp_path, photos):
     assert [p.path for p in planned.removed] == [p.path for p in result.removed]
     assert (root / "class_0" / "large.png").exists()
     assert (root / "class_2" / "conflict.jpg").exists()
-    assert result.lines()[0] == (f"Moved {root / 'class_0' / 'photo_004.jpg'}: near duplicate "
-                                 "of class_0/large.png")
+    assert result.lines()[0] == (f"Moved {root / 'class_0' / 'photo_004.jpg'}: resized "
+                                 "duplicate of class_0/large.png")
     assert len(ds) == len(before) - 2
     manifest = json.loads((tmp_path / "q" / "fruitclf-quarantine.json").read_text())
     assert {e["code"] for e in manifest["entries"]} == {"duplicate"}
@@ -314,14 +353,14 @@ def test_scan_json_has_duplicates_quality_and_leakage(capsys, leaky):
     assert code == 0
     payload = json.loads(out)
     assert payload["duplicates"] == [{
-        "paths": ["class_0/photo_000.jpg", "class_0/small copy.png"], "kind": "near",
+        "paths": ["class_0/photo_000.jpg", "class_0/small copy.png"], "kind": "resized",
         "distance": payload["duplicates"][0]["distance"], "classes": ["class_0", "class_0"]}]
     assert {(q["path"], q["issue"]) for q in payload["quality"]} == {
         ("class_1/black.png", "dark"), ("class_1/black.png", "low_information")}
     assert all(set(q) == {"path", "issue", "score", "threshold"} for q in payload["quality"])
     assert [(p["path"], p["test_path"], p["kind"]) for p in payload["leakage"]] == [
         ("class_1/photo_007.jpg", "class_1/seen.jpg", "exact"),
-        ("class_2/photo_011.jpg", "class_2/seen cropped.jpg", "near"),
+        ("class_2/photo_011.jpg", "class_2/seen cropped.jpg", "cropped"),
     ]
     assert payload["test"]["num_images"] == 14
 

@@ -66,7 +66,7 @@ class FolderCleaning(FolderFindings):
         >>> for line in raw.remove_duplicates(dry_run=True).lines()[:-1]:
         ...     print(line.replace("Would move downloads/fruits/", ""))
         acai/copy of 01.jpg: exact duplicate of acai/01.jpg
-        acai/02-small.png: near duplicate of acai/02.jpg
+        acai/02-small.png: resized duplicate of acai/02.jpg
         """
         _one_destination(quarantine, delete)
         groups = self.find_duplicates() if groups is None else groups

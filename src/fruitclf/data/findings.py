@@ -44,7 +44,8 @@ class FolderFindings(FolderState):
         ----------
         threshold : float, optional
             Fingerprint distance (cosine, 0-1) under which two images are near duplicates.
-            By default 0.015, or less in a folder of look-alike images such as digits (see
+            By default :data:`~fruitclf.settings.NEAR_DUPLICATE_THRESHOLD`, or less in a
+            folder of look-alike images such as digits (see
             :func:`~fruitclf.data.quality.resolve_threshold`). Lower finds fewer, closer
             copies.
         progress : bool, optional
@@ -62,7 +63,7 @@ class FolderFindings(FolderState):
         >>> for group in raw.find_duplicates(progress=False):
         ...     print(group.kind, group.relpaths)
         exact ['acai/01.jpg', 'acai/copy of 01.jpg']
-        near ['acai/02-small.png', 'acai/02.jpg']
+        resized ['acai/02-small.png', 'acai/02.jpg']
         """
         found = self._fingerprinted(progress)
         names = self._class_names
@@ -99,7 +100,7 @@ class FolderFindings(FolderState):
         >>> train = fruitclf.ImageFolderDataset("fruits/train")
         >>> test = fruitclf.ImageFolderDataset("fruits/test", class_names=train.class_names)
         >>> [(p.relpath, p.test_relpath, p.kind) for p in train.find_leakage(test)]
-        [('acai/07.jpg', 'acai/t07.png', 'near')]
+        [('acai/07.jpg', 'acai/t07.png', 'resized')]
         """
         if not isinstance(other, FolderFindings):
             raise TypeError(

@@ -8,16 +8,25 @@ decoded (:func:`fingerprint`), so finding them reads no file a second time.
 
 Duplicates
     *Exact*: the same bytes, or the same pixels (a lossless re-save, other metadata).
-    *Near*: the same photo resized, re-compressed, converted to another format, cropped a
-    little or made brighter or darker. Each image is described by unit vectors of its
-    low-frequency structure (an 8 x 8 block of the DCT of its rank-equalised grey levels,
-    which no brightness or contrast change alters) and its coarse colour layout; one vector
-    for the whole image and one for each of 15 crop windows. Two images are near duplicates
-    when the whole of one is within a threshold (cosine distance) of the whole of the other
-    or of one of its crop windows: by default 0.015, or less in a folder of look-alike images
-    (see :func:`resolve_threshold`). Candidates come from a k-d tree over an 8-dimensional
-    projection of every window that never lengthens a distance, so no pair is missed and no
-    all-pairs table is built.
+    *Near*: the same photo resized, re-compressed, converted to another format, cropped (up
+    to about 20% a side), mirrored, turned (a quarter or half turn, or a few degrees),
+    letterboxed or framed, made grey, brighter, darker or more or less colourful, or marked
+    with a line of text. Each image, less any uniform bars at two opposite edges, is
+    described by three unit vectors: the structure of its value (an 8 x 8 block of the DCT
+    of the rank-equalised largest of R, G and B, which neither a change of brightness,
+    contrast or hue alters), the structure of its luma (the same of the grey levels a grey
+    copy keeps) and its coarse colour layout; for the whole image, for each of 25 crop
+    windows and for its centre turned by 4 degrees either way. A mirror or a quarter turn
+    only changes the signs and the order of those numbers, so the eight ways to lay a
+    picture on itself cost eight small matrix products. Two colour images are near
+    duplicates when the whole of one, in one of those eight poses, is within a threshold
+    (cosine distance, weighing structure 3 to 1 over colour; value or luma structure,
+    whichever is closer) of the whole of the other or of one of its windows:
+    :data:`NEAR_DUPLICATE_THRESHOLD` by default, or less in a folder of look-alike images
+    (see :func:`resolve_threshold`). A grey image is compared with any image on luma
+    structure alone, under :data:`GREY_SHARE` of the threshold. Candidates come from a k-d
+    tree over an 8-dimensional projection of every window that never lengthens a distance,
+    so no pair is missed and no all-pairs table is built.
 
 Quality flags
     Measured on the image shrunk to at most 128 pixels a side; every threshold is a field of
@@ -30,7 +39,7 @@ import dataclasses
 import functools
 import math
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,8 +47,11 @@ import numpy as np
 from ..settings import NEAR_DUPLICATE_THRESHOLD as _NEAR_DUPLICATE_THRESHOLD
 
 __all__ = [
+    "GREY_SHARE",
     "NEAR_DUPLICATE_THRESHOLD",
     "SPREAD_REFERENCE",
+    "STRUCTURE_WEIGHT",
+    "WINDOW_COUNT",
     "DuplicateGroup",
     "Fingerprint",
     "ImageMeasures",
@@ -62,10 +74,11 @@ NEAR_DUPLICATE_THRESHOLD = _NEAR_DUPLICATE_THRESHOLD
 
 #: In folders of simple, alike images (digits, icons) distinct images come much closer than
 #: in photos. The median distance between two images of a folder measures that (duplicates
-#: barely move it): below this reference the default threshold shrinks with the square of
-#: the ratio, since look-alikes crowd together faster than the median falls. Photo folders
-#: (median 0.8-1.0) keep 0.015; scikit-learn's digits (median 0.34) get 0.0027, under the
-#: 0.005 of their closest distinct pair.
+#: barely move it): below this reference the default threshold shrinks with the cube of the
+#: ratio, since look-alikes crowd together faster than the median falls. Photo folders
+#: (median 0.83-0.99 on flowers12, food10 and generated photo-like pictures) keep the whole
+#: threshold; scikit-learn's digits (median 0.40) get an eighth of it, 0.0038 (0.0025 for
+#: grey pairs), under the 0.0051 of their closest distinct pair.
 SPREAD_REFERENCE = 0.8
 
 #: The smallest side (pixels) the check decodes a JPEG at, so the measures see enough detail.
@@ -76,28 +89,44 @@ _KEEP = 8  # the DCT block kept (lowest frequencies)
 _COLOUR = 4  # colour layout grid
 _PROJECTED = 8  # dimensions of the k-d tree (fastest on 10,000 photos among 6-16)
 
-# Crop windows (left, top, right, bottom) as fractions of the image: the whole image, then
-# 5% and 10% off the border (centred and at each corner), 7.5% off each side, and 7% off
-# one side. A copy cropped by up to about 10% lies close to one of them.
-_WINDOWS: tuple[tuple[float, float, float, float], ...] = (
-    (0.0, 0.0, 1.0, 1.0),
-    *(
-        box
-        for s in (0.95, 0.90)
-        for box in (
-            ((1 - s) / 2, (1 - s) / 2, (1 + s) / 2, (1 + s) / 2),
-            (0.0, 0.0, s, s),
-            (1 - s, 0.0, 1.0, s),
-            (0.0, 1 - s, s, 1.0),
-            (1 - s, 1 - s, 1.0, 1.0),
-        )
-    ),
-    (0.075, 0.075, 0.925, 0.925),
-    (0.0, 0.0, 0.93, 1.0),
-    (0.07, 0.0, 1.0, 1.0),
-    (0.0, 0.0, 1.0, 0.93),
-    (0.0, 0.07, 1.0, 1.0),
-)
+#: Share of the distance between two colour images given to their structure (the layout of
+#: grey levels); the colour layout has the rest. A grey image compared with any image is
+#: compared on structure alone.
+STRUCTURE_WEIGHT = 0.75
+_STRUCTURE = _KEEP * _KEEP - 1  # the DCT block without its mean
+_COLOURED = _STRUCTURE + _COLOUR * _COLOUR * 3  # value structure, then colour layout
+_DIM = _COLOURED + _STRUCTURE  # then luma structure
+#: A pair with a grey image is compared on structure alone, which tells distinct pictures
+#: apart less well: its threshold is this share of the threshold.
+GREY_SHARE = 2 / 3
+_GREY = 0.02  # colourfulness under which an image counts as grey (as the quality flag)
+_BORDER_TOLERANCE = 4  # grey levels a border bar may vary by (flat, as a padded bar is)
+_BORDER_MOST = 0.3  # the largest share of a side that is trimmed as a border
+_TURN = 4.0  # degrees of the two turned windows
+_TURN_CUT = 0.07  # what a turn of 4 degrees leaves uncovered at each side
+
+
+def _crop_windows() -> tuple[tuple[float, float, float, float], ...]:
+    """Crop windows (left, top, right, bottom) as fractions of the image: the whole image,
+    5-20% off every side, 5-20% at each corner and 8% and 16% off each side. The set is
+    its own mirror image and turns into itself by 90 degrees, so a turned or mirrored copy
+    of a crop meets the matching window of its original."""
+    boxes = [(0.0, 0.0, 1.0, 1.0)]
+    boxes += [(c, c, 1 - c, 1 - c) for c in (0.05, 0.10, 0.15, 0.20)]
+    for s in (0.95, 0.90, 0.80):
+        boxes += [(0.0, 0.0, s, s), (1 - s, 0.0, 1.0, s), (0.0, 1 - s, s, 1.0),
+                  (1 - s, 1 - s, 1.0, 1.0)]
+    for c in (0.08, 0.16):
+        boxes += [(0.0, 0.0, 1 - c, 1.0), (c, 0.0, 1.0, 1.0), (0.0, 0.0, 1.0, 1 - c),
+                  (0.0, c, 1.0, 1.0)]
+    return tuple(boxes)
+
+
+_WINDOWS = _crop_windows()
+#: The centre of the image turned by +4 and by -4 degrees (the last two windows).
+_TURNED_WINDOW = (_TURN_CUT, _TURN_CUT, 1 - _TURN_CUT, 1 - _TURN_CUT)
+#: Vectors per image: the whole image, the crop windows and the two turned centres.
+WINDOW_COUNT = len(_WINDOWS) + 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,11 +177,17 @@ class Fingerprint:
     pixels : bytes or None
         Shape and CRC-32 of the decoded pixels, when the file was decoded at full scale.
     vectors : numpy.ndarray
-        ``(16, 111)`` unit vectors, ``float16``: the whole image first, then the crop windows.
+        ``(WINDOW_COUNT, 174)``, ``float16``: for the image less any uniform border, the
+        whole image first, then the crop windows, then its centre turned by +4 and -4
+        degrees; per window the value structure, the colour layout and the luma structure
+        (see :func:`_vectors`).
     measures : ImageMeasures
         Brightness, information, sharpness and colour measures.
     file_size, mtime_ns : int
         The file when it was read, so that a file changed since is never acted on.
+    border : float
+        The share of the image's area that was a uniform border (letterbox bars, a frame)
+        and left out of the vectors.
     """
 
     digest: bytes
@@ -161,6 +196,12 @@ class Fingerprint:
     measures: ImageMeasures
     file_size: int = 0
     mtime_ns: int = 0
+    border: float = 0.0
+
+    @property
+    def grey(self) -> bool:
+        """Whether the image has (almost) no colour; it is then compared on structure."""
+        return self.measures.colourfulness < _GREY
 
 
 def _area_matrix(start: float, stop: float, n_out: int, n_in: int) -> np.ndarray:
@@ -182,11 +223,12 @@ def _dct_matrix(n: int) -> np.ndarray:
 
 
 @functools.cache
-def _projections() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _projections(windows: tuple[tuple[float, float, float, float], ...]
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per crop window: rows and columns of (DCT o area resample) and of the colour grid."""
     dct = _dct_matrix(_DCT)[:_KEEP]
     dct_rows, dct_cols, col_rows, col_cols = [], [], [], []
-    for left, top, right, bottom in _WINDOWS:
+    for left, top, right, bottom in windows:
         dct_rows.append(dct @ _area_matrix(top, bottom, _DCT, _THUMB))
         dct_cols.append(dct @ _area_matrix(left, right, _DCT, _THUMB))
         col_rows.append(_area_matrix(top, bottom, _COLOUR, _THUMB))
@@ -209,17 +251,31 @@ def _rank_equalised(grey: np.ndarray) -> np.ndarray:
     return np.asarray(mean_rank.astype(np.float32)[grey])
 
 
-def _vectors(thumb: np.ndarray) -> np.ndarray:
-    """``(windows, 111)`` unit vectors of a ``(64, 64, 3)`` thumbnail."""
-    dct_rows, dct_cols, col_rows, col_cols = _projections()
+def _vectors(thumb: np.ndarray,
+             windows: tuple[tuple[float, float, float, float], ...] = _WINDOWS) -> np.ndarray:
+    """``(windows, 174)`` vectors of a ``(64, 64, 3)`` thumbnail, three unit vectors each:
+
+    - the structure of its value (the largest of R, G and B), 63 DCT coefficients, which a
+      change of hue leaves as it is;
+    - its colour layout (a 4 x 4 grid of RGB less its mean);
+    - the structure of its luma (the grey a greyscale copy has), 63 DCT coefficients.
+
+    The first two are scaled so that their dot product weighs them as
+    :data:`STRUCTURE_WEIGHT` says (colour images are compared on them); the third is for
+    comparisons with grey images."""
+    dct_rows, dct_cols, col_rows, col_cols = _projections(windows)
     rgb = thumb.astype(np.float32)
-    luma = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
-    grey = _rank_equalised(np.clip(np.rint(luma), 0, 255).astype(np.uint8))
-    # Resample each window and take its DCT in two matrix products per window (batched).
-    structure = (dct_rows @ grey @ dct_cols.transpose(0, 2, 1)).reshape(len(_WINDOWS), -1)
-    structure = _unit_rows(structure[:, 1:])  # the mean (DC) says nothing about structure
+    count = len(windows)
+
+    def structure(levels: np.ndarray) -> np.ndarray:
+        ranks = _rank_equalised(np.clip(np.rint(levels), 0, 255).astype(np.uint8))
+        # Resample each window and take its DCT: two matrix products per window (batched).
+        block = (dct_rows @ ranks @ dct_cols.transpose(0, 2, 1)).reshape(count, -1)
+        return _unit_rows(block[:, 1:])  # the mean (DC) says nothing about structure
+
+    value = structure(rgb.max(axis=2))
+    luma = structure(rgb @ np.array([0.299, 0.587, 0.114], np.float32))
     # Rows of every window at once, then each window's columns: (windows, 4 rows x 3, 4).
-    count = len(_WINDOWS)
     rows = (col_rows.reshape(-1, _THUMB) @ rgb.reshape(_THUMB, -1)).reshape(
         count, _COLOUR * _THUMB, 3)
     rows = rows.reshape(count, _COLOUR, _THUMB, 3).transpose(0, 1, 3, 2).reshape(
@@ -228,7 +284,42 @@ def _vectors(thumb: np.ndarray) -> np.ndarray:
     colour = colour.transpose(0, 1, 3, 2)  # (windows, 4, 4, 3)
     colour = colour - colour.mean(axis=(1, 2), keepdims=True)
     colour = _unit_rows(colour.reshape(count, -1))
-    return (np.concatenate([structure, colour], axis=1) / math.sqrt(2)).astype(np.float16)
+    return np.concatenate([value * math.sqrt(STRUCTURE_WEIGHT),
+                           colour * math.sqrt(1 - STRUCTURE_WEIGHT), luma], axis=1)
+
+
+def _border_band(lines: np.ndarray) -> tuple[int, np.ndarray]:
+    """How many of ``lines`` (``(n, length, 3)``, from the edge inwards) are a uniform
+    border: nearly all their pixels within a few grey levels of the edge's median colour;
+    and that colour."""
+    reference = np.median(lines[0], axis=0)
+    close = np.abs(lines - reference).max(axis=2) <= _BORDER_TOLERANCE
+    uniform = close.mean(axis=1) >= 0.98
+    band = len(uniform) if uniform.all() else int(np.argmin(uniform))
+    return (band if band >= 2 else 0), reference
+
+
+def _trim_borders(small: np.ndarray) -> tuple[np.ndarray, float]:
+    """``small`` without uniform bars along two opposite edges (letterboxing, pillarboxing,
+    a frame; at most 30% of a side each), and the share of its area that was cut. A plain
+    band along one edge only (a sky, a wall) is part of the photo and kept."""
+    height, width = small.shape[:2]
+    if min(height, width) < 16:
+        return small, 0.0
+    pixels = small.astype(np.int16)
+    rows, cols = int(height * _BORDER_MOST), int(width * _BORDER_MOST)
+    across = pixels.transpose(1, 0, 2)
+    cuts = []
+    for lines, limit in ((pixels, rows), (across, cols)):
+        (first, colour), (last, other) = (_border_band(lines[:limit]),
+                                          _border_band(lines[::-1][:limit]))
+        bars = first and last and np.abs(colour - other).max() <= 2 * _BORDER_TOLERANCE
+        cuts.append((first, last) if bars else (0, 0))
+    (top, bottom), (left, right) = cuts
+    if not top + bottom + left + right:
+        return small, 0.0
+    kept = small[top:height - bottom, left:width - right]
+    return kept, 1.0 - kept.shape[0] * kept.shape[1] / (height * width)
 
 
 #: Variance the Laplacian of the grey levels gets from rounding each channel to an integer
@@ -309,6 +400,13 @@ def fingerprint(data: bytes, image: np.ndarray, *, size: tuple[int, int] | None 
         picture = picture.reduce(math.ceil(max(height, width) / MEASURE_SIDE))
     small = np.asarray(picture)
     thumb = np.asarray(picture.resize((_THUMB, _THUMB), Image.Resampling.BOX))
+    kept, border = _trim_borders(small)
+    if border:
+        picture = Image.fromarray(np.ascontiguousarray(kept))
+    turned = [np.asarray(picture.rotate(angle, Image.Resampling.BILINEAR).resize(
+        (_THUMB, _THUMB), Image.Resampling.BOX)) for angle in (_TURN, -_TURN)]
+    content = np.asarray(picture.resize((_THUMB, _THUMB), Image.Resampling.BOX)
+                         ) if border else thumb
     pixels = None
     if full_scale:
         shape = b"px" + height.to_bytes(4, "little") + width.to_bytes(4, "little")
@@ -316,10 +414,13 @@ def fingerprint(data: bytes, image: np.ndarray, *, size: tuple[int, int] | None 
     return Fingerprint(
         digest=_checksum(data, len(data).to_bytes(8, "little")),
         pixels=pixels,
-        vectors=_vectors(thumb),
+        vectors=np.concatenate([
+            _vectors(content), *(_vectors(t, (_TURNED_WINDOW,)) for t in turned)]
+        ).astype(np.float16),
         measures=_measures(small, thumb, size or (width, height)),
         file_size=file_size,
         mtime_ns=mtime_ns,
+        border=round(border, 4),
     )
 
 
@@ -328,32 +429,100 @@ def fingerprint(data: bytes, image: np.ndarray, *, size: tuple[int, int] | None 
 # --------------------------------------------------------------------------------------------
 
 
-def _near_pairs(queries: np.ndarray, index: np.ndarray, threshold: float
-                ) -> dict[tuple[int, int], float]:
-    """``{(query image, index image): distance}`` where the whole query image lies within
-    ``threshold`` of the whole index image or of one of its crop windows.
+#: The eight ways to lay a square on itself, as (transpose, mirror left-right, mirror
+#: top-bottom); applied in that order.
+_SYMMETRIES = tuple((t, h, v) for t in (False, True) for h in (False, True)
+                    for v in (False, True))
 
-    ``queries`` is ``(n, dim)`` (whole images), ``index`` is ``(m, windows, dim)``. The k-d
-    tree holds every window, projected onto their 8 main axes: an orthogonal projection never
-    makes a distance longer, so every pair within the radius is among the candidates, which
-    are then measured in full.
+
+def _symmetry_kind(index: int) -> str:
+    """``same``, ``mirrored`` (an odd number of reflections) or ``rotated``."""
+    reflections = sum(_SYMMETRIES[index])
+    return "same" if not reflections else "mirrored" if reflections % 2 else "rotated"
+
+
+@functools.cache
+def _symmetry_matrices() -> np.ndarray:
+    """``(8, 174, 174)``: the vector of an image turned or mirrored, from the vector of the
+    image. On the DCT a mirror flips the sign of the odd frequencies across it and a
+    transpose swaps the two axes; on the colour grid both are permutations of cells."""
+    odd = (-1.0) ** np.arange(_KEEP)
+
+    def turned(vector: np.ndarray, transpose: bool, h: bool, v: bool) -> np.ndarray:
+        value, grid, luma = np.split(vector, [_STRUCTURE, _COLOURED])
+        dcts = [np.concatenate([[0.0], part]).reshape(_KEEP, _KEEP) for part in (value, luma)]
+        grid = grid.reshape(_COLOUR, _COLOUR, 3)
+        if transpose:
+            dcts, grid = [d.T for d in dcts], grid.transpose(1, 0, 2)
+        if h:
+            dcts, grid = [d * odd[None, :] for d in dcts], grid[:, ::-1]
+        if v:
+            dcts, grid = [d * odd[:, None] for d in dcts], grid[::-1]
+        return np.concatenate([dcts[0].ravel()[1:], grid.ravel(), dcts[1].ravel()[1:]])
+
+    basis = np.eye(_DIM)
+    return np.stack([np.stack([turned(e, *g) for e in basis], axis=1)
+                     for g in _SYMMETRIES]).astype(np.float32)
+
+
+def _value_and_colour(vectors: np.ndarray) -> np.ndarray:
+    """Value structure and colour layout (weighted): what two colour images are compared on."""
+    return np.asarray(vectors[..., :_COLOURED], dtype=np.float32)
+
+
+def _luma_and_colour(vectors: np.ndarray) -> np.ndarray:
+    """Luma structure and colour layout (weighted): the second look at two colour images,
+    for copies whose brightest channel clipped (an overexposed or brightened copy)."""
+    v = np.asarray(vectors, dtype=np.float32)
+    return np.concatenate([v[..., _COLOURED:] * math.sqrt(STRUCTURE_WEIGHT),
+                           v[..., _STRUCTURE:_COLOURED]], axis=-1)
+
+
+def _luma(vectors: np.ndarray) -> np.ndarray:
+    """Luma structure alone: what a grey image is compared on."""
+    return np.asarray(vectors[..., _COLOURED:], dtype=np.float32)
+
+
+#: A near pair: distance, the symmetry (index of ``_SYMMETRIES``) that lays the query on the
+#: other image, and the other image's window it matched.
+_Match = tuple[float, int, int]
+
+
+def _near_pairs(queries: np.ndarray, index: np.ndarray, threshold: float,
+                part: Callable[[np.ndarray], np.ndarray] = _value_and_colour
+                ) -> dict[tuple[int, int], _Match]:
+    """``{(query image, index image): (distance, symmetry, window)}`` where the whole query
+    image, as it is or turned or mirrored, lies within ``threshold`` of the whole index
+    image or of one of its windows; the closest such match of each pair.
+
+    ``queries`` is ``(n, dim)`` (whole images), ``index`` is ``(m, windows, dim)``; both are
+    compared on the ``part`` of their vectors that the function of that name takes (unit
+    vectors, or weighted halves of two). The k-d tree holds every
+    window, projected onto their 8 main axes: an orthogonal projection never makes a
+    distance longer, so every pair within the radius is among the candidates, which are then
+    measured in full.
     """
     from sklearn.neighbors import KDTree
 
     if not len(queries) or not len(index):
         return {}
+    symmetries = _symmetry_matrices()
+    # The eight views of each query: (8 x n, dim), view-major.
+    views = np.einsum("nd,sed->sne", queries.astype(np.float32), symmetries)
+    views, index = part(views), part(index)
+    views = views.reshape(-1, views.shape[-1])
     windows = index.shape[1]
     flat = index.reshape(-1, index.shape[2]).astype(np.float32)
     sample = flat[:: max(1, len(flat) // 8192)]
     _, _, axes = np.linalg.svd(sample - sample.mean(axis=0), full_matrices=False)
     basis = axes[:_PROJECTED].T
     tree = KDTree(flat @ basis)
-    whole = queries.astype(np.float32)
     radius = math.sqrt(2 * threshold)  # |a - b|^2 = 2 (1 - cos) for unit vectors
-    keys: list[np.ndarray] = []
+    rows_found: list[np.ndarray] = []
+    cols_found: list[np.ndarray] = []
     distances: list[np.ndarray] = []
-    for start in range(0, len(whole), 16_384):
-        chunk = whole[start:start + 16_384]
+    for start in range(0, len(views), 16_384):
+        chunk = views[start:start + 16_384]
         hits = tree.query_radius(chunk @ basis, r=radius)
         rows = np.repeat(np.arange(len(chunk)), [len(h) for h in hits])
         if not len(rows):
@@ -361,17 +530,76 @@ def _near_pairs(queries: np.ndarray, index: np.ndarray, threshold: float
         cols = np.concatenate(hits).astype(np.int64)
         distance = 1.0 - np.einsum("ij,ij->i", chunk[rows], flat[cols])
         close = distance <= threshold
-        keys.append((rows[close] + start) * len(index) + cols[close] // windows)
+        rows_found.append(rows[close] + start)
+        cols_found.append(cols[close])
         distances.append(np.maximum(distance[close], 0.0))
-    if not keys:
+    if not rows_found:
         return {}
-    key, distance = np.concatenate(keys), np.concatenate(distances)
-    order = np.lexsort((distance, key))  # by pair, the closest window first
-    key, distance = key[order], distance[order]
+    row, col, distance = (np.concatenate(x) for x in (rows_found, cols_found, distances))
+    query, symmetry = row % len(queries), row // len(queries)
+    key = query * len(index) + col // windows
+    order = np.lexsort((distance, key))  # by pair, the closest match first
     first = np.ones(len(key), dtype=bool)
-    first[1:] = key[1:] != key[:-1]
-    return {(int(k) // len(index), int(k) % len(index)): float(d)
-            for k, d in zip(key[first], distance[first])}
+    first[1:] = key[order][1:] != key[order][:-1]
+    chosen = order[first]
+    return {(int(query[i]), int(col[i] // windows)):
+            (float(distance[i]), int(symmetry[i]), int(col[i] % windows)) for i in chosen}
+
+
+def _pairs_both_ways(queries: Sequence[Fingerprint], index: Sequence[Fingerprint],
+                     threshold: float) -> dict[tuple[int, int], _Match]:
+    """Near pairs of each query with each index image: two colour images on value or luma
+    structure with colour layout (the closer), any pair with a grey image on luma
+    structure alone under :data:`GREY_SHARE` of the threshold."""
+    if not queries or not index:
+        return {}
+    whole = np.stack([fp.vectors[0] for fp in queries])
+    windows = np.stack([fp.vectors for fp in index])
+    grey_queries = [i for i, fp in enumerate(queries) if fp.grey]
+    grey_index = [i for i, fp in enumerate(index) if fp.grey]
+    grey = set(grey_queries), set(grey_index)
+    # The colour half of a grey image is its brightness layout again: such pairs are
+    # measured below, on structure alone, under the stricter threshold.
+    found: dict[tuple[int, int], _Match] = {}
+
+    def keep(pairs: dict[tuple[int, int], _Match], rows: Sequence[int] | None = None,
+             cols: Sequence[int] | None = None) -> None:
+        for (q, i), match in pairs.items():
+            pair = (rows[q] if rows else q, cols[i] if cols else i)
+            if pair not in found or match[0] < found[pair][0]:
+                found[pair] = match
+
+    for part in (_value_and_colour, _luma_and_colour):
+        keep({pair: match for pair, match in _near_pairs(whole, windows, threshold, part).items()
+              if pair[0] not in grey[0] and pair[1] not in grey[1]})
+    searches = []
+    if grey_queries:
+        searches.append((grey_queries, list(range(len(index)))))
+    if grey_index:
+        searches.append((list(range(len(queries))), grey_index))
+    for rows, cols in searches:  # (overlapping where both are grey: the closer is kept)
+        keep(_near_pairs(whole[rows], windows[cols], threshold * GREY_SHARE, _luma), rows, cols)
+    return found
+
+
+def _kind(a: Fingerprint, b: Fingerprint, match: _Match) -> str:
+    """What turns one image of a near pair into the other (either way round), as far as
+    the fingerprints tell: ``grayscale``, ``mirrored``, ``rotated``, ``bordered``,
+    ``cropped``, ``resized`` or ``near`` (re-encoded, brightened, recoloured, retouched)."""
+    _, symmetry, window = match
+    if a.grey != b.grey:
+        return "grayscale"
+    turn = _symmetry_kind(symmetry)
+    if turn != "same":
+        return turn
+    if window >= len(_WINDOWS):
+        return "rotated"
+    if abs(a.border - b.border) > 0.03:
+        return "bordered"
+    (wa, ha), (wb, hb) = ((fp.measures.width, fp.measures.height) for fp in (a, b))
+    if window or abs(math.log((wa * hb) / max(1, ha * wb))) > 0.03:
+        return "cropped"
+    return "resized" if (wa, ha) != (wb, hb) else "near"
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,9 +617,12 @@ class DuplicateGroup:
         The files, sorted by relative path.
     relpaths : list of str
         The same files relative to the dataset root, with ``/`` separators.
-    kind : {"exact", "near"}
-        ``exact``: the same bytes or the same pixels; ``near``: a resized, re-compressed,
-        converted, slightly cropped or brightened copy.
+    kind : str
+        How the copies differ: ``exact`` (the same bytes or the same pixels), ``resized``,
+        ``cropped``, ``bordered`` (bars or a frame added or cut), ``mirrored``, ``rotated``
+        (a quarter or half turn, or a few degrees), ``grayscale`` (a grey copy of a colour
+        photo), or ``near`` (re-compressed, converted, brightened, recoloured, retouched,
+        or copies that differ in more than one of these ways).
     distance : float
         The largest fingerprint distance that links the group (0 for exact duplicates).
     classes : list of str
@@ -430,8 +661,9 @@ class LeakedPair:
         The training image (relative to the training root for ``relpath``).
     test_path, test_relpath : str
         The test image (relative to the test root for ``test_relpath``).
-    kind : {"exact", "near"}
-        As for :class:`DuplicateGroup`.
+    kind : str
+        As for :class:`DuplicateGroup`: ``exact``, ``resized``, ``cropped``, ``bordered``,
+        ``mirrored``, ``rotated``, ``grayscale`` or ``near``.
     distance : float
         Fingerprint distance (0 for exact).
 
@@ -491,7 +723,7 @@ def _exact_links(prints: Sequence[Fingerprint]) -> list[tuple[int, int]]:
 def median_pair_distance(vectors: np.ndarray, *, pairs: int = 20_000) -> float:
     """Median distance between two different images (whole-image vectors), estimated on up
     to ``pairs`` random pairs."""
-    full = vectors.astype(np.float32)
+    full = _value_and_colour(vectors)
     if len(full) < 2:
         return 1.0
     rng = np.random.default_rng(0)
@@ -502,15 +734,15 @@ def median_pair_distance(vectors: np.ndarray, *, pairs: int = 20_000) -> float:
 
 def resolve_threshold(threshold: float | None, vectors: np.ndarray) -> float:
     """``threshold`` checked, or the default for these whole-image vectors:
-    :data:`~fruitclf.data.quality.NEAR_DUPLICATE_THRESHOLD`, scaled down by the square of the
+    :data:`~fruitclf.data.quality.NEAR_DUPLICATE_THRESHOLD`, scaled down by the cube of the
     median distance between two images over :data:`~fruitclf.data.quality.SPREAD_REFERENCE`
     when that is below 1.
 
     Examples
     --------
     >>> import numpy as np
-    >>> resolve_threshold(None, np.eye(4, dtype=np.float32))  # unrelated pictures
-    0.015
+    >>> resolve_threshold(None, np.eye(4, dtype=np.float32)) == NEAR_DUPLICATE_THRESHOLD
+    True
     >>> resolve_threshold(0.01, np.eye(4, dtype=np.float32))
     0.01
     """
@@ -518,7 +750,7 @@ def resolve_threshold(threshold: float | None, vectors: np.ndarray) -> float:
 
     if threshold is None:
         spread = min(1.0, median_pair_distance(vectors) / SPREAD_REFERENCE)
-        return NEAR_DUPLICATE_THRESHOLD * spread**2
+        return NEAR_DUPLICATE_THRESHOLD * spread**3
     return check_float(threshold, "threshold", min_value=0.0, max_value=1.0,
                        hint=f"The default is at most {NEAR_DUPLICATE_THRESHOLD}")
 
@@ -533,8 +765,8 @@ def find_duplicates(
 
     See :meth:`~fruitclf.ImageFolderDataset.find_duplicates`.
     """
-    windows = np.stack([fp.vectors for fp in prints]) if prints else np.zeros((0, 1, 1))
-    threshold = resolve_threshold(threshold, windows[:, 0])
+    whole = np.stack([fp.vectors[0] for fp in prints]) if prints else np.zeros((0, 1))
+    threshold = resolve_threshold(threshold, whole)
     parent = list(range(len(items)))
 
     def root(i: int) -> int:
@@ -543,16 +775,21 @@ def find_duplicates(
             i = parent[i]
         return i
 
-    exact = _exact_links(prints)
-    near = _near_pairs(windows[:, 0], windows, threshold)
-    links = [(a, b, 0.0) for a, b in exact]
-    links += [(a, b, d) for (a, b), d in near.items() if a != b]
-    widest: dict[int, float] = {}
-    for a, b, _ in links:
+    links = [(a, b, 0.0, "exact") for a, b in _exact_links(prints)]
+    closest: dict[tuple[int, int], _Match] = {}
+    for (a, b), match in _pairs_both_ways(prints, prints, threshold).items():
+        pair = (min(a, b), max(a, b))  # each pair is found from both sides: the closer
+        if a != b and (pair not in closest or match[0] < closest[pair][0]):
+            closest[pair] = match
+    links += [(a, b, m[0], _kind(prints[a], prints[b], m)) for (a, b), m in closest.items()]
+    for a, b, _, _ in links:
         parent[root(a)] = root(b)
-    for a, _, d in links:
+    widest: dict[int, float] = {}
+    kinds: dict[int, set[str]] = {}
+    for a, _, d, kind in links:
         r = root(a)
         widest[r] = max(widest.get(r, 0.0), d)
+        kinds.setdefault(r, set()).add(kind)
     members: dict[int, list[int]] = {}
     for i in range(len(items)):
         members.setdefault(root(i), []).append(i)
@@ -562,10 +799,13 @@ def find_duplicates(
             continue
         idx.sort(key=lambda i: items[i][1])
         all_exact = all(_exact_key(prints[idx[0]], prints[i]) for i in idx[1:])
+        # A group joined by exact links and one kind of near link is of that kind.
+        near_kinds = kinds.get(r, set()) - {"exact"}
+        kind = ("exact" if all_exact else near_kinds.pop() if len(near_kinds) == 1
+                else "near")
         groups.append(DuplicateGroup(
             paths=[items[i][0] for i in idx], relpaths=[items[i][1] for i in idx],
-            kind="exact" if all_exact else "near",
-            distance=0.0 if all_exact else round(widest.get(r, 0.0), 6),
+            kind=kind, distance=0.0 if all_exact else round(widest.get(r, 0.0), 6),
             classes=[items[i][2] for i in idx],
         ))
     return sorted(groups, key=lambda g: g.relpaths[0])
@@ -590,15 +830,11 @@ def find_leakage(
     pairs: dict[tuple[int, int], tuple[str, float]] = {
         (i, j): ("exact", 0.0)
         for j, fp in enumerate(test_prints) for i in _exact_twins(fp, train_prints, index)}
-    if train_prints and test_prints:
-        train_windows = np.stack([fp.vectors for fp in train_prints])
-        test_windows = np.stack([fp.vectors for fp in test_prints])
-        near = _near_pairs(test_windows[:, 0], train_windows, threshold)
-        for (j, i), d in near.items():
-            pairs.setdefault((i, j), ("near", d))
-        for (i, j), d in _near_pairs(train_windows[:, 0], test_windows, threshold).items():
-            kind, old = pairs.get((i, j), ("near", 1.0))
-            pairs[(i, j)] = (kind, min(old, d))
+    near = [((i, j), m) for (j, i), m in
+            _pairs_both_ways(test_prints, train_prints, threshold).items()]
+    near += list(_pairs_both_ways(train_prints, test_prints, threshold).items())
+    for (i, j), match in sorted(near, key=lambda item: item[1][0]):  # the closer side
+        pairs.setdefault((i, j), (_kind(train_prints[i], test_prints[j], match), match[0]))
     out = [
         LeakedPair(train[i][0], train[i][1], test[j][0], test[j][1], kind, round(d, 6))
         for (i, j), (kind, d) in pairs.items()

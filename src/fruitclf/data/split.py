@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -28,25 +28,51 @@ logger = logging.getLogger("fruitclf")
 
 
 def validation_relpaths(entries: Sequence[Entry], num_classes: int, fraction: float, seed: int,
-                        stratify: bool) -> set[str]:
-    """The relative paths that go to validation; see :meth:`ImageFolderDataset.split`."""
+                        stratify: bool, groups: Sequence[Sequence[str]] = ()) -> set[str]:
+    """The relative paths that go to validation; see :meth:`ImageFolderDataset.split`.
+
+    ``groups`` are relative paths that must stay on one side (copies of one photo).
+    """
     if fraction == 0.0:
         return set()
 
-    def rank(entry: Entry) -> int:
-        digest = hashlib.blake2b(f"{seed}\0{entry.relpath}".encode(), digest_size=8)
+    def rank(relpath: str) -> int:
+        digest = hashlib.blake2b(f"{seed}\0{relpath}".encode(), digest_size=8)
         return int.from_bytes(digest.digest(), "big")
 
     if not stratify:
-        return {e.relpath for e in entries if rank(e) / 2**64 < fraction}
-    validation: set[str] = set()
-    for label in range(num_classes):
-        members = sorted((e for e in entries if e.label == label), key=rank)
-        n = len(members)
-        k = round(n * fraction)
-        if n >= 2:
-            k = min(max(k, 1), n - 1)
-        validation.update(e.relpath for e in members[:k])
+        validation = {e.relpath for e in entries if rank(e.relpath) / 2**64 < fraction}
+    else:
+        validation = set()
+        for label in range(num_classes):
+            members = sorted((e.relpath for e in entries if e.label == label), key=rank)
+            n = len(members)
+            k = round(n * fraction)
+            if n >= 2:
+                k = min(max(k, 1), n - 1)
+            validation.update(members[:k])
+    return _together(entries, validation, groups, rank) if groups else validation
+
+
+def _together(entries: Sequence[Entry], validation: set[str],
+              groups: Sequence[Sequence[str]], rank: Callable[[str], int]) -> set[str]:
+    """``validation`` with each group on the side of its first-ranked member, then any class
+    left without a training image given back its groups, so that it still trains."""
+    validation = set(validation)
+    known = {e.relpath for e in entries}
+    placed = [[p for p in group if p in known] for group in groups]
+    placed = [group for group in placed if len(group) > 1]
+    for group in placed:
+        if min(group, key=rank) in validation:
+            validation.update(group)
+        else:
+            validation.difference_update(group)
+    label = {e.relpath: e.label for e in entries}
+    trained = {label[e.relpath] for e in entries if e.relpath not in validation}
+    for group in placed:
+        if any(label[p] not in trained for p in group):
+            validation.difference_update(group)
+            trained.update(label[p] for p in group)
     return validation
 
 
@@ -66,6 +92,9 @@ class DatasetSplit:
         The hash seed.
     stratify : bool
         Whether class proportions were kept.
+    group_duplicates : bool
+        Whether copies of one photo were kept on one side (False for a split file written
+        before this choice existed).
 
     Examples
     --------
@@ -81,6 +110,7 @@ class DatasetSplit:
     validation_split: float
     seed: int
     stratify: bool
+    group_duplicates: bool = False
 
     @property
     def validation_fraction(self) -> float:
@@ -102,6 +132,7 @@ class DatasetSplit:
             "validation_split": self.validation_split,
             "seed": self.seed,
             "stratify": self.stratify,
+            "group_duplicates": self.group_duplicates,
             "training": self.training.relpaths,
             "validation": self.validation.relpaths,
         }
@@ -133,6 +164,7 @@ class FolderSplits(FolderState):
         *,
         seed: int = 123,
         stratify: bool = True,
+        group_duplicates: bool = True,
         validation_fraction: float | None = None,
     ) -> DatasetSplit:
         """Split into training and validation, reproducibly.
@@ -145,6 +177,15 @@ class FolderSplits(FolderState):
         ``stratify=False`` each file's subset depends on its own hash alone, so adding files
         never moves existing ones; class proportions are then only approximate.
 
+        With ``group_duplicates=True`` (the default) copies of one photo, as
+        :meth:`find_duplicates` groups them, go to one side together: the side of the member
+        that ranks first, or training when a class would otherwise keep no training image.
+        A photo in training and its resized or mirrored copy in validation would make the
+        validation accuracy measure memory, not generalisation. The split then depends on
+        the images' content as well as their names and needs the fingerprints of
+        :meth:`check` (run first if it has not been; a file is decoded once); the groups'
+        files are logged.
+
         Parameters
         ----------
         validation_split : float, default=0.2
@@ -155,6 +196,8 @@ class FolderSplits(FolderState):
             Seed of the hash.
         stratify : bool, default=True
             Keep class proportions.
+        group_duplicates : bool, default=True
+            Keep each group of duplicates on one side.
         validation_fraction : float, optional
             Deprecated spelling of ``validation_split``.
 
@@ -181,12 +224,21 @@ class FolderSplits(FolderState):
         fraction = SETTINGS["validation_split"].check(validation_split)
         seed = SETTINGS["seed"].check(seed)
         self.require_trainable()
+        groups: list[list[str]] = []
+        if group_duplicates and fraction > 0:
+            dataset = cast("ImageFolderDataset", self)
+            groups = [g.relpaths for g in dataset.find_duplicates(progress=False)]
         validation = validation_relpaths(self._entries, self.num_classes, fraction, seed,
-                                         stratify)
-        return self._make_split(validation, fraction, seed, stratify)
+                                         stratify, groups)
+        if groups:
+            logger.info("Kept %d group%s of copies (%d files) on one side of the split.",
+                        len(groups), "" if len(groups) == 1 else "s",
+                        sum(len(g) for g in groups))
+        return self._make_split(validation, fraction, seed, stratify, group_duplicates)
 
     def _make_split(
-        self, validation: set[str], fraction: float, seed: int, stratify: bool
+        self, validation: set[str], fraction: float, seed: int, stratify: bool,
+        group_duplicates: bool = False,
     ) -> DatasetSplit:
         train = [e for e in self._entries if e.relpath not in validation]
         val = [e for e in self._entries if e.relpath in validation]
@@ -208,6 +260,7 @@ class FolderSplits(FolderState):
             validation_split=fraction,
             seed=seed,
             stratify=stratify,
+            group_duplicates=group_duplicates,
         )
 
     def load_split(self, path: str | os.PathLike[str]) -> DatasetSplit:
@@ -243,5 +296,6 @@ class FolderSplits(FolderState):
             logger.info("%d files are not in the split file; they go to training.", len(new))
         key = "validation_split" if "validation_split" in payload else "validation_fraction"
         return self._make_split(set(payload["validation"]), float(payload[key]),
-                                int(payload["seed"]), bool(payload["stratify"]))
+                                int(payload["seed"]), bool(payload["stratify"]),
+                                bool(payload.get("group_duplicates", False)))
 
