@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import dataclasses
 import json
@@ -235,6 +236,10 @@ def _add_model_commands(sub: Any) -> None:
     p.add_argument("--drop-leaked", action="store_true",
                    help="evaluate without the test images that have a twin in the training "
                    "folder (they are reported either way)")
+    p.add_argument("--training-index", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep fingerprints of the training images in the model files (99 "
+                   "bytes an image), so that `fruitclf evaluate` finds test images the model "
+                   "was trained on")
     _add_follow_links(p)
     _add_train_options(p)
     _add_distribution_options(p)
@@ -552,7 +557,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     _watch_connection(args.connect_timeout)
     result = run(args.train_dir, out=args.out, test_dir=args.test, augment=args.augment,
                  drop_leaked=args.drop_leaked, follow_links=args.follow_links,
-                 strategy=strategy, **_train_kwargs(args))
+                 training_index=args.training_index, strategy=strategy,
+                 **_train_kwargs(args))
     if result.worker:
         print(f"\nWorker {result.worker}: trained {result.history.epochs_run} epochs; the "
               f"chief (worker 0) writes the run folder {result.out_dir}.")
@@ -611,25 +617,66 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     loaded = load_model(args.model)
     test = ImageFolderDataset(args.test_dir, class_names=loaded.class_names,
                               follow_links=args.follow_links)
+    leaks = (loaded.find_leakage(test, progress=False)
+             if loaded.training_index is not None else None)
     result = Evaluator(loaded.model, loaded.class_names,
                        preprocessing=loaded.preprocessing).evaluate(
         test, batch_size=args.batch_size, tta=args.tta, skip_bad=args.skip_bad)
+    leakage = _evaluation_leakage(leaks, result)
     if args.out:
-        _write_evaluation(Path(args.out), result, args)
+        _write_evaluation(Path(args.out), result, args, leakage)
     if args.json:
         _print_json({"accuracy": result.accuracy, "loss": result.loss,
-                     "report": result.classification_report(output_dict=True)})
+                     "report": result.classification_report(output_dict=True), **leakage})
         return 0
     for problem in result.skipped:
         print(f"skipped: {problem.path}: {problem.message}")
-    print(f"accuracy: {result.accuracy:.4f}\nloss:     {result.loss:.4f}\n")
+    print(f"accuracy: {result.accuracy:.4f}\nloss:     {result.loss:.4f}")
+    if leakage["num_leaked_test_images"]:
+        without = leakage["accuracy_without_leaked"]
+        print(f"accuracy without the {leakage['num_leaked_test_images']} test images the "
+              "model was trained on: " + ("(none left)" if without is None else
+                                          f"{without:.4f}"))
+    print()
     print(result.classification_report())
     if args.out:
         print(f"Wrote report and figures to {args.out}")
     return 0
 
 
-def _write_evaluation(out: Path, result: Any, args: argparse.Namespace) -> None:
+def _evaluation_leakage(leaks: list[Any] | None, result: Any) -> dict[str, Any]:
+    """What ``evaluate`` reports of the test images the model was trained on (from the
+    fingerprints its file keeps; ``leakage_checked`` is False for a model without them), and
+    a warning naming them."""
+    logger = logging.getLogger("fruitclf")
+    if leaks is None:
+        logger.info("The model keeps no fingerprints of its training images: test images it "
+                    "was trained on are not looked for (`fruitclf scan TRAIN --test TEST` "
+                    "compares the folders).")
+        return {"leakage_checked": False, "num_leaked_test_images": None,
+                "accuracy_without_leaked": None, "leakage": []}
+    leaked = [p.test_path for p in leaks]
+    without = None
+    if leaks:
+        kept = result.without(leaked)
+        without = kept.accuracy if len(kept.y_true) else None
+        kinds = collections.Counter(p.kind for p in leaks)
+        names = ", ".join(p.test_relpath for p in leaks[:5]) + (
+            f" and {len(leaks) - 5} more" if len(leaks) > 5 else "")
+        logger.warning(
+            "%d of %d test images are copies of images the model was trained on (%s): %s. "
+            "They measure memory, not generalisation; the accuracy without them is %s.",
+            len(leaks), len(result.y_true),
+            ", ".join(f"{n} {kind}" for kind, n in kinds.most_common()), names,
+            "not defined (no test image is left)" if without is None else f"{without:.4f}")
+    return {"leakage_checked": True, "num_leaked_test_images": len(leaks),
+            "accuracy_without_leaked": without,
+            "leakage": [{"test_path": p.test_relpath, "kind": p.kind, "distance": p.distance}
+                        for p in leaks]}
+
+
+def _write_evaluation(out: Path, result: Any, args: argparse.Namespace,
+                      leakage: dict[str, Any]) -> None:
     """The files of ``evaluate --out``, declared in ``_ownership.EVALUATION_FILES``: a
     folder holding files of those names that fruitclf did not write is refused."""
     from . import _files
@@ -640,7 +687,7 @@ def _write_evaluation(out: Path, result: Any, args: argparse.Namespace) -> None:
     claim_output_folder(out, EVALUATION_FILES, {"model": os.path.abspath(args.model),
                                                 "test_dir": os.path.abspath(args.test_dir)})
     _files.write_text(name["classification_report"], result.classification_report() + "\n")
-    _files.write_json(name["evaluation"], result.to_dict())
+    _files.write_json(name["evaluation"], {**result.to_dict(), **leakage})
     _files.save_figure(result.plot_confusion_matrix(), name["confusion_matrix"])
     _files.save_figure(result.plot_misclassified(), name["misclassified"])
 

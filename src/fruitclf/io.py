@@ -26,6 +26,8 @@ from .exceptions import ModelFileError, VersionCompatibilityError
 if TYPE_CHECKING:
     import keras
 
+    from .data import ImageFolderDataset
+    from .data.quality import FingerprintIndex, LeakedPair
     from .evaluation import Predictions
     from .spec import CNNSpec
 
@@ -82,6 +84,7 @@ def save_model(
     training: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
     include_optimizer: bool = True,
+    training_index: FingerprintIndex | None = None,
 ) -> Path:
     """Save a model with its class names and preprocessing, as ``.keras`` or ``.h5``.
 
@@ -107,6 +110,10 @@ def save_model(
         More JSON-serialisable entries for the metadata.
     include_optimizer : bool, default=True
         Keep the optimizer state (needed to resume training).
+    training_index : FingerprintIndex, optional
+        Fingerprints of the training images
+        (:meth:`ImageFolderDataset.fingerprint_index`), so that
+        :meth:`LoadedModel.find_leakage` finds test images the model was trained on.
 
     Returns
     -------
@@ -129,6 +136,8 @@ def save_model(
     metadata = build_metadata(class_names=class_names, preprocessing=preprocessing, spec=spec,
                               training=training, extra=extra)
     metadata["precision"] = model_precision(model)
+    if training_index is not None:
+        metadata["training_index"] = training_index.to_dict()
     check_class_names(metadata["class_names"], model.output_shape[-1])
     target = Path(path)
     payload = json.dumps(metadata)
@@ -279,7 +288,8 @@ def _check_metadata(path: str | os.PathLike[str], metadata: Any) -> dict[str, An
         raise damaged(f"class_names: {problem}")
     for key, kinds in (("preprocessing", (dict,)), ("spec", (dict, type(None))),
                        ("training", (dict,)), ("history", (dict,)), ("resume", (dict,)),
-                       ("versions", (dict,)), ("precision", (str,))):
+                       ("versions", (dict,)), ("precision", (str,)),
+                       ("training_index", (dict,))):
         if key in metadata and not isinstance(metadata[key], kinds):
             raise damaged(f"{key} must be {' or '.join(k.__name__ for k in kinds)}, found "
                           f"{type(metadata[key]).__name__}")
@@ -437,6 +447,73 @@ class LoadedModel:
     def preprocessing(self) -> Preprocessing:
         """How images are prepared for this model."""
         return Preprocessing.from_dict(self.metadata.get("preprocessing") or {})
+
+    @property
+    def training_index(self) -> FingerprintIndex | None:
+        """Fingerprints of the images the model was trained on, when its file keeps them
+        (the models :func:`fruitclf.run` writes, unless ``training_index=False``); None
+        otherwise."""
+        from .data.quality import FingerprintIndex
+
+        stored = self.metadata.get("training_index")
+        if stored is None:
+            return None
+        try:
+            return FingerprintIndex.from_dict(stored)
+        except ValueError as exc:
+            raise ModelFileError(f"{self.path!r} has a damaged training index: {exc}. "
+                                 "Its predictions are unaffected; save it again without "
+                                 "the index to silence this.") from None
+
+    def find_leakage(self, test: ImageFolderDataset, *, threshold: float | None = None,
+                     progress: bool | None = None) -> list[LeakedPair]:
+        """Find the images of ``test`` that the model was trained on, from the fingerprint
+        index its file keeps (:attr:`training_index`); no training folder is needed.
+
+        A test image the model has seen measures memory, not generalisation. Copies are
+        found exact, resized, re-encoded, recoloured, mirrored, turned, grey, or cropped from
+        the test image, as :meth:`ImageFolderDataset.find_leakage` finds them; the index
+        keeps no crop windows and no file names, so ``path`` and ``relpath`` of each pair
+        are ``""``.
+
+        Parameters
+        ----------
+        test : ImageFolderDataset
+            The test folder.
+        threshold : float, optional
+            As for :meth:`ImageFolderDataset.find_duplicates`.
+        progress : bool, optional
+            Progress bar of the test folder's check, if it runs.
+
+        Returns
+        -------
+        list of LeakedPair
+            One per leaked test image, sorted by its path.
+
+        Raises
+        ------
+        ModelFileError
+            If the model file keeps no training index (written before it existed, or with
+            ``training_index=False``).
+
+        Examples
+        --------
+        >>> loaded = fruitclf.load_model("run/model.keras")  # doctest: +SKIP
+        >>> [(p.test_relpath, p.kind) for p in loaded.find_leakage(test)]  # doctest: +SKIP
+        [('acai/t07.png', 'mirrored')]
+        """
+        from .data import ImageFolderDataset
+
+        index = self.training_index
+        if index is None:
+            raise ModelFileError(
+                f"{self.path!r} keeps no fingerprints of its training images (written by an "
+                "older fruitclf, or with training_index=False): compare the test folder with "
+                "the training folder instead, `fruitclf scan TRAIN --test TEST`.")
+        if not isinstance(test, ImageFolderDataset):
+            raise TypeError(f"`test` must be an ImageFolderDataset. Received: "
+                            f"{type(test).__name__}")
+        return test.find_in_index(index, threshold=threshold, progress=progress)
 
     def predict(
         self,

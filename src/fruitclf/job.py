@@ -24,7 +24,7 @@ from ._validation import check_image_size
 from .config import Recipe, RunConfig
 from .data import DatasetSplit, ImageFolderDataset, Preprocessing
 from .data.check import describe_problems
-from .data.quality import LeakedPair
+from .data.quality import FingerprintIndex, LeakedPair
 from .distribute import is_chief, make_strategy
 from .evaluation import EvaluationResult, Evaluator, Misclassified, plot_misclassified
 from .exceptions import CorruptedImagesError, DatasetError, RunFolderError, SpecError, TrainingError
@@ -218,6 +218,7 @@ def run(
     checkpoint_interval: float = RunConfig.checkpoint_interval,
     drop_leaked: bool = False,
     follow_links: bool = False,
+    training_index: bool = True,
     verbose: str | int = "auto",
     strategy: Any = "auto",
 ) -> RunResult:
@@ -301,6 +302,11 @@ def run(
     follow_links : bool, default=False
         Follow links to folders in the training and test folders (see
         :class:`ImageFolderDataset`); links not followed are named in a warning.
+    training_index : bool, default=True
+        Keep fingerprints of the training images in the model files
+        (:meth:`ImageFolderDataset.fingerprint_index`, 99 bytes an image), so that
+        ``fruitclf evaluate`` and :meth:`LoadedModel.find_leakage` find test images the model
+        was trained on. False leaves them out (a model shared outside, a huge folder).
     verbose : {"auto", 0, 1, 2}, default="auto"
         Progress: bars on a terminal, one line per epoch elsewhere (see :class:`Trainer`).
     strategy : str or tf.distribute.Strategy, default="auto"
@@ -347,7 +353,7 @@ def run(
         group_duplicates=group_duplicates, seed=seed,
         learning_rate=learning_rate, tta=tta, interpolation=interpolation,
         checkpoint_interval=checkpoint_interval, drop_leaked=drop_leaked,
-        follow_links=follow_links)
+        follow_links=follow_links, training_index=training_index)
     # Everything above runs without TensorFlow, so that input errors come at once. A
     # multi-worker strategy must exist before TensorFlow runs anything else.
     distribution = make_strategy(strategy)
@@ -425,6 +431,7 @@ class _Job:
     tta: int
     checkpoint_interval: float
     drop_leaked: bool
+    training_index: bool = True
 
     @classmethod
     def resolve(cls, plan: Recipe, *, train_dir: str | os.PathLike[str],
@@ -434,7 +441,8 @@ class _Job:
                 epochs: Any, patience: Any, validation_split: Any, group_duplicates: Any,
                 seed: Any,
                 learning_rate: Any, tta: Any, interpolation: str, checkpoint_interval: Any,
-                drop_leaked: bool, follow_links: bool = False) -> _Job:
+                drop_leaked: bool, follow_links: bool = False,
+                training_index: bool = True) -> _Job:
         """Check every setting (recipe values for those left None), then find the data."""
         check_outside(out, {"training folder": train_dir, "test folder": test_dir}, "out")
         size = check_image_size(SETTINGS["image_size"].resolve(image_size, plan)
@@ -450,6 +458,9 @@ class _Job:
         views = SETTINGS["tta"].resolve(tta, plan)
         SETTINGS["interpolation"].check(interpolation)
         interval = SETTINGS["checkpoint_interval"].check(checkpoint_interval)
+        if not isinstance(training_index, bool):
+            raise TypeError("`training_index` must be True or False. Received: "
+                            f"training_index={training_index!r}")
         dataset = ImageFolderDataset(train_dir, follow_links=follow_links)
         dataset.require_trainable()
         dataset.warn_small_classes()
@@ -462,7 +473,8 @@ class _Job:
         return cls(dataset, test, model_spec, preprocessing, Path(out), batch_size=batch,
                    epochs=epochs, patience=wait, validation_split=share,
                    group_duplicates=together, learning_rate=rate,
-                   seed=seed, tta=views, checkpoint_interval=interval, drop_leaked=drop_leaked)
+                   seed=seed, tta=views, checkpoint_interval=interval, drop_leaked=drop_leaked,
+                   training_index=training_index)
 
     def check_data(self) -> list[LeakedPair]:
         """Stop on files that would crash training; find leaked test images (one decode)."""
@@ -606,9 +618,11 @@ class _Job:
         metrics.update(distribution)
         if self.test is not None:
             metrics.update(_leakage_metrics(leaks, evaluation, self.drop_leaked))
+        index = (split.training.fingerprint_index(progress=False) if self.training_index
+                 else None)
         figures = _write_final_files(folder, files, model, self.dataset, self.test, config,
                                      self.spec, self.preprocessing, history, metrics,
-                                     evaluation, self.seed, Findings(leaks, suspects))
+                                     evaluation, self.seed, Findings(leaks, suspects), index)
         folder.mark("complete", files, stopped_early=history.stopped_early)
         return RunResult(folder.path, metrics, history, evaluation, model,
                          self.dataset.class_names, self.spec, figures, files, leaks, suspects)
@@ -679,7 +693,7 @@ def _write_final_files(
     dataset: ImageFolderDataset, test: ImageFolderDataset | None, config: RunConfig,
     model_spec: CNNSpec, preprocessing: Preprocessing, history: TrainingHistory,
     metrics: dict[str, Any], evaluation: EvaluationResult | None, seed: int,
-    findings: Findings,
+    findings: Findings, training_index: FingerprintIndex | None = None,
 ) -> dict[str, Figure]:
     """Write the models, figures, metrics and report under temporary names, then commit."""
     out_dir = folder.path
@@ -687,7 +701,8 @@ def _write_final_files(
     for role in ("model.h5", "model.keras"):
         with folder.stage(RUN_FILE[role].name) as tmp:
             save_model(model, tmp, class_names=dataset.class_names,
-                       preprocessing=preprocessing, spec=model_spec, training=summary)
+                       preprocessing=preprocessing, spec=model_spec, training=summary,
+                       training_index=training_index)
         files[role] = out_dir / RUN_FILE[role].name
 
     figures: dict[str, Figure] = {

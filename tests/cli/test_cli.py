@@ -144,12 +144,17 @@ def test_train_writes_the_run_folder(run_dir, test_folder):
 
 
 def test_evaluate_json(capsys, run_dir, test_folder, tmp_path):
-    """Check evaluate --json gives accuracy, loss and the scikit-learn report."""
+    """Check evaluate --json gives accuracy, loss, the scikit-learn report and what the
+    model's training index says of the test images."""
     code, out, _ = _run(capsys, "evaluate", str(run_dir / "model.h5"), str(test_folder),
                         "--json", "--out", str(tmp_path / "eval"))
     payload = json.loads(out)
-    assert code == 0 and set(payload) == {"accuracy", "loss", "report"}
+    assert code == 0 and set(payload) == {"accuracy", "loss", "report", "leakage_checked",
+                                          "num_leaked_test_images", "accuracy_without_leaked",
+                                          "leakage"}
     assert payload["report"]["accuracy"] == pytest.approx(payload["accuracy"])
+    assert payload["leakage_checked"] is True
+    assert payload["num_leaked_test_images"] == len(payload["leakage"])
     assert (tmp_path / "eval" / "confusion_matrix.png").exists()
 
 

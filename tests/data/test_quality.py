@@ -147,6 +147,78 @@ def test_leakage_lists_pairs_relative_to_each_folder(tmp_path, photos):
                                   "distance": round(pairs[1].distance, 4)}
 
 
+def test_mirrored_and_grayscale_copies_of_test_photos_in_train_are_leakage(tmp_path, photos):
+    """Check that a test photo whose mirror image, grey copy, quarter turn or 15% crop is in
+    the training folder is reported, with the kind of copy; distinct photos are not."""
+    train = _copy_tree(photos, tmp_path / "train")
+    test = write_photo_folder(tmp_path / "test", 3, 4, seed=6)
+    shots = {name: Image.open(test / "class_0" / f"photo_{i:03d}.jpg").convert("RGB")
+             for i, name in enumerate(["mirrored", "grayscale", "rotated", "cropped"])}
+    ImageOps.mirror(shots["mirrored"]).save(train / "class_0" / "a.jpg")
+    shots["grayscale"].convert("L").save(train / "class_0" / "b.png")
+    shots["rotated"].rotate(90, expand=True).save(train / "class_0" / "c.jpg")
+    cropped(shots["cropped"], 0.15, 0.15, 0.15, 0.15).save(train / "class_0" / "d.jpg")
+
+    pairs = fruitclf.ImageFolderDataset(train).find_leakage(
+        fruitclf.ImageFolderDataset(test), progress=False)
+
+    assert [(p.relpath, p.test_relpath, p.kind) for p in pairs] == [
+        ("class_0/a.jpg", "class_0/photo_000.jpg", "mirrored"),
+        ("class_0/b.png", "class_0/photo_001.jpg", "grayscale"),
+        ("class_0/c.jpg", "class_0/photo_002.jpg", "rotated"),
+        ("class_0/d.jpg", "class_0/photo_003.jpg", "cropped"),
+    ]
+
+
+def test_fingerprint_index_is_compact_and_finds_what_the_folders_find(tmp_path, photos):
+    """Check the index a model keeps: 99 bytes an image, a JSON round trip, numbers close to
+    the fingerprints', and the same leaked test images as the folder comparison (exact,
+    resized, mirrored, grey, a crop of the test photo), none of the distinct ones."""
+    from fruitclf.data.quality import (
+        INDEX_RECORD_BYTES,
+        FingerprintIndex,
+        _value_and_colour,
+    )
+
+    train = _copy_tree(photos, tmp_path / "train")
+    test = write_photo_folder(tmp_path / "test", 3, 6, seed=8)
+    source = {i: Image.open(train / "class_1" / f"photo_{i:03d}.jpg").convert("RGB")
+              for i in range(5)}
+    shutil.copyfile(train / "class_1" / "photo_000.jpg", test / "class_1" / "exact.jpg")
+    source[1].resize((64, 64)).save(test / "class_1" / "resized.png")
+    ImageOps.mirror(source[2]).save(test / "class_1" / "mirrored.jpg")
+    source[3].convert("L").save(test / "class_1" / "grayscale.png")
+    # The test photo is the wider one: the training photo is its crop.
+    wide = Image.new("RGB", (112, 112), (30, 30, 30))
+    wide.paste(source[4], (8, 8))
+    Image.fromarray(photo_like(np.random.default_rng(1), 1, 112)).save(test / "class_0" / "x.jpg")
+    wide.save(test / "class_1" / "cropped.jpg")
+
+    ds = fruitclf.ImageFolderDataset(train)
+    index = ds.fingerprint_index(progress=False)
+    assert len(index) == len(ds) and len(index.records) == INDEX_RECORD_BYTES * len(ds) == 99 * 60
+    again = FingerprintIndex.from_dict(json.loads(json.dumps(index.to_dict())))
+    assert again.records == index.records
+    originals = np.stack([ds._decoded.prints[p].vectors[0] for p in ds.paths])
+    stored = np.stack([fp.vectors[0] for fp in index.prints()])
+    distance = 1 - (_value_and_colour(originals) * _value_and_colour(stored)).sum(axis=1)
+    assert np.median(distance) < 0.004 and distance.max() < 0.01
+    with pytest.raises(ValueError, match="not base64"):
+        FingerprintIndex.from_dict({**index.to_dict(), "data": "%%%"})
+    with pytest.raises(ValueError, match="version 1, 99 bytes"):
+        FingerprintIndex.from_dict({**index.to_dict(), "version": 2})
+
+    testset = fruitclf.ImageFolderDataset(test)
+    pairs = testset.find_in_index(index, progress=False)
+    assert {(p.test_relpath, p.kind) for p in pairs} == {
+        ("class_1/exact.jpg", "exact"), ("class_1/resized.png", "near"),
+        ("class_1/mirrored.jpg", "mirrored"), ("class_1/grayscale.png", "grayscale"),
+        ("class_1/cropped.jpg", "cropped")}
+    assert all(p.path == p.relpath == "" for p in pairs)
+    folders = {p.test_relpath for p in ds.find_leakage(testset, progress=False)}
+    assert folders == {p.test_relpath for p in pairs}
+
+
 def test_each_file_is_decoded_once_for_all_checks(tmp_path, photos):
     from fruitclf.data.check import decode_count
 
@@ -419,14 +491,55 @@ def test_train_warns_about_leakage_and_drop_leaked_changes_the_count(capsys, lea
     assert "## Possible label errors" in report
     assert (tmp_path / "run" / "label_errors.png").stat().st_size > 0
 
+    # evaluate finds them from the model alone: a mirrored and a grey copy of training
+    # photos and an exact one, in a test folder of its own; distinct photos are not named.
+    later = write_photo_folder(tmp_path / "later", 3, 3, seed=77)
+    ImageOps.mirror(Image.open(train / "class_0" / "photo_004.jpg")).save(
+        later / "class_0" / "flipped.jpg")
+    Image.open(train / "class_1" / "photo_009.jpg").convert("L").save(
+        later / "class_1" / "grey.png")
+    shutil.copyfile(train / "class_2" / "photo_012.jpg", later / "class_2" / "same.jpg")
+    model = tmp_path / "run" / "model.keras"
+    code, out, err = _cli(capsys, "evaluate", str(model), str(later), "--json",
+                          "--out", str(tmp_path / "eval"))
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["leakage_checked"] is True
+    assert {(p["test_path"], p["kind"]) for p in payload["leakage"]} == {
+        ("class_0/flipped.jpg", "mirrored"), ("class_1/grey.png", "grayscale"),
+        ("class_2/same.jpg", "exact")}
+    assert payload["num_leaked_test_images"] == 3
+    loaded = fruitclf.load_model(model)
+    result = fruitclf.Evaluator(loaded.model, loaded.class_names,
+                                preprocessing=loaded.preprocessing).evaluate(
+        fruitclf.ImageFolderDataset(later, class_names=loaded.class_names))
+    leaked = [p.test_path for p in loaded.find_leakage(
+        fruitclf.ImageFolderDataset(later, class_names=loaded.class_names))]
+    assert payload["accuracy_without_leaked"] == pytest.approx(result.without(leaked).accuracy)
+    assert "3 of 12 test images are copies of images the model was trained on" in err
+    written = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert written["num_leaked_test_images"] == 3
+    assert len(loaded.training_index) == len(fruitclf.ImageFolderDataset(train))
+    code, out, _ = _cli(capsys, "evaluate", str(model), str(later))
+    assert code == 0 and "accuracy without the 3 test images the model was trained on" in out
+
     code, _, err = _cli(capsys, "train", str(train), "--test", str(test), "--out",
-                        str(tmp_path / "dropped"), "--drop-leaked", *options)
+                        str(tmp_path / "dropped"), "--drop-leaked", "--no-training-index",
+                        *options)
     assert code == 0 and "is measured without them" in err
     metrics = json.loads((tmp_path / "dropped" / "metrics.json").read_text())
     assert metrics["num_test_images"] == 12
     assert metrics["leaked_test_images_dropped"] is True
     assert "They were left out of the evaluation" in (tmp_path / "dropped" / "report.md"
                                                       ).read_text()
+    unindexed = tmp_path / "dropped" / "model.keras"
+    assert fruitclf.load_model(unindexed).training_index is None
+    code, out, _ = _cli(capsys, "evaluate", str(unindexed), str(later), "--json")
+    assert code == 0 and json.loads(out)["leakage_checked"] is False
+    with pytest.raises(fruitclf.ModelFileError, match="keeps no fingerprints"):
+        fruitclf.load_model(unindexed).find_leakage(fruitclf.ImageFolderDataset(later))
+    assert (model.stat().st_size - unindexed.stat().st_size
+            < 1.4 * 99 * len(fruitclf.ImageFolderDataset(train)) + 4096)
 
 
 @pytest.mark.cli

@@ -8,10 +8,12 @@ from .entries import Entry, FolderState
 from .quality import (
     DuplicateGroup,
     Fingerprint,
+    FingerprintIndex,
     LeakedPair,
     QualityIssue,
     QualityThresholds,
     find_duplicates,
+    find_index_leakage,
     find_leakage,
     quality_issues,
 )
@@ -110,6 +112,52 @@ class FolderFindings(FolderState):
         return find_leakage([(e.path, e.relpath) for e, _ in mine], [fp for _, fp in mine],
                             [(e.path, e.relpath) for e, _ in theirs],
                             [fp for _, fp in theirs], threshold=threshold)
+
+    def fingerprint_index(self, *, progress: bool | None = None) -> FingerprintIndex:
+        """Compact fingerprints of these images, as a model keeps of its training images
+        (:class:`~fruitclf.data.quality.FingerprintIndex`, 99 bytes an image).
+
+        :func:`fruitclf.run` stores the index of the images it trained on in the model
+        files, so that :meth:`fruitclf.LoadedModel.find_leakage` tells later which test
+        images the model has seen. The fingerprints come from :meth:`check` (run first if it
+        has not been); files that cannot be decoded are left out.
+
+        Examples
+        --------
+        >>> len(ds.fingerprint_index(progress=False))
+        90
+        """
+        return FingerprintIndex.from_prints(fp for _, fp in self._fingerprinted(progress))
+
+    def find_in_index(self, index: FingerprintIndex, *, threshold: float | None = None,
+                      progress: bool | None = None) -> list[LeakedPair]:
+        """Find the images of this folder that a fingerprint index holds (the images a
+        model was trained on; see :meth:`fruitclf.LoadedModel.find_leakage`).
+
+        Copies are found as :meth:`find_leakage` finds them, less crops of more than a few
+        percent taken from an indexed image (the index keeps the whole image only); the
+        index keeps no file names, so ``path`` and ``relpath`` of each pair are ``""``.
+
+        Parameters
+        ----------
+        index : FingerprintIndex
+            See :meth:`fingerprint_index`.
+        threshold : float, optional
+            As for :meth:`find_duplicates`.
+        progress : bool, optional
+            Progress bar of the check, if it runs.
+
+        Returns
+        -------
+        list of LeakedPair
+            One per image found, sorted by its path.
+        """
+        if not isinstance(index, FingerprintIndex):
+            raise TypeError(f"`index` must be a FingerprintIndex. Received: "
+                            f"{type(index).__name__}")
+        found = self._fingerprinted(progress)
+        return find_index_leakage(index, [(e.path, e.relpath) for e, _ in found],
+                                  [fp for _, fp in found], threshold=threshold)
 
     def quality_issues(
         self,
