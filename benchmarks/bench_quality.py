@@ -393,7 +393,7 @@ def bench_planted(tmp: Path, quick: bool) -> None:
             print(f"not installed: {', '.join(missing)} (pip install -e \".[bench]\")")
 
 
-def bench_cost(tmp: Path, quick: bool) -> None:
+def bench_cost(tmp: Path, quick: bool, baseline: str | None = None) -> None:
     from bench_pipeline import write_photos  # the large-photo set of the pipeline benchmark
 
     import fruitclf
@@ -419,17 +419,20 @@ def bench_cost(tmp: Path, quick: bool) -> None:
         finally:
             check_module.fingerprint = fingerprint
 
-    def command(fingerprints: bool) -> float:
-        """``fruitclf scan ROOT --json`` in a fresh process; without fingerprints it is the
-        scan as it was before the duplicate and quality pass."""
+    def command(fingerprints: bool, folder: Path = root, src: str | None = None) -> float:
+        """``fruitclf scan FOLDER --json`` in a fresh process; without fingerprints it is the
+        scan as it was before the duplicate and quality pass; ``src``: another fruitclf
+        source tree (the baseline)."""
         off = "" if fingerprints else (
             "import fruitclf.data.check as c; c.fingerprint = lambda *a, **k: None; "
             "from fruitclf import ImageFolderDataset as D; "
             "D.find_duplicates = D.quality_issues = lambda *a, **k: []; ")
         code = f"{off}import sys; from fruitclf.cli import main; sys.exit(main(sys.argv[1:]))"
+        env = {**os.environ, "PYTHONPATH": src} if src else None
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code, "scan", str(root), "--json"], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-c", code, "scan", str(folder), "--json"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       env=env)
         return time.perf_counter() - start
 
     with_prints()  # warm up TensorFlow and the decoders
@@ -449,6 +452,23 @@ def bench_cost(tmp: Path, quick: bool) -> None:
         value = statistics.median(timings[name])
         base = statistics.median(timings[names[i - i % 2]])
         print(f"{name:<32} {value:6.2f} s   {value / base:.3f}x")
+    if baseline is None:
+        return
+    folders = {"large photos": root}
+    if (FLOWERS / "train").is_dir():
+        folders["flowers12/train"] = FLOWERS / "train"
+    print(f"\n== `fruitclf scan --json`, this tree against {baseline}, alternately, "
+          "median of 5 ==")
+    for label, folder in folders.items():
+        pair: dict[str, list[float]] = {"baseline": [], "this": []}
+        for _ in range(5):
+            pair["baseline"].append(command(True, folder, baseline))
+            pair["this"].append(command(True, folder))
+        images = len(fruitclf.ImageFolderDataset(folder))
+        old, new = (statistics.median(pair[k]) for k in ("baseline", "this"))
+        print(f"{label:<18} {images:>5} images: baseline {old:6.2f} s "
+              f"({1000 * old / images:.1f} ms a photo), this {new:6.2f} s "
+              f"({1000 * new / images:.1f} ms a photo), {new / old:.3f}x")
 
 
 def bench_scale(quick: bool) -> None:
@@ -483,6 +503,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", choices=["planted", "cost", "scale"], action="append",
                         help="run only these parts (repeatable)")
+    parser.add_argument("--baseline", metavar="SRC",
+                        help="another fruitclf source tree (e.g. a worktree of an earlier "
+                        "commit's src/): the whole scan is timed against it")
     parser.add_argument("--tool", nargs=3, metavar=("TOOL", "ROOT", "OUT"),
                         help=argparse.SUPPRESS)  # one tool's groups, in its own process
     args = parser.parse_args()
@@ -498,7 +521,7 @@ def main() -> int:
         if "planted" in parts:
             bench_planted(Path(tmp), args.quick)
         if "cost" in parts:
-            bench_cost(Path(tmp), args.quick)
+            bench_cost(Path(tmp), args.quick, args.baseline)
     if "scale" in parts:
         bench_scale(args.quick)
     return 0

@@ -242,6 +242,40 @@ def test_near_duplicate_threshold_is_adjustable_and_checked(tmp_path, photos):
         ds.find_duplicates(threshold=2)
 
 
+def test_the_default_duplicate_threshold_is_one_value(capsys):
+    """Check that the code, ``scan --help`` and the docs all take the default threshold
+    from one constant: the help prints it, the how-to quotes it through a substitution that
+    docs/conf.py builds from it, and no page or docstring writes a number of its own."""
+    import re
+    import runpy
+
+    from _paths import ROOT
+    from fruitclf.cli import main
+    from fruitclf.data import quality
+    from fruitclf.settings import NEAR_DUPLICATE_THRESHOLD
+
+    assert quality.NEAR_DUPLICATE_THRESHOLD == NEAR_DUPLICATE_THRESHOLD
+    photos_like = np.eye(8, dtype=np.float32)  # unrelated pictures: the whole default
+    assert quality.resolve_threshold(None, photos_like) == NEAR_DUPLICATE_THRESHOLD
+    with pytest.raises(SystemExit):
+        main(["scan", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    stated = re.search(r"--duplicate-threshold D fingerprint distance for near duplicates "
+                       r"\(default ([0-9.]+)", help_text)
+    assert stated is not None and float(stated.group(1)) == NEAR_DUPLICATE_THRESHOLD
+    conf = runpy.run_path(str(ROOT / "docs" / "conf.py"))
+    assert f"|near_duplicate_threshold| replace:: {NEAR_DUPLICATE_THRESHOLD}\n" in (
+        conf["rst_epilog"])
+    howto = (ROOT / "docs" / "howto" / "data-quality.rst").read_text()
+    assert "|near_duplicate_threshold|" in howto
+    written = [ROOT / "README.md", *(ROOT / "docs").rglob("*.rst"),
+               *(ROOT / "src" / "fruitclf").rglob("*.py")]
+    for path in written:
+        text = path.read_text(encoding="utf-8")
+        own = re.findall(r"(?:cosine distance|threshold)[^.\n]{0,20}? of (0\.0\d+)", text)
+        assert not own, (path, own)
+
+
 # ------------------------------------------------------------------------- quality flags
 
 

@@ -260,9 +260,30 @@ def _rank_equalised(grey: np.ndarray) -> np.ndarray:
     return np.asarray(mean_rank.astype(np.float32)[grey])
 
 
-def _vectors(thumb: np.ndarray,
-             windows: tuple[tuple[float, float, float, float], ...] = _WINDOWS) -> np.ndarray:
-    """``(windows, 174)`` vectors of a ``(64, 64, 3)`` thumbnail, three unit vectors each:
+def _levels(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rank-equalised value (largest of R, G, B) and luma of a ``(64, 64, 3)`` float
+    thumbnail (numpy reduces a last axis of 3 slowly: channel by channel)."""
+    value = np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
+    luma = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+    value_ranks, luma_ranks = (_rank_equalised(np.clip(np.rint(x), 0, 255).astype(np.uint8))
+                               for x in (value, luma))
+    return value_ranks, luma_ranks
+
+
+def _joined(value: np.ndarray, colour: np.ndarray, luma: np.ndarray) -> np.ndarray:
+    """Rows of value structure, colour layout and luma structure (each made a unit vector;
+    the DC of the structures dropped) joined as the fingerprint stores them: the first two
+    weighed by :data:`STRUCTURE_WEIGHT`."""
+    colour = colour - colour.mean(axis=(1, 2), keepdims=True)
+    return np.concatenate([
+        _unit_rows(value[:, 1:]) * math.sqrt(STRUCTURE_WEIGHT),
+        _unit_rows(colour.reshape(len(colour), -1)) * math.sqrt(1 - STRUCTURE_WEIGHT),
+        _unit_rows(luma[:, 1:])], axis=1)
+
+
+def _vectors(rgb: np.ndarray, value: np.ndarray, luma: np.ndarray) -> np.ndarray:
+    """``(windows, 174)`` vectors of a ``(64, 64, 3)`` thumbnail (and its rank-equalised
+    value and luma), per crop window three unit vectors:
 
     - the structure of its value (the largest of R, G and B), 63 DCT coefficients, which a
       change of hue leaves as it is;
@@ -272,40 +293,70 @@ def _vectors(thumb: np.ndarray,
     The first two are scaled so that their dot product weighs them as
     :data:`STRUCTURE_WEIGHT` says (colour images are compared on them); the third is for
     comparisons with grey images."""
-    dct_rows, dct_cols, col_rows, col_cols = _projections(windows)
-    rgb = thumb.astype(np.float32)
-    count = len(windows)
+    dct_rows, dct_cols, col_rows, col_cols = _projections(_WINDOWS)
+    count = len(_WINDOWS)
+    # Resample each window and take its DCT: two matrix products per window (batched).
+    structures = [(dct_rows @ ranks @ dct_cols.transpose(0, 2, 1)).reshape(count, -1)
+                  for ranks in (value, luma)]
+    rows = col_rows @ rgb.reshape(_THUMB, _THUMB * 3)  # (windows, 4, 64 x 3)
+    rows = rows.reshape(count, _COLOUR, _THUMB, 3).transpose(0, 1, 3, 2)  # (.., 3, 64)
+    colour = (rows @ col_cols.transpose(0, 2, 1)[:, None])  # (windows, 4, 3, 4)
+    return _joined(structures[0], colour.transpose(0, 1, 3, 2), structures[1])
 
-    def structure(levels: np.ndarray) -> np.ndarray:
-        ranks = _rank_equalised(np.clip(np.rint(levels), 0, 255).astype(np.uint8))
-        # Resample each window and take its DCT: two matrix products per window (batched).
-        block = (dct_rows @ ranks @ dct_cols.transpose(0, 2, 1)).reshape(count, -1)
-        return _unit_rows(block[:, 1:])  # the mean (DC) says nothing about structure
 
-    value = structure(rgb.max(axis=2))
-    luma = structure(rgb @ np.array([0.299, 0.587, 0.114], np.float32))
-    # Rows of every window at once, then each window's columns: (windows, 4 rows x 3, 4).
-    rows = (col_rows.reshape(-1, _THUMB) @ rgb.reshape(_THUMB, -1)).reshape(
-        count, _COLOUR * _THUMB, 3)
-    rows = rows.reshape(count, _COLOUR, _THUMB, 3).transpose(0, 1, 3, 2).reshape(
-        count, _COLOUR * 3, _THUMB)
-    colour = (rows @ col_cols.transpose(0, 2, 1)).reshape(count, _COLOUR, 3, _COLOUR)
-    colour = colour.transpose(0, 1, 3, 2)  # (windows, 4, 4, 3)
-    colour = colour - colour.mean(axis=(1, 2), keepdims=True)
-    colour = _unit_rows(colour.reshape(count, -1))
-    return np.concatenate([value * math.sqrt(STRUCTURE_WEIGHT),
-                           colour * math.sqrt(1 - STRUCTURE_WEIGHT), luma], axis=1)
+@functools.cache
+def _turn_operators() -> tuple[np.ndarray, np.ndarray]:
+    """``(2, 64, 4096)`` and ``(2, 16, 4096)``: the DCT and the colour grid of the centre of
+    the 64 x 64 thumbnail turned by +4 and -4 degrees (bilinear), as linear maps of the
+    thumbnail's pixels. Turning the rank-equalised levels is turning the image, to the
+    rounding of the interpolation."""
+    dct_rows, dct_cols, col_rows, col_cols = _projections((_TURNED_WINDOW,))
+    dct = np.einsum("uy,vx->uvyx", dct_rows[0], dct_cols[0]).reshape(_KEEP * _KEEP, -1)
+    grid = np.einsum("ry,sx->rsyx", col_rows[0], col_cols[0]).reshape(_COLOUR * _COLOUR, -1)
+    centre = (_THUMB - 1) / 2
+    y, x = (a.ravel() - centre for a in np.mgrid[0:_THUMB, 0:_THUMB].astype(np.float64))
+    turned_dct, turned_grid = [], []
+    for angle in (_TURN, -_TURN):
+        cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+        # Each output pixel reads the input where the turn sends it back.
+        sy, sx = cos * y + sin * x + centre, -sin * y + cos * x + centre
+        y0, x0 = np.floor(sy).astype(np.int64), np.floor(sx).astype(np.int64)
+        fy, fx = sy - y0, sx - x0
+        weights = np.zeros((_THUMB * _THUMB, _THUMB * _THUMB))
+        for dy, dx, w in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx),
+                          (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
+            yy, xx = y0 + dy, x0 + dx
+            inside = (yy >= 0) & (yy < _THUMB) & (xx >= 0) & (xx < _THUMB)
+            np.add.at(weights, (np.flatnonzero(inside), (yy * _THUMB + xx)[inside]),
+                      w[inside])
+        turned_dct.append(dct @ weights)
+        turned_grid.append(grid @ weights)
+    return (np.stack(turned_dct).astype(np.float32), np.stack(turned_grid).astype(np.float32))
+
+
+def _turned_vectors(rgb: np.ndarray, value: np.ndarray, luma: np.ndarray) -> np.ndarray:
+    """``(2, 174)``: the vectors of the thumbnail's centre turned by +4 and by -4 degrees."""
+    dct, grid = _turn_operators()
+    structures = [dct @ ranks.ravel() for ranks in (value, luma)]  # (2, 64) each
+    colour = (grid @ rgb.reshape(-1, 3)).reshape(2, _COLOUR, _COLOUR, 3)
+    return _joined(structures[0], colour, structures[1])
 
 
 def _border_band(lines: np.ndarray) -> tuple[int, np.ndarray]:
-    """How many of ``lines`` (``(n, length, 3)``, from the edge inwards) are a uniform
-    border: nearly all their pixels within a few grey levels of the edge's median colour;
-    and that colour."""
-    reference = np.median(lines[0], axis=0)
-    close = np.abs(lines - reference).max(axis=2) <= _BORDER_TOLERANCE
-    uniform = close.mean(axis=1) >= 0.98
-    band = len(uniform) if uniform.all() else int(np.argmin(uniform))
-    return (band if band >= 2 else 0), reference
+    """How many of ``lines`` (``(n, length, 3)`` ``int16``, from the edge inwards) are a
+    uniform border: nearly all their pixels within a few grey levels of the edge's mean
+    colour; and that colour. The first two lines decide most photos at once."""
+    reference = lines[0].mean(axis=0)
+
+    def uniform(part: np.ndarray) -> np.ndarray:
+        off = np.abs(part - reference)
+        close = np.maximum(np.maximum(off[..., 0], off[..., 1]), off[..., 2])
+        return np.asarray((close <= _BORDER_TOLERANCE).mean(axis=1) >= 0.98)
+
+    if len(lines) < 2 or not uniform(lines[:2]).all():
+        return 0, reference
+    flat = uniform(lines)
+    return (len(flat) if flat.all() else int(np.argmin(flat))), reference
 
 
 def _trim_borders(small: np.ndarray) -> tuple[np.ndarray, float]:
@@ -412,10 +463,10 @@ def fingerprint(data: bytes, image: np.ndarray, *, size: tuple[int, int] | None 
     kept, border = _trim_borders(small)
     if border:
         picture = Image.fromarray(np.ascontiguousarray(kept))
-    turned = [np.asarray(picture.rotate(angle, Image.Resampling.BILINEAR).resize(
-        (_THUMB, _THUMB), Image.Resampling.BOX)) for angle in (_TURN, -_TURN)]
     content = np.asarray(picture.resize((_THUMB, _THUMB), Image.Resampling.BOX)
                          ) if border else thumb
+    rgb = content.astype(np.float32)
+    value, luma = _levels(rgb)
     pixels = None
     if full_scale:
         shape = b"px" + height.to_bytes(4, "little") + width.to_bytes(4, "little")
@@ -423,9 +474,8 @@ def fingerprint(data: bytes, image: np.ndarray, *, size: tuple[int, int] | None 
     return Fingerprint(
         digest=_checksum(data, len(data).to_bytes(8, "little")),
         pixels=pixels,
-        vectors=np.concatenate([
-            _vectors(content), *(_vectors(t, (_TURNED_WINDOW,)) for t in turned)]
-        ).astype(np.float16),
+        vectors=np.concatenate([_vectors(rgb, value, luma), _turned_vectors(rgb, value, luma)]
+                               ).astype(np.float16),
         measures=_measures(small, thumb, size or (width, height)),
         file_size=file_size,
         mtime_ns=mtime_ns,
