@@ -27,6 +27,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import collections
+import io
 import os
 import shutil
 import statistics
@@ -498,10 +500,99 @@ def bench_scale(quick: bool) -> None:
     print(f"find_duplicates: {seconds:.1f} s, {len(groups)} groups")
 
 
+def _pillow_accepts(path: Path) -> bool:
+    """What a check by Pillow alone would say: the file opens, decodes whole, converts."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            image.convert("RGB")
+        return True
+    except Exception:  # every way Pillow refuses a file
+        return False
+
+
+def hostile_corpus(root: Path, photos: list[Path], seed: int = 0) -> None:
+    """Broken files the way disks, downloads and editors break them: bytes flipped inside
+    the compressed data, files cut short, garbage appended, and the zoo of the tests."""
+    from _images import write_zoo
+
+    rng = np.random.default_rng(seed)
+    write_zoo(root / "zoo", rng)
+    out = root / "mutated"
+    out.mkdir(parents=True)
+    for i, path in enumerate(photos):
+        image = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+        image.thumbnail((320, 320))
+        for fmt, ext in (("JPEG", ".jpg"), ("PNG", ".png"), ("GIF", ".gif"),
+                         ("WEBP", ".webp"), ("BMP", ".bmp")):
+            buffer = io.BytesIO()
+            image.save(buffer, fmt)
+            data = bytearray(buffer.getvalue())
+            for n in (1, 4, 16):  # bytes flipped in the middle third
+                flipped = bytearray(data)
+                for at in rng.integers(len(data) // 3, 2 * len(data) // 3, n):
+                    flipped[at] ^= int(rng.integers(1, 256))
+                (out / f"{i:03d}_flip{n}{ext}").write_bytes(bytes(flipped))
+            for share in (0.6, 0.9, 0.99):  # cut short
+                (out / f"{i:03d}_cut{int(share * 100)}{ext}").write_bytes(
+                    bytes(data[:int(len(data) * share)]))
+            (out / f"{i:03d}_tail{ext}").write_bytes(bytes(data) + b"\x00garbage" * 50)
+
+
+def bench_pillow_first(tmp: Path, quick: bool) -> None:
+    """Would a check by Pillow first, TensorFlow only where needed, lose anything?"""
+    import fruitclf
+
+    source = FLOWERS / "train"
+    photos = (sorted(source.rglob("*.jpg"))[:: 60 if quick else 12] if source.is_dir()
+              else generated_set(tmp / "pillow-photos", 2, 10, 0) or
+              sorted((tmp / "pillow-photos").rglob("*.jpg")))
+    root = tmp / "hostile"
+    hostile_corpus(root, photos)
+    files = sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink())
+    ds = fruitclf.ImageFolderDataset(root)
+    report = ds.check(progress=False)
+    refused_by_tf = {p.path for p in report.problems}
+    counts = {"both accept": 0, "both refuse": 0, "Pillow accepts, TensorFlow refuses": 0,
+              "Pillow refuses, TensorFlow accepts": 0}
+    missed = []
+    for path in files:
+        pil, tf_ok = _pillow_accepts(path), str(path) not in refused_by_tf
+        key = ("both accept" if pil and tf_ok else "both refuse" if not (pil or tf_ok) else
+               "Pillow accepts, TensorFlow refuses" if pil else
+               "Pillow refuses, TensorFlow accepts")
+        counts[key] += 1
+        if pil and not tf_ok:
+            missed.append(path.name)
+    print(f"\n== A check by Pillow alone, on {len(files)} hostile files "
+          f"({len(photos)} photos broken 7 ways in 5 formats, and the tests' zoo) ==")
+    for key, n in counts.items():
+        print(f"{key:<38} {n:>5}")
+    kinds = collections.Counter(name.split("_", 1)[-1] for name in missed)
+    print("Pillow accepts, TensorFlow refuses, by how the file was broken: "
+          + ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items())))
+    if source.is_dir():
+        code = ("import sys; from pathlib import Path; sys.path.insert(0, {bench!r}); "
+                "import bench_quality as b; "
+                "ok = [b._pillow_accepts(p) for p in sorted(Path({src!r}).rglob('*.jpg'))]; "
+                "print(b._peak_mib())").format(bench=str(ROOT / "benchmarks"), src=str(source))
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True)
+        pil_seconds, pil_peak = time.perf_counter() - start, float(done.stdout.split()[-1])
+        scan = run_tool("fruitclf", source)
+        assert scan is not None
+        print(f"flowers12/train ({len(fruitclf.ImageFolderDataset(source))} photos), fresh "
+              f"process: Pillow alone {pil_seconds:.1f} s, {pil_peak:.0f} MiB peak; "
+              f"`find_duplicates` with the TensorFlow check {scan[1]:.1f} s, "
+              f"{scan[2]:.0f} MiB peak")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", choices=["planted", "cost", "scale"], action="append",
+    parser.add_argument("--only", choices=["planted", "cost", "scale", "pillow"],
+                        action="append",
                         help="run only these parts (repeatable)")
     parser.add_argument("--baseline", metavar="SRC",
                         help="another fruitclf source tree (e.g. a worktree of an earlier "
@@ -516,12 +607,14 @@ def main() -> int:
         groups = TOOLS[tool][0](Path(root))
         Path(out).write_text(json.dumps({"groups": groups, "peak_mib": _peak_mib()}))
         return 0
-    parts = args.only or ["planted", "cost", "scale"]
+    parts = args.only or ["planted", "cost", "scale", "pillow"]
     with tempfile.TemporaryDirectory() as tmp:
         if "planted" in parts:
             bench_planted(Path(tmp), args.quick)
         if "cost" in parts:
             bench_cost(Path(tmp), args.quick, args.baseline)
+        if "pillow" in parts:
+            bench_pillow_first(Path(tmp), args.quick)
     if "scale" in parts:
         bench_scale(args.quick)
     return 0

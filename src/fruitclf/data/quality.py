@@ -322,15 +322,16 @@ def _turn_operators() -> tuple[np.ndarray, np.ndarray]:
         sy, sx = cos * y + sin * x + centre, -sin * y + cos * x + centre
         y0, x0 = np.floor(sy).astype(np.int64), np.floor(sx).astype(np.int64)
         fy, fx = sy - y0, sx - x0
-        weights = np.zeros((_THUMB * _THUMB, _THUMB * _THUMB))
+        maps = [np.zeros_like(dct), np.zeros_like(grid)]
         for dy, dx, w in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx),
                           (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
             yy, xx = y0 + dy, x0 + dx
             inside = (yy >= 0) & (yy < _THUMB) & (xx >= 0) & (xx < _THUMB)
-            np.add.at(weights, (np.flatnonzero(inside), (yy * _THUMB + xx)[inside]),
-                      w[inside])
-        turned_dct.append(dct @ weights)
-        turned_grid.append(grid @ weights)
+            source = (yy * _THUMB + xx)[inside]
+            for turned_map, plain in zip(maps, (dct, grid)):
+                np.add.at(turned_map.T, source, (plain[:, inside] * w[inside]).T)
+        turned_dct.append(maps[0])
+        turned_grid.append(maps[1])
     return (np.stack(turned_dct).astype(np.float32), np.stack(turned_grid).astype(np.float32))
 
 
@@ -548,24 +549,25 @@ _Match = tuple[float, int, int]
 
 
 def _near_pairs(queries: np.ndarray, index: np.ndarray, threshold: float,
-                part: Callable[[np.ndarray], np.ndarray] = _value_and_colour
-                ) -> dict[tuple[int, int], _Match]:
+                part: Callable[[np.ndarray], np.ndarray] = _value_and_colour, *,
+                poses: int = len(_SYMMETRIES)) -> dict[tuple[int, int], _Match]:
     """``{(query image, index image): (distance, symmetry, window)}`` where the whole query
     image, as it is or turned or mirrored, lies within ``threshold`` of the whole index
     image or of one of its windows; the closest such match of each pair.
 
     ``queries`` is ``(n, dim)`` (whole images), ``index`` is ``(m, windows, dim)``; both are
     compared on the ``part`` of their vectors that the function of that name takes (unit
-    vectors, or weighted halves of two). The k-d tree holds every
-    window, projected onto their 8 main axes: an orthogonal projection never makes a
-    distance longer, so every pair within the radius is among the candidates, which are then
-    measured in full.
+    vectors, or weighted halves of two); ``poses``: the first that many of the eight ways
+    to lay the query on the index image (1: as it is). The k-d tree holds every window,
+    projected onto their 8 main axes: an orthogonal projection never makes a distance
+    longer, so every pair within the radius is among the candidates, which are then
+    measured in full. The tree is searched on every core.
     """
-    from sklearn.neighbors import KDTree
+    from scipy.spatial import cKDTree
 
     if not len(queries) or not len(index):
         return {}
-    symmetries = _symmetry_matrices()
+    symmetries = _symmetry_matrices()[:poses]
     # The eight views of each query: (8 x n, dim), view-major.
     views = np.einsum("nd,sed->sne", queries.astype(np.float32), symmetries)
     views, index = part(views), part(index)
@@ -576,23 +578,26 @@ def _near_pairs(queries: np.ndarray, index: np.ndarray, threshold: float,
     sample = flat[:: max(1, len(flat) // 8192)]
     _, _, axes = np.linalg.svd(sample - sample.mean(axis=0), full_matrices=False)
     basis = axes[:_PROJECTED].T
-    tree = KDTree(flat @ basis)
+    tree = cKDTree(flat @ basis)
     radius = math.sqrt(2 * threshold)  # |a - b|^2 = 2 (1 - cos) for unit vectors
     rows_found: list[np.ndarray] = []
     cols_found: list[np.ndarray] = []
     distances: list[np.ndarray] = []
-    for start in range(0, len(views), 16_384):
-        chunk = views[start:start + 16_384]
-        hits = tree.query_radius(chunk @ basis, r=radius)
-        rows = np.repeat(np.arange(len(chunk)), [len(h) for h in hits])
-        if not len(rows):
+    for start in range(0, len(views), 4096):
+        chunk = views[start:start + 4096]
+        hits = tree.query_ball_point(chunk @ basis, radius, workers=-1)
+        candidates = np.repeat(np.arange(len(chunk)), [len(h) for h in hits])
+        if not len(candidates):
             continue
-        cols = np.concatenate(hits).astype(np.int64)
-        distance = 1.0 - np.einsum("ij,ij->i", chunk[rows], flat[cols])
-        close = distance <= threshold * shares[cols % windows]
-        rows_found.append(rows[close] + start)
-        cols_found.append(cols[close])
-        distances.append(np.maximum(distance[close], 0.0))
+        targets = np.concatenate([np.asarray(h, np.int64) for h in hits])
+        # Measured in blocks: a gathered candidate is two vectors (about 1 KB).
+        for at in range(0, len(candidates), 32_768):
+            rows, cols = candidates[at:at + 32_768], targets[at:at + 32_768]
+            distance = 1.0 - np.einsum("ij,ij->i", chunk[rows], flat[cols])
+            close = distance <= threshold * shares[cols % windows]
+            rows_found.append(rows[close] + start)
+            cols_found.append(cols[close])
+            distances.append(np.maximum(distance[close], 0.0))
     if not rows_found:
         return {}
     row, col, distance = (np.concatenate(x) for x in (rows_found, cols_found, distances))
@@ -629,8 +634,11 @@ def _pairs_both_ways(queries: Sequence[Fingerprint], index: Sequence[Fingerprint
             if pair not in found or match[0] < found[pair][0]:
                 found[pair] = match
 
-    for part in (_value_and_colour, _luma_and_colour):
-        keep({pair: match for pair, match in _near_pairs(whole, windows, threshold, part).items()
+    # The second look (luma) is for brightened or overexposed copies, as they are: the
+    # mirrored and turned poses are left to the first, which costs eight times as much.
+    for part, poses in ((_value_and_colour, len(_SYMMETRIES)), (_luma_and_colour, 1)):
+        near = _near_pairs(whole, windows, threshold, part, poses=poses)
+        keep({pair: match for pair, match in near.items()
               if pair[0] not in grey[0] and pair[1] not in grey[1]})
     searches = []
     if grey_queries:
