@@ -42,7 +42,9 @@ NOISE = re.compile(
     r"|Bogus marker length|Not a JPEG file)"
     + "|" + _PREFIX.format(levels="IW")
     + "|" + _PREFIX.format(levels="E")
-    + r".*(?:cuInit|CUDA|cuda|cuDNN|cuFFT|cuBLAS|TensorRT))"
+    + r"(?:.*(?:cuInit|CUDA|cuda|cuDNN|cuFFT|cuBLAS|TensorRT)"
+    # TensorFlow's own note on a JPEG cut short, which the file check reports itself
+    + r"|Premature end of JPEG data))"
 )
 
 
