@@ -33,6 +33,8 @@ from .exceptions import WeightsError as WeightsError
 from .exceptions import WriteError as WriteError
 
 if TYPE_CHECKING:
+    from .compare import RunComparison as RunComparison
+    from .compare import compare_runs as compare_runs
     from .config import Recipe as Recipe
     from .config import RunConfig as RunConfig
     from .config import TrainingChoices as TrainingChoices
@@ -73,6 +75,7 @@ if TYPE_CHECKING:
     from .plotting import plot_confusion_matrix as plot_confusion_matrix
     from .plotting import plot_history as plot_history
     from .plotting import plot_images as plot_images
+    from .plotting import plot_reliability as plot_reliability
     from .plotting import plot_samples as plot_samples
     from .spec import Augmentation as Augmentation
     from .spec import CNNSpec as CNNSpec
@@ -115,6 +118,8 @@ _LAZY = {
     "load_model": "io",
     "read_metadata": "io",
     "save_model": "io",
+    "RunComparison": "compare",
+    "compare_runs": "compare",
     "Recipe": "config",
     "RunConfig": "config",
     "TrainingChoices": "config",
@@ -125,6 +130,7 @@ _LAZY = {
     "plot_confusion_matrix": "plotting",
     "plot_history": "plotting",
     "plot_images": "plotting",
+    "plot_reliability": "plotting",
     "plot_samples": "plotting",
     "Augmentation": "spec",
     "CNNSpec": "spec",
@@ -172,6 +178,7 @@ __all__ = [
     "QualityThresholds",
     "Recipe",
     "RestoredFiles",
+    "RunComparison",
     "RunConfig",
     "RunFolderError",
     "RunResult",
@@ -187,12 +194,14 @@ __all__ = [
     "__version__",
     "build_augmentation",
     "build_cnn",
+    "compare_runs",
     "export_model",
     "load_model",
     "plan_cache",
     "plot_confusion_matrix",
     "plot_history",
     "plot_images",
+    "plot_reliability",
     "plot_samples",
     "read_export_metadata",
     "read_metadata",

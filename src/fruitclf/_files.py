@@ -243,11 +243,26 @@ def read_json(path: str | os.PathLike[str], limit: int) -> Any:
         If it is not JSON.
     """
     target = Path(path)
-    if target.is_symlink() or not target.is_file():
+    if target.is_symlink():
         raise OSError("not a regular file")
-    if target.stat().st_size > limit:
-        raise OSError(f"larger than {limit >> 20} MiB")
-    return json.loads(target.read_text(encoding="utf-8"))
+    return json.loads(read_text_bounded(target, limit))
+
+
+def read_text_bounded(path: str | os.PathLike[str], limit: int) -> str:
+    """The UTF-8 text of ``path``, read only if it is a regular file of at most ``limit``
+    bytes.
+
+    Raises
+    ------
+    OSError
+        If it is missing, not a regular file, or larger than ``limit``.
+    ValueError
+        If it is not UTF-8 text.
+    """
+    with open_regular(path) as handle:
+        if os.fstat(handle.fileno()).st_size > limit:
+            raise OSError(f"larger than {limit >> 20} MiB")
+        return handle.read().decode("utf-8")
 
 
 def save_figure(figure: Any, target: str | os.PathLike[str], *, dpi: int = 100,

@@ -19,12 +19,16 @@ MAX_ROWS = 20
 
 
 def cell(value: Any, digits: int | None = 4) -> str:
-    """A value as text: floats rounded to ``digits`` decimals (as they are with None), None
-    as a dash. The run report's tables use it too."""
+    """A value as text: floats rounded to ``digits`` decimals (as they are with None), an
+    interval ``[low, high]`` as ``low–high``, None as a dash. The run report's tables use it
+    too."""
     if value is None:
         return "—"
     if isinstance(value, float) and digits is not None:
         return f"{value:.{digits}f}"
+    if isinstance(value, list | tuple) and len(value) == 2 and all(
+            isinstance(v, float) for v in value):  # an interval
+        return f"{cell(value[0], digits)}–{cell(value[1], digits)}"
     return str(value)
 
 

@@ -72,7 +72,11 @@ RUN_FILES: tuple[RunFile, ...] = (
     RunFile("confusion_matrix", "confusion_matrix.png", "test confusion matrix", "final"),
     RunFile("misclassified", "misclassified.png", "test images the model got wrong", "final"),
     RunFile("classification_report", "classification_report.txt", "precision, recall and F1 "
-            "per class on the test folder", "final"),
+            "per class on the test folder, with intervals", "final"),
+    RunFile("predictions", "predictions.csv", "each test image's class, prediction and "
+            "probabilities (read by fruitclf compare)", "final"),
+    RunFile("calibration", "calibration.png", "reliability diagram of the test predictions",
+            "final"),
     RunFile("leakage", "leakage.json", "test images with a twin in the training folder",
             "final"),
     RunFile("metrics", "metrics.json", "the results above, as JSON", "final"),
@@ -82,7 +86,8 @@ RUN_FILES: tuple[RunFile, ...] = (
 RUN_FILE = {f.role: f for f in RUN_FILES}
 #: The names a version-1 marker (before the list of owned files) stood for.
 LEGACY_RUN_NAMES = frozenset(
-    f.name for f in RUN_FILES if f.role not in ("label_errors", "leakage", "report_html"))
+    f.name for f in RUN_FILES
+    if f.role not in ("label_errors", "leakage", "report_html", "predictions", "calibration"))
 
 EVALUATION_MARKER = "fruitclf-evaluation.json"
 #: Every file ``fruitclf evaluate --out`` writes.
@@ -93,24 +98,29 @@ EVALUATION_FILES: tuple[RunFile, ...] = (
             "per class", "final"),
     RunFile("evaluation", "evaluation.json", "accuracy, loss, predictions and problems, as "
             "JSON", "final"),
+    RunFile("predictions", "predictions.csv", "each test image's class, prediction and "
+            "probabilities (read by fruitclf compare)", "final"),
+    RunFile("calibration", "calibration.png", "reliability diagram", "final"),
     RunFile("confusion_matrix", "confusion_matrix.png", "the confusion matrix", "final"),
     RunFile("misclassified", "misclassified.png", "test images the model got wrong", "final"),
 )
 
-#: The ``Software`` text of a sample grid's PNG: ``fruitclf samples --out`` replaces only a
-#: file that carries it.
-SAMPLES_SOFTWARE = "fruitclf samples"
+#: The ``Software`` text of the PNG figures single commands write to a path the user names
+#: (``fruitclf samples --out``, ``fruitclf compare --figure``): such a file is replaced only
+#: when it carries its command's text.
+FIGURE_SOFTWARE = {"samples": "fruitclf samples", "compare": "fruitclf compare"}
 
 
-def is_samples_image(path: str | os.PathLike[str]) -> bool:
-    """True when ``path`` is a PNG sample grid written by ``fruitclf samples``."""
+def is_command_figure(path: str | os.PathLike[str], command: str) -> bool:
+    """True when ``path`` is a PNG figure written by ``fruitclf COMMAND``."""
     if not os.path.isfile(path) or os.path.islink(path):
         return False
     try:
         from PIL import Image
 
         with Image.open(path) as image:
-            return bool(image.format == "PNG" and image.info.get("Software") == SAMPLES_SOFTWARE)
+            return bool(image.format == "PNG"
+                        and image.info.get("Software") == FIGURE_SOFTWARE[command])
     except (OSError, ValueError):
         return False
 

@@ -44,6 +44,8 @@ EXAMPLES = {
                "exports/fruits\n  fruitclf export runs/fruits/model.keras --out "
                "exports/fruits-int8.tflite --quantize int8 --calibration data/train"),
     "demo": "fruitclf demo --out fruitclf-demo",
+    "compare": ("fruitclf compare runs/fruits runs/fruits-mixup\n"
+                "  fruitclf compare runs/a runs/b --json --figure disagreements.png"),
 }
 
 
@@ -249,12 +251,13 @@ def _add_model_commands(sub: Any) -> None:
     p.add_argument("model", help="a .keras or .h5 file written by fruitclf")
     p.add_argument("test_dir", help="test folder, one sub-folder per class")
     p.add_argument("--json", action="store_true",
-                   help='print {"accuracy", "loss", "report"} as JSON')
+                   help='print {"accuracy", "accuracy_interval", "loss", "report", ...} as '
+                   "JSON")
     p.add_argument("--out", default=None, metavar="DIR",
-                   help="also write the report, confusion matrix and misclassified images")
+                   help="also write the report, predictions.csv, the confusion matrix, the "
+                   "reliability diagram and the misclassified images")
     p.add_argument("--batch-size", type=int, default=32, help="images per batch")
-    p.add_argument("--tta", type=int, default=1, metavar="N",
-                   help="test-time augmentation: views averaged per image (1: off)")
+    _add_tta(p)
     p.add_argument("--skip-bad", action="store_true",
                    help="leave out files that cannot be decoded (default: refuse, naming them)")
     _add_follow_links(p)
@@ -266,9 +269,14 @@ def _add_model_commands(sub: Any) -> None:
     p.add_argument("--top-k", type=int, default=1, help="classes to show per image")
     p.add_argument("--json", action="store_true", help="print one JSON array")
     p.add_argument("--batch-size", type=int, default=32, help="images per batch")
-    p.add_argument("--tta", type=int, default=1, metavar="N",
-                   help="test-time augmentation: views averaged per image (1: off)")
+    _add_tta(p)
     _add_follow_links(p)
+
+
+def _add_tta(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tta", type=int, default=None, metavar="N",
+                   help="test-time augmentation: views averaged per image (1: off; default: "
+                   "the views the model's run measured its test accuracy with)")
 
 
 def _add_follow_links(p: argparse.ArgumentParser) -> None:
@@ -328,9 +336,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_data_commands(sub)
     _add_model_commands(sub)
+    _add_compare_command(sub)
     _add_export_command(sub)
     _add_demo_command(sub)
     return parser
+
+
+def _add_compare_command(sub: Any) -> None:
+    p = _add(sub, "compare", "Is run B better than run A? Compares two runs (or `evaluate "
+             "--out` folders) photo by photo on the same test images: both accuracies, the "
+             "difference with its 95 percent interval, McNemar's exact test, and a plain sentence.")
+    p.add_argument("run_a", metavar="RUN_A",
+                   help="a run folder trained with --test, an `evaluate --out` folder, or its "
+                   "predictions.csv")
+    p.add_argument("run_b", metavar="RUN_B", help="the same, for the other run")
+    p.add_argument("--json", action="store_true",
+                   help='print {"a_accuracy", "b_accuracy", "difference", '
+                   '"difference_interval", "p_value", "only_a_correct", "only_b_correct", ...}')
+    p.add_argument("--figure", default=None, metavar="FILE.png",
+                   help="also draw the photos only one run got right")
 
 
 # ------------------------------------------------------------------------------ commands
@@ -483,20 +507,61 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 
 
 def _cmd_samples(args: argparse.Namespace) -> int:
-    from ._files import save_figure
-    from ._ownership import SAMPLES_SOFTWARE, check_outside, is_samples_image
+    from ._ownership import check_outside
     from .data import ImageFolderDataset
 
     check_outside(args.out, {"image folder": args.dir}, "out")
-    if os.path.lexists(args.out) and not is_samples_image(args.out):
-        raise RunFolderError(
-            f"{args.out!r} exists and is not a sample grid fruitclf wrote; fruitclf never "
-            "replaces a file it did not write. Choose another --out, or move it away.")
+    _claim_figure(args.out, "samples", "a sample grid", "--out")
     fig = ImageFolderDataset(args.dir, follow_links=args.follow_links).plot_samples(
         rows=args.rows, seed=args.seed)
-    png = Path(args.out).suffix.lower() == ".png"
-    save_figure(fig, args.out, metadata={"Software": SAMPLES_SOFTWARE} if png else None)
+    _save_command_figure(fig, args.out, "samples")
     print(f"Wrote {args.out}")
+    return 0
+
+
+def _claim_figure(path: str, command: str, what: str, option: str) -> None:
+    """Refuse a figure path that holds a file this command did not write."""
+    from ._ownership import is_command_figure
+
+    if os.path.lexists(path) and not is_command_figure(path, command):
+        raise RunFolderError(
+            f"{path!r} exists and is not {what} fruitclf wrote; fruitclf never replaces a file "
+            f"it did not write. Choose another {option}, or move it away.")
+
+
+def _save_command_figure(figure: Any, path: str, command: str) -> None:
+    """Save a figure, marked as this command's when it is a PNG (so a later run of the
+    command may replace it, and nothing else may be)."""
+    from ._files import save_figure
+    from ._ownership import FIGURE_SOFTWARE
+
+    png = Path(path).suffix.lower() == ".png"
+    save_figure(figure, path, metadata={"Software": FIGURE_SOFTWARE[command]} if png else None)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_runs
+
+    if args.figure:
+        _claim_figure(args.figure, "compare", "a comparison figure", "--figure")
+    comparison = compare_runs(args.run_a, args.run_b)
+    if args.figure:
+        _save_command_figure(comparison.plot_disagreements(), args.figure, "compare")
+    if args.json:
+        _print_json(comparison.to_dict())
+        return 0
+    low, high = comparison.difference_interval
+    width = len(max(comparison.a, comparison.b, key=len))
+    print(f"A: {comparison.a:<{width}}  accuracy {comparison.a_accuracy:.4f}")
+    print(f"B: {comparison.b:<{width}}  accuracy {comparison.b_accuracy:.4f}")
+    print(f"B - A: {comparison.difference:+.4f} (95% interval {low:+.4f} to {high:+.4f}) on "
+          f"{comparison.num_images} test images")
+    print(f"only A right: {comparison.only_a_correct}, only B right: "
+          f"{comparison.only_b_correct}, both: {comparison.both_correct}, neither: "
+          f"{comparison.neither_correct}; McNemar exact p = {comparison.p_value:.4f}")
+    print(comparison.sentence)
+    if args.figure:
+        print(f"Wrote {args.figure}")
     return 0
 
 
@@ -614,29 +679,39 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         from ._ownership import check_outside
 
         check_outside(args.out, {"test folder": args.test_dir}, "out")
+    from .report import with_interval
+
     loaded = load_model(args.model)
+    tta = loaded.tta if args.tta is None else args.tta
     test = ImageFolderDataset(args.test_dir, class_names=loaded.class_names,
                               follow_links=args.follow_links)
     leaks = (loaded.find_leakage(test, progress=False)
              if loaded.training_index is not None else None)
     result = Evaluator(loaded.model, loaded.class_names,
                        preprocessing=loaded.preprocessing).evaluate(
-        test, batch_size=args.batch_size, tta=args.tta, skip_bad=args.skip_bad)
+        test, batch_size=args.batch_size, tta=tta, skip_bad=args.skip_bad)
     leakage = _evaluation_leakage(leaks, result)
     if args.out:
         _write_evaluation(Path(args.out), result, args, leakage)
     if args.json:
-        _print_json({"accuracy": result.accuracy, "loss": result.loss,
+        _print_json({"accuracy": result.accuracy,
+                     "accuracy_interval": list(result.accuracy_interval), "loss": result.loss,
+                     "calibration_error": result.calibration_error, "tta": tta,
                      "report": result.classification_report(output_dict=True), **leakage})
         return 0
     for problem in result.skipped:
         print(f"skipped: {problem.path}: {problem.message}")
-    print(f"accuracy: {result.accuracy:.4f}\nloss:     {result.loss:.4f}")
+    metrics = {"accuracy": result.accuracy, "accuracy_interval": result.accuracy_interval,
+               **leakage}
+    views = f", {tta} test-time views" if tta > 1 else ""
+    print(f"accuracy: {with_interval(metrics, 'accuracy')} on {len(result.y_true)} "
+          f"images{views}\nloss:     {result.loss:.4f}")
     if leakage["num_leaked_test_images"]:
         without = leakage["accuracy_without_leaked"]
         print(f"accuracy without the {leakage['num_leaked_test_images']} test images the "
               "model was trained on: " + ("(none left)" if without is None else
-                                          f"{without:.4f}"))
+                                          with_interval(metrics, "accuracy_without_leaked")))
+    print(f"calibration error: {result.calibration_error:.3f}")
     print()
     print(result.classification_report())
     if args.out:
@@ -654,12 +729,14 @@ def _evaluation_leakage(leaks: list[Any] | None, result: Any) -> dict[str, Any]:
                     "was trained on are not looked for (`fruitclf scan TRAIN --test TEST` "
                     "compares the folders).")
         return {"leakage_checked": False, "num_leaked_test_images": None,
-                "accuracy_without_leaked": None, "leakage": []}
+                "accuracy_without_leaked": None, "accuracy_without_leaked_interval": None,
+                "leakage": []}
     leaked = [p.test_path for p in leaks]
-    without = None
+    without = interval = None
     if leaks:
         kept = result.without(leaked)
-        without = kept.accuracy if len(kept.y_true) else None
+        if len(kept.y_true):
+            without, interval = kept.accuracy, list(kept.accuracy_interval)
         kinds = collections.Counter(p.kind for p in leaks)
         names = ", ".join(p.test_relpath for p in leaks[:5]) + (
             f" and {len(leaks) - 5} more" if len(leaks) > 5 else "")
@@ -670,7 +747,7 @@ def _evaluation_leakage(leaks: list[Any] | None, result: Any) -> dict[str, Any]:
             ", ".join(f"{n} {kind}" for kind, n in kinds.most_common()), names,
             "not defined (no test image is left)" if without is None else f"{without:.4f}")
     return {"leakage_checked": True, "num_leaked_test_images": len(leaks),
-            "accuracy_without_leaked": without,
+            "accuracy_without_leaked": without, "accuracy_without_leaked_interval": interval,
             "leakage": [{"test_path": p.test_relpath, "kind": p.kind, "distance": p.distance}
                         for p in leaks]}
 
@@ -688,6 +765,8 @@ def _write_evaluation(out: Path, result: Any, args: argparse.Namespace,
                                                 "test_dir": os.path.abspath(args.test_dir)})
     _files.write_text(name["classification_report"], result.classification_report() + "\n")
     _files.write_json(name["evaluation"], {**result.to_dict(), **leakage})
+    _files.write_text(name["predictions"], result.to_csv(root=args.test_dir))
+    _files.save_figure(result.plot_calibration(), name["calibration"])
     _files.save_figure(result.plot_confusion_matrix(), name["confusion_matrix"])
     _files.save_figure(result.plot_misclassified(), name["misclassified"])
 
@@ -748,6 +827,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "scan": _cmd_scan, "clean": _cmd_clean, "restore": _cmd_restore, "samples": _cmd_samples,
+    "compare": _cmd_compare,
     "spec": _cmd_spec, "train": _cmd_train, "evaluate": _cmd_evaluate,
     "predict": _cmd_predict, "export": _cmd_export, "demo": _cmd_demo,
 }

@@ -11,13 +11,13 @@ import dataclasses
 import functools
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._arrays import row_shares
-from ._validation import check_class_names, check_int
+from ._validation import check_class_names, check_float, check_int
 from .data import (
     IMAGE_EXTENSIONS,
     FileProblem,
@@ -28,6 +28,7 @@ from .data import (
     load_checked,
 )
 from .exceptions import CorruptedImagesError, DatasetError
+from .stats import CALIBRATION_BINS, Reliability, reliability
 
 if TYPE_CHECKING:
     import keras
@@ -45,6 +46,14 @@ __all__ = [
 logger = logging.getLogger("fruitclf")
 
 _EPSILON = 1e-7  # Keras clips probabilities the same way in its cross-entropy
+
+#: The first columns of ``predictions.csv`` (:meth:`EvaluationResult.to_csv`); one column
+#: per class follows, named with this prefix.
+PREDICTION_COLUMNS = ("path", "file", "true", "predicted", "confidence")
+PROBABILITY_PREFIX = "probability:"
+
+#: The confidences at which reports show what answering "unsure" below them would do.
+UNSURE_THRESHOLDS = (0.5, 0.7, 0.9)
 
 
 @dataclasses.dataclass
@@ -193,6 +202,55 @@ class EvaluationResult:
         return float(np.mean(self.y_true == self.y_pred)) if len(self.y_true) else 0.0
 
     @property
+    def accuracy_interval(self) -> tuple[float, float]:
+        """95% Wilson score interval of :attr:`accuracy`: where the accuracy on all such
+        photos plausibly lies, given how few were tested (see :mod:`fruitclf.stats`)."""
+        from .stats import wilson_interval
+
+        return wilson_interval(int(np.sum(self.y_true == self.y_pred)), len(self.y_true))
+
+    @property
+    def calibration_error(self) -> float:
+        """Expected calibration error of the probabilities (10 equal bins; 0 is perfect):
+        how far, on average, the confidence of a prediction is from the accuracy of the
+        predictions made with that confidence."""
+        return self.calibration().calibration_error
+
+    def calibration(self, *, bins: int = CALIBRATION_BINS) -> Reliability:
+        """Confidence against accuracy in ``bins`` equal bins (a reliability diagram)."""
+        return reliability(self.probabilities, self.y_true, bins=bins)
+
+    def plot_calibration(self, *, bins: int = CALIBRATION_BINS) -> Figure:
+        """Plot the reliability diagram; see :func:`fruitclf.plot_reliability`."""
+        from .plotting import plot_reliability
+
+        return plot_reliability(self.calibration(bins=bins))
+
+    def coverage(self, thresholds: Sequence[float] = UNSURE_THRESHOLDS
+                 ) -> list[dict[str, float | int | None]]:
+        """What answering "unsure" below a confidence would do: per threshold, the share of
+        images still answered (``coverage``) and the accuracy on them (None when none is).
+
+        Examples
+        --------
+        >>> result.coverage([0.5, 0.9])  # doctest: +SKIP
+        [{'threshold': 0.5, 'answered': 29, 'coverage': 0.967, 'accuracy': 0.931}, ...]
+        """
+        confidence = self.probabilities.max(axis=1) if len(self.y_true) else np.zeros(0)
+        rows: list[dict[str, float | int | None]] = []
+        for threshold in thresholds:
+            kept = confidence >= check_float(threshold, "threshold", min_value=0.0,
+                                             max_value=1.0)
+            answered = int(kept.sum())
+            rows.append({
+                "threshold": float(threshold), "answered": answered,
+                "coverage": answered / len(kept) if len(kept) else 0.0,
+                "accuracy": (float(np.mean(self.y_true[kept] == self.y_pred[kept]))
+                             if answered else None),
+            })
+        return rows
+
+    @property
     def loss(self) -> float:
         """Mean cross-entropy of the predicted probabilities (no regularisation terms)."""
         if not len(self.y_true):
@@ -204,8 +262,9 @@ class EvaluationResult:
         """The notebook display: accuracy and loss in a sentence, then the report."""
         from . import _html
 
-        sentence = (f"Accuracy {self.accuracy:.4f} on {len(self.y_true)} images "
-                    f"(loss {self.loss:.4f})")
+        low, high = self.accuracy_interval
+        sentence = (f"Accuracy {self.accuracy:.4f} on {len(self.y_true)} images (95% interval "
+                    f"{low:.3f}–{high:.3f}; loss {self.loss:.4f})")
         if self.skipped:
             sentence += f"; {len(self.skipped)} unreadable files left out"
         return "\n".join([_html.paragraph(sentence + "."),
@@ -218,6 +277,11 @@ class EvaluationResult:
         lacks has no recall to measure, and would pull the macro average down with a 0. The
         text names such classes below the table. A class without predictions reports 0
         precision rather than warning.
+
+        Below scikit-learn's table, the text gives the accuracy and each class's recall and
+        precision with 95% Wilson score intervals; the dict has them as ``recall_interval``
+        and ``precision_interval`` in each class's entry (``[low, high]``; ``None`` for the
+        precision of a class never predicted).
 
         Parameters
         ----------
@@ -235,11 +299,53 @@ class EvaluationResult:
             target_names=[self.class_names[i] for i in labels], output_dict=output_dict,
             digits=digits, zero_division=0,
         )
+        intervals = self._class_intervals(labels)
+        if output_dict:
+            for index, (recall, precision) in intervals.items():
+                report[self.class_names[index]].update(
+                    recall_interval=list(recall),
+                    precision_interval=None if precision is None else list(precision))
+            return report
+        report += "\n" + self._interval_table(intervals, digits)
         absent = [n for i, n in enumerate(self.class_names) if i not in labels]
-        if output_dict or not absent:
+        if not absent:
             return report
         return (f"{report}\nClasses without test images (not in the table or averages): "
                 f"{', '.join(absent)}\n")
+
+    def _class_intervals(self, labels: Sequence[int]
+                         ) -> dict[int, tuple[tuple[float, float], tuple[float, float] | None]]:
+        """Per class: the Wilson intervals of its recall and of its precision (None when the
+        class was never predicted)."""
+        from .stats import wilson_interval
+
+        out: dict[int, tuple[tuple[float, float], tuple[float, float] | None]] = {}
+        for index in labels:
+            hits = int(np.sum((self.y_true == index) & (self.y_pred == index)))
+            predicted = int(np.sum(self.y_pred == index))
+            out[index] = (wilson_interval(hits, int(np.sum(self.y_true == index))),
+                          wilson_interval(hits, predicted) if predicted else None)
+        return out
+
+    def _interval_table(self, intervals: Mapping[int, tuple[tuple[float, float],
+                                                           tuple[float, float] | None]],
+                        digits: int) -> str:
+        """The accuracy and per-class intervals, as fixed-width text."""
+        low, high = self.accuracy_interval
+
+        def span(bounds: tuple[float, float] | None) -> str:
+            return "n/a" if bounds is None else f"{bounds[0]:.{digits}f}–{bounds[1]:.{digits}f}"
+
+        names = [self.class_names[i] for i in intervals]
+        width = max([len(n) for n in names] + [len("weighted avg")])  # as the table above
+        lines = [f"95% intervals (Wilson score): accuracy {span((low, high))} on "
+                 f"{len(self.y_true)} images", "",
+                 f"{'':>{width}}  {'recall':>{2 * digits + 5}}  {'precision':>{2 * digits + 5}}"]
+        for index, name in zip(intervals, names):
+            recall, precision = intervals[index]
+            lines.append(f"{name:>{width}}  {span(recall):>{2 * digits + 5}}  "
+                         f"{span(precision):>{2 * digits + 5}}")
+        return "\n".join(lines) + "\n"
 
     def confusion_matrix(self, *, normalize: bool = False) -> np.ndarray:
         """Confusion matrix (rows: true class, columns: predicted), counts or row fractions."""
@@ -265,10 +371,43 @@ class EvaluationResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Accuracy, loss and the report dict, as plain JSON types."""
-        return {"accuracy": self.accuracy, "loss": self.loss,
+        return {"accuracy": self.accuracy, "accuracy_interval": list(self.accuracy_interval),
+                "loss": self.loss, "calibration_error": self.calibration_error,
+                "coverage": self.coverage(),
                 "report": self.classification_report(output_dict=True),
                 "confusion_matrix": self.confusion_matrix().tolist(),
                 "class_names": list(self.class_names), "num_images": len(self.y_true)}
+
+    def to_csv(self, *, root: str | os.PathLike[str] | None = None) -> str:
+        """One row per image, as CSV text: ``path``, ``file``, ``true``, ``predicted``,
+        ``confidence``, then the probability of each class (columns
+        ``probability:<class name>``).
+
+        ``path`` is relative to ``root`` (the test folder) when given, so that two runs on the
+        same test folder can be compared (:func:`fruitclf.compare_runs`) wherever the folder
+        was; ``file`` is the absolute path the image was read from.
+
+        Examples
+        --------
+        >>> print(result.to_csv(root="test").splitlines()[1])  # doctest: +SKIP
+        acai/t01.jpg,/data/test/acai/t01.jpg,acai,acai,0.912345,0.912345,0.087655
+        """
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow([*PREDICTION_COLUMNS,
+                         *(f"{PROBABILITY_PREFIX}{name}" for name in self.class_names)])
+        paths = self.paths or [f"#{i}" for i in range(len(self.y_true))]
+        for path, true, predicted, row in zip(paths, self.y_true, self.y_pred,
+                                              self.probabilities):
+            shown = os.path.relpath(path, root) if root is not None and self.paths else path
+            writer.writerow([shown.replace(os.sep, "/"),
+                             os.path.abspath(path) if self.paths else "", self.class_names[true],
+                             self.class_names[predicted], f"{row[predicted]:.6f}",
+                             *(f"{p:.6f}" for p in row)])
+        return buffer.getvalue()
 
     def plot_confusion_matrix(self, *, normalize: bool = False) -> Figure:
         """Plot the confusion matrix; see :func:`fruitclf.plot_confusion_matrix`."""

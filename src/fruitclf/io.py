@@ -449,6 +449,14 @@ class LoadedModel:
         return Preprocessing.from_dict(self.metadata.get("preprocessing") or {})
 
     @property
+    def tta(self) -> int:
+        """Test-time views the run that trained this model measured its test numbers with
+        (1 when not recorded): the default of :meth:`predict` and ``fruitclf evaluate``, so
+        that they reproduce the run's numbers."""
+        recorded = (self.metadata.get("training") or {}).get("tta")
+        return recorded if isinstance(recorded, int) and recorded >= 1 else 1
+
+    @property
     def training_index(self) -> FingerprintIndex | None:
         """Fingerprints of the images the model was trained on, when its file keeps them
         (the models :func:`fruitclf.run` writes, unless ``training_index=False``); None
@@ -521,7 +529,7 @@ class LoadedModel:
         *,
         top_k: int = 1,
         batch_size: int = 32,
-        tta: int = 1,
+        tta: int | None = None,
         follow_links: bool = False,
     ) -> Predictions:
         """Predict class names for image files, a folder, or an array of images.
@@ -535,9 +543,10 @@ class LoadedModel:
             How many best classes to keep per image.
         batch_size : int, default=32
             Images per batch.
-        tta : int, default=1
+        tta : int, optional
             Test-time augmentation: views averaged per image (see
-            :meth:`fruitclf.Evaluator.evaluate`).
+            :meth:`fruitclf.Evaluator.evaluate`); by default :attr:`tta`, the views the
+            run measured its test accuracy with.
         follow_links : bool, default=False
             Follow links to folders inside the folders given.
 
@@ -559,7 +568,8 @@ class LoadedModel:
         from .evaluation import Evaluator
 
         evaluator = Evaluator(self.model, self.class_names, preprocessing=self.preprocessing)
-        return evaluator.predict(inputs, top_k=top_k, batch_size=batch_size, tta=tta,
+        return evaluator.predict(inputs, top_k=top_k, batch_size=batch_size,
+                                 tta=self.tta if tta is None else tta,
                                  follow_links=follow_links)
 
 

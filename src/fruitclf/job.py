@@ -132,7 +132,8 @@ class RunResult:
 
 
 #: The figures of a run in the order a notebook shows them.
-_FIGURE_ORDER = ("history", "confusion_matrix", "misclassified", "samples", "label_errors")
+_FIGURE_ORDER = ("history", "confusion_matrix", "misclassified", "calibration", "samples",
+                 "label_errors")
 
 
 def _resolve_spec(spec: str | CNNSpec | os.PathLike[str], num_classes: int,
@@ -674,6 +675,8 @@ def _leakage_metrics(leaks: list[LeakedPair], evaluation: EvaluationResult | Non
     elif leaked and evaluation is not None:
         kept = evaluation.without(leaked)
         metrics["test_accuracy_without_leaked"] = kept.accuracy if len(kept.y_true) else None
+        if len(kept.y_true):
+            metrics["test_accuracy_without_leaked_interval"] = list(kept.accuracy_interval)
     return metrics
 
 
@@ -697,7 +700,8 @@ def _write_final_files(
 ) -> dict[str, Figure]:
     """Write the models, figures, metrics and report under temporary names, then commit."""
     out_dir = folder.path
-    summary = {**history.summary(), **{k: v for k, v in metrics.items() if k.startswith("test_")}}
+    summary = {**history.summary(), **{k: v for k, v in metrics.items() if k.startswith("test_")},
+               "tta": config.tta}  # the views the test numbers used: evaluate's default
     for role in ("model.h5", "model.keras"):
         with folder.stage(RUN_FILE[role].name) as tmp:
             save_model(model, tmp, class_names=dataset.class_names,
@@ -720,7 +724,9 @@ def _write_final_files(
     if evaluation is not None:
         figures["confusion_matrix"] = evaluation.plot_confusion_matrix()
         figures["misclassified"] = evaluation.plot_misclassified()
+        figures["calibration"] = evaluation.plot_calibration()
         texts["classification_report"] = evaluation.classification_report() + "\n"
+        texts["predictions"] = evaluation.to_csv(root=test.root if test is not None else None)
     pngs = {RUN_FILE[role].name: _report.figure_png(fig) for role, fig in figures.items()}
     for role in figures:
         with folder.stage(RUN_FILE[role].name) as tmp:
@@ -777,7 +783,9 @@ def _metrics(history: TrainingHistory, evaluation: EvaluationResult | None,
         metrics["non_finite_epoch"] = history.non_finite_epoch
     if evaluation is not None:
         metrics["test_accuracy"] = evaluation.accuracy
+        metrics["test_accuracy_interval"] = list(evaluation.accuracy_interval)
         metrics["test_loss"] = evaluation.loss
+        metrics["test_calibration_error"] = evaluation.calibration_error
         metrics["num_test_images"] = len(evaluation.y_true)
     return metrics
 
@@ -808,6 +816,28 @@ def _leakage_section(leaks: list[LeakedPair], metrics: Mapping[str, Any]) -> _re
     return _report.Section(title, blocks)
 
 
+def _test_section(evaluation: EvaluationResult) -> _report.Section:
+    """The test set: the classification report with intervals, the figures, calibration and
+    what answering "unsure" would do."""
+    coverage = [(f"{row['threshold']:.2f}", row["answered"], row["coverage"], row["accuracy"])
+                for row in evaluation.coverage()]
+    return _report.Section("Test set", [
+        _report.pre(evaluation.classification_report()),
+        _report.image(RUN_FILE["confusion_matrix"].name, "Confusion matrix"),
+        _report.image(RUN_FILE["misclassified"].name, "Misclassified images"),
+        _report.text(
+            f"Calibration error {evaluation.calibration_error:.3f} (expected calibration "
+            "error over 10 confidence bins; 0 means every probability is the accuracy it "
+            "promises). Bars below the diagonal: the model is over-confident at those "
+            "probabilities; above it: under-confident."),
+        _report.image(RUN_FILE["calibration"].name, "Reliability diagram"),
+        _report.text(
+            "Answering \"unsure\" below a confidence (`fruitclf predict --min-confidence P`): "
+            "the share of test images still answered, and the accuracy on them."),
+        _report.table(("min confidence", "answered", "coverage", "accuracy"), coverage,
+                      digits=3)])
+
+
 def _label_error_section(suspects: list[Misclassified], root: str) -> _report.Section:
     title = "Possible label errors"
     if not suspects:
@@ -833,8 +863,7 @@ def _report_sections(
         metrics=metrics, data_summary=str(dataset.summary()),
         test_summary=str(test.summary()) if test is not None else None,
         settings=config.to_dict(), layers=str(spec.describe()),
-        classification_report=(evaluation.classification_report()
-                               if evaluation is not None else None),
+        test_set=_test_section(evaluation) if evaluation is not None else None,
         leakage=_leakage_section(findings.leakage, metrics) if test is not None else None,
         label_errors=_label_error_section(findings.label_errors, dataset.root),
         files=files, versions=versions())

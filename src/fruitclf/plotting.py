@@ -22,10 +22,13 @@ from ._validation import check_int
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
+    from .stats import Reliability
+
 __all__ = [
     "plot_confusion_matrix",
     "plot_history",
     "plot_images",
+    "plot_reliability",
     "plot_samples",
 ]
 
@@ -348,3 +351,54 @@ def plot_confusion_matrix(
     assert isinstance(figure, Figure)
     return figure
 
+
+
+def plot_reliability(reliability: Reliability, *, ax: Axes | None = None) -> Figure:
+    """Plot a reliability diagram: per confidence bin, the share the model got right (bars),
+    the gap to the bin's mean confidence (hatched) and the diagonal of perfect calibration,
+    with the images per bin above the bars and the expected calibration error in the title.
+
+    Parameters
+    ----------
+    reliability : fruitclf.stats.Reliability
+        The bins, from :func:`fruitclf.stats.reliability` or
+        :meth:`fruitclf.EvaluationResult.calibration`.
+    ax : matplotlib Axes, optional
+        Axes to draw into; by default a new figure.
+
+    Examples
+    --------
+    >>> from fruitclf.stats import reliability
+    >>> fig = plot_reliability(reliability(np.array([[0.9, 0.1], [0.6, 0.4]]), np.array([0, 1])))
+    >>> fig.axes[0].get_xlabel()
+    'Confidence (probability of the predicted class)'
+    """
+    edges, counts = reliability.edges, reliability.counts
+    accuracy, confidence = reliability.accuracy, reliability.confidence
+    if ax is None:
+        fig = Figure(figsize=(5.5, 5.0), layout="constrained")
+        ax = fig.add_subplot()
+    widths = np.diff(edges)
+    filled = counts > 0
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1,
+            label="perfect calibration")
+    ax.bar(edges[:-1][filled], accuracy[filled], width=widths[filled], align="edge",
+           color="tab:blue", edgecolor="white", alpha=0.8, label="accuracy")
+    ax.bar(edges[:-1][filled], (confidence - accuracy)[filled], bottom=accuracy[filled],
+           width=widths[filled], align="edge", color="none", edgecolor="crimson", hatch="//",
+           linewidth=0.8, label="gap to the mean confidence")
+    for left, width, count, value in zip(edges[:-1][filled], widths[filled], counts[filled],
+                                         accuracy[filled]):
+        ax.text(left + width / 2, min(value, 0.92) + 0.02, str(int(count)), ha="center",
+                fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("Confidence (probability of the predicted class)")
+    ax.set_ylabel("Accuracy")
+    ax.set_title(f"Reliability: calibration error {reliability.calibration_error:.3f} on "
+                 f"{int(counts.sum())} images\n(numbers: images per bin)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=3, fontsize=8,
+              frameon=False)
+    figure = ax.figure
+    assert isinstance(figure, Figure)
+    return figure

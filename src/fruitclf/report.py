@@ -72,7 +72,7 @@ def run_sections(
     test_summary: str | None,
     settings: Mapping[str, Any],
     layers: str,
-    classification_report: str | None,
+    test_set: Section | None,
     leakage: Section | None,
     label_errors: Section,
     files: Mapping[str, Path],
@@ -94,11 +94,8 @@ def run_sections(
                  "comes from."),
             image(RUN_FILE["history"].name, "Loss and accuracy")]),
     ]
-    if classification_report is not None:
-        sections.append(Section("Test set", [
-            pre(classification_report),
-            image(RUN_FILE["confusion_matrix"].name, "Confusion matrix"),
-            image(RUN_FILE["misclassified"].name, "Misclassified images")]))
+    if test_set is not None:
+        sections.append(test_set)
     if leakage is not None:
         sections.append(leakage)
     sections.append(label_errors)
@@ -117,8 +114,21 @@ KEY_METRICS = ("val_accuracy", "test_accuracy", "test_accuracy_without_leaked", 
 
 
 def key_metrics(metrics: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """``(name, value)`` of the :data:`KEY_METRICS` the run has (not None)."""
-    return [(key, metrics[key]) for key in KEY_METRICS if metrics.get(key) is not None]
+    """``(name, value)`` of the :data:`KEY_METRICS` the run has (not None); a rate that has
+    an interval (``{name}_interval``) is shown with it, as text."""
+    return [(key, with_interval(metrics, key)) for key in KEY_METRICS
+            if metrics.get(key) is not None]
+
+
+def with_interval(metrics: Mapping[str, Any], key: str) -> Any:
+    """``metrics[key]``; a float as text with 4 decimals, followed by its interval when the
+    metrics hold one: ``"0.9667 (95% interval 0.8333–0.9941)"``."""
+    value, interval = metrics.get(key), metrics.get(f"{key}_interval")
+    if not isinstance(value, float):
+        return value
+    if not interval:
+        return _html.cell(value)
+    return f"{_html.cell(value)} (95% interval {_html.cell(list(interval))})"
 
 
 def headline(metrics: Mapping[str, Any]) -> str:
@@ -126,7 +136,7 @@ def headline(metrics: Mapping[str, Any]) -> str:
     accuracy and the training time."""
     parts = []
     if metrics.get("test_accuracy") is not None:
-        parts.append(f"Test accuracy {metrics['test_accuracy']:.4f} on "
+        parts.append(f"Test accuracy {with_interval(metrics, 'test_accuracy')} on "
                      f"{metrics.get('num_test_images', '?')} images")
     elif metrics.get("val_accuracy") is not None:
         parts.append(f"Validation accuracy {metrics['val_accuracy']:.4f} on "

@@ -149,9 +149,10 @@ def test_evaluate_json(capsys, run_dir, test_folder, tmp_path):
     code, out, _ = _run(capsys, "evaluate", str(run_dir / "model.h5"), str(test_folder),
                         "--json", "--out", str(tmp_path / "eval"))
     payload = json.loads(out)
-    assert code == 0 and set(payload) == {"accuracy", "loss", "report", "leakage_checked",
-                                          "num_leaked_test_images", "accuracy_without_leaked",
-                                          "leakage"}
+    assert code == 0 and set(payload) == {
+        "accuracy", "accuracy_interval", "loss", "calibration_error", "tta", "report",
+        "leakage_checked", "num_leaked_test_images", "accuracy_without_leaked",
+        "accuracy_without_leaked_interval", "leakage"}
     assert payload["report"]["accuracy"] == pytest.approx(payload["accuracy"])
     assert payload["leakage_checked"] is True
     assert payload["num_leaked_test_images"] == len(payload["leakage"])

@@ -210,7 +210,8 @@ def test_notebook_displays_are_short_rounded_and_escaped(tmp_path: Path) -> None
     result = fruitclf.EvaluationResult(np.array([0, 1]), np.array([0, 0]), probabilities,
                                        ["a", "b<"])
     shown = result._repr_html_()
-    assert shown.startswith("<p>Accuracy 0.5000 on 2 images (loss ") and "b&lt;" in shown
+    assert shown.startswith("<p>Accuracy 0.5000 on 2 images (95% interval 0.095–0.905; "
+                           "loss ") and "b&lt;" in shown
 
 
 def test_a_plain_script_prints_one_line_per_epoch_and_no_tensorflow_notices(

@@ -93,7 +93,8 @@ def test_report_html_is_one_self_contained_page(piped_run):
     assert "script" not in page.tags and "link" not in page.tags
     assert 'name="viewport"' in text
     shown = {img["title"] for img in page.images}
-    always = {"samples.png", "history.png", "confusion_matrix.png", "misclassified.png"}
+    always = {"samples.png", "history.png", "confusion_matrix.png", "misclassified.png",
+              "calibration.png"}
     assert always <= shown <= always | {"label_errors.png"}  # the last one when there are any
     for img in page.images:
         src = img["src"] or ""

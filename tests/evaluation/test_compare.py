@@ -1,0 +1,172 @@
+"""Numbers a user can trust: intervals in a run's results, predictions.csv, and two runs
+compared photo by photo (fruitclf.compare_runs, fruitclf compare)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import fruitclf
+from fruitclf.cli import main
+from fruitclf.stats import wilson_interval
+
+
+def _result(correct: list[bool], paths: list[str], classes: tuple[str, ...] = ("a", "b")
+            ) -> fruitclf.EvaluationResult:
+    """An evaluation of images alternating between the classes, right where ``correct``."""
+    y_true = np.array([i % len(classes) for i in range(len(correct))])
+    y_pred = np.where(correct, y_true, (y_true + 1) % len(classes))
+    probabilities = np.full((len(correct), len(classes)), 0.1 / (len(classes) - 1))
+    probabilities[np.arange(len(correct)), y_pred] = 0.9
+    return fruitclf.EvaluationResult(y_true, y_pred, probabilities, list(classes), paths=paths)
+
+
+def _write(folder: Path, result: fruitclf.EvaluationResult, root: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "predictions.csv").write_text(result.to_csv(root=root), encoding="utf-8")
+    return folder
+
+
+def _pair(tmp_path: Path, a: list[bool], b: list[bool]) -> tuple[Path, Path]:
+    root = tmp_path / "test"
+    paths = [str(root / ("a" if i % 2 == 0 else "b") / f"{i:02d}.png") for i in range(len(a))]
+    return (_write(tmp_path / "run_a", _result(a, paths), root),
+            _write(tmp_path / "run_b", _result(b, paths), root))
+
+
+def test_two_runs_are_compared_photo_by_photo(tmp_path: Path) -> None:
+    # 30 photos: both right on 20, only B on 9, only A on 1.
+    a = [True] * 20 + [False] * 9 + [True]
+    b = [True] * 20 + [True] * 9 + [False]
+    run_a, run_b = _pair(tmp_path, a, b)
+    comparison = fruitclf.compare_runs(run_a, run_b)
+    assert (comparison.both_correct, comparison.only_a_correct, comparison.only_b_correct,
+            comparison.neither_correct) == (20, 1, 9, 0)
+    assert comparison.a_accuracy == pytest.approx(21 / 30)
+    assert comparison.b_accuracy == pytest.approx(29 / 30)
+    assert comparison.p_value == pytest.approx(22 / 1024)
+    low, high = comparison.difference_interval
+    assert 0 < low < comparison.difference < high
+    assert comparison.sentence == ("B is better: 9 photos right that A got wrong, 1 the other "
+                                   "way (p = 0.021).")
+    assert len(comparison.disagreements()) == 10
+    reversed_ = fruitclf.compare_runs(run_b, run_a)
+    assert reversed_.sentence.startswith("A is better: 9 photos right that B got wrong")
+    assert reversed_.difference_interval == pytest.approx((-high, -low))
+
+
+def test_a_small_difference_is_called_chance(tmp_path: Path) -> None:
+    a = [True] * 24 + [False] * 6
+    b = [True] * 22 + [False, True, True, False, True, False, False, False]
+    run_a, run_b = _pair(tmp_path, a, b)
+    comparison = fruitclf.compare_runs(run_a, run_b)
+    assert comparison.sentence.startswith("No clear difference: 2 photos only B got right, "
+                                          "1 only A (p = 1.00")
+    same = fruitclf.compare_runs(run_a, run_a)
+    assert same.sentence == "A and B got the same 24 of 30 photos right: no difference to test."
+    assert same.p_value == 1.0 and same.difference == 0.0
+
+
+def test_runs_on_different_test_images_are_refused_naming_them(tmp_path: Path) -> None:
+    root = tmp_path / "test"
+    paths = [str(root / "a" / f"{i}.png") for i in range(6)]
+    run_a = _write(tmp_path / "a", _result([True] * 6, paths), root)
+    run_b = _write(tmp_path / "b", _result([True] * 6, [*paths[:5], str(root / "a/x.png")]),
+                   root)
+    with pytest.raises(fruitclf.DatasetError, match=r"not tested on the same images: 1 only "
+                       r"in A \(a/5.png\); 1 only in B \(a/x.png\)"):
+        fruitclf.compare_runs(run_a, run_b)
+    relabelled = _write(tmp_path / "c", _result([True] * 6, paths, ("b", "a")), root)
+    with pytest.raises(fruitclf.DatasetError, match=r"give 6 test images different classes "
+                       r"\(a/0.png, a/1.png, a/2.png and 3 more\)"):
+        fruitclf.compare_runs(run_a, relabelled)
+
+
+def test_what_is_not_a_predictions_table_is_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"No predictions.csv at .*nowhere.*--test"):
+        fruitclf.compare_runs(tmp_path / "nowhere", tmp_path / "nowhere")
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "predictions.csv").write_text("name,label\nfoo,bar\n")
+    with pytest.raises(fruitclf.DatasetError, match="not a predictions table written by "
+                       "fruitclf"):
+        fruitclf.compare_runs(tmp_path / "x", tmp_path / "x")
+    (tmp_path / "x" / "predictions.csv").write_text(
+        "path,file,true,predicted,confidence,probability:a\nfoo,,a,a\n")
+    with pytest.raises(fruitclf.DatasetError, match="line 2 has 4 columns, the header 6"):
+        fruitclf.compare_runs(tmp_path / "x", tmp_path / "x")
+    (tmp_path / "x" / "predictions.csv").write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(fruitclf.DatasetError, match="cannot be read as a predictions table"):
+        fruitclf.compare_runs(tmp_path / "x", tmp_path / "x")
+
+
+def test_a_run_reports_intervals_and_writes_its_predictions(finished_run: Path) -> None:
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    with open(finished_run / "predictions.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == metrics["num_test_images"] == 15
+    assert set(rows[0]) == {"path", "file", "true", "predicted", "confidence",
+                            "probability:class_0", "probability:class_1",
+                            "probability:class_2"}
+    assert all(not Path(row["path"]).is_absolute() and Path(row["file"]).is_file()
+               for row in rows)
+    right = sum(row["true"] == row["predicted"] for row in rows)
+    assert metrics["test_accuracy"] == pytest.approx(right / 15)
+    assert metrics["test_accuracy_interval"] == pytest.approx(list(wilson_interval(right, 15)))
+    assert 0.0 <= metrics["test_calibration_error"] <= 1.0
+    report = (finished_run / "report.md").read_text(encoding="utf-8")
+    low, high = metrics["test_accuracy_interval"]
+    assert f"Test accuracy {metrics['test_accuracy']:.4f} (95% interval {low:.4f}–{high:.4f})" \
+        in report
+    assert "Calibration error" in report and "calibration.png" in report
+    assert "| min confidence | answered | coverage | accuracy |" in report
+    text = (finished_run / "classification_report.txt").read_text(encoding="utf-8")
+    assert "95% intervals (Wilson score): accuracy" in text
+    with Image.open(finished_run / "calibration.png") as figure:
+        assert figure.size[0] > 300
+
+
+def test_evaluate_reproduces_the_run_and_compare_reads_both(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, image_folder: Path,
+        test_folder: Path) -> None:
+    """A run measured with 2 test-time views: evaluate uses them by default and gives the
+    run's number; compare of the run and that evaluation finds no difference."""
+    from _runs import QUICK
+
+    run = tmp_path / "run"
+    result = fruitclf.run(image_folder, out=run, test_dir=test_folder, epochs=2,
+                          **{**QUICK, "tta": 2})
+    assert fruitclf.load_model(run / "model.keras").tta == 2
+    code = main(["evaluate", str(run / "model.keras"), str(test_folder), "--json", "--out",
+                 str(tmp_path / "eval")])
+    shown = json.loads(capsys.readouterr().out)
+    assert code == 0 and shown["tta"] == 2
+    assert shown["accuracy"] == pytest.approx(result.metrics["test_accuracy"])
+    assert shown["accuracy_interval"] == pytest.approx(result.metrics["test_accuracy_interval"])
+    assert (tmp_path / "eval" / "calibration.png").is_file()
+
+    figure = tmp_path / "disagree.png"
+    code = main(["compare", str(run), str(tmp_path / "eval"), "--json", "--figure",
+                 str(figure)])
+    compared = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert {"a_accuracy", "b_accuracy", "difference", "difference_interval", "p_value",
+            "only_a_correct", "only_b_correct"} <= set(compared)
+    assert compared["only_a_correct"] == compared["only_b_correct"] == 0
+    assert compared["a_accuracy"] == pytest.approx(result.metrics["test_accuracy"])
+    assert figure.is_file()
+    code = main(["compare", str(run), str(tmp_path / "eval"), "--figure", str(figure)])
+    out = capsys.readouterr().out
+    assert code == 0 and "B - A: +0.0000" in out and "no difference to test" in out
+
+    mine = tmp_path / "mine.png"  # the user's own picture
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(mine)
+    before = mine.read_bytes()
+    code = main(["compare", str(run), str(tmp_path / "eval"), "--figure", str(mine)])
+    err = capsys.readouterr().err
+    assert code != 0 and "is not a comparison figure fruitclf wrote" in err
+    assert mine.read_bytes() == before
