@@ -33,6 +33,8 @@ from .exceptions import WeightsError as WeightsError
 from .exceptions import WriteError as WriteError
 
 if TYPE_CHECKING:
+    from .calibration import CalibrationResult as CalibrationResult
+    from .calibration import calibrate_model as calibrate_model
     from .compare import RunComparison as RunComparison
     from .compare import compare_runs as compare_runs
     from .config import Recipe as Recipe
@@ -118,6 +120,8 @@ _LAZY = {
     "load_model": "io",
     "read_metadata": "io",
     "save_model": "io",
+    "CalibrationResult": "calibration",
+    "calibrate_model": "calibration",
     "RunComparison": "compare",
     "compare_runs": "compare",
     "Recipe": "config",
@@ -147,6 +151,7 @@ __all__ = [
     "Augmentation",
     "CNNSpec",
     "CachePlan",
+    "CalibrationResult",
     "CheckReport",
     "CleanReport",
     "ConvBlock",
@@ -194,6 +199,7 @@ __all__ = [
     "__version__",
     "build_augmentation",
     "build_cnn",
+    "calibrate_model",
     "compare_runs",
     "export_model",
     "load_model",

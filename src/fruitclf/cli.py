@@ -37,13 +37,16 @@ EXAMPLES = {
               "--weights imagenet"),
     "evaluate": ("fruitclf evaluate runs/fruits/model.h5 data/test --out runs/fruits/test\n"
                  "  fruitclf evaluate runs/fruits/model.keras data/test --tta 4"),
-    "predict": "fruitclf predict runs/fruits/model.keras photo1.jpg photos/ --top-k 3 --tta 2",
+    "predict": ("fruitclf predict runs/fruits/model.keras photo1.jpg photos/ --top-k 3 --tta 2\n"
+                "  fruitclf predict runs/fruits/model.keras photos/ --min-confidence 0.7"),
     "export": ("fruitclf export runs/fruits/model.keras --out exports/fruits.tflite\n"
                "  fruitclf export runs/fruits/model.keras --out exports/fruits.onnx\n"
                "  fruitclf export runs/fruits/model.keras --format savedmodel --out "
                "exports/fruits\n  fruitclf export runs/fruits/model.keras --out "
                "exports/fruits-int8.tflite --quantize int8 --calibration data/train"),
     "demo": "fruitclf demo --out fruitclf-demo",
+    "calibrate": ("fruitclf calibrate runs/fruits/model.keras data/holdout --out "
+                  "runs/fruits/calibrated.keras --min-confidence 0.7"),
     "compare": ("fruitclf compare runs/fruits runs/fruits-mixup\n"
                 "  fruitclf compare runs/a runs/b --json --figure disagreements.png"),
 }
@@ -267,6 +270,9 @@ def _add_model_commands(sub: Any) -> None:
     p.add_argument("model", help="a .keras or .h5 file written by fruitclf")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     p.add_argument("--top-k", type=int, default=1, help="classes to show per image")
+    p.add_argument("--min-confidence", type=float, default=None, metavar="P",
+                   help="answer 'unsure' when the best probability is below P (0-1); the run "
+                   "report shows accuracy and coverage at a few values")
     p.add_argument("--json", action="store_true", help="print one JSON array")
     p.add_argument("--batch-size", type=int, default=32, help="images per batch")
     _add_tta(p)
@@ -336,10 +342,41 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_data_commands(sub)
     _add_model_commands(sub)
+    _add_calibrate_command(sub)
     _add_compare_command(sub)
     _add_export_command(sub)
     _add_demo_command(sub)
     return parser
+
+
+def _add_calibrate_command(sub: Any) -> None:
+    p = _add(sub, "calibrate", "Make a model's probabilities mean what they say: fit a "
+             "temperature on labelled photos it did not train on (not the test folder it is "
+             "judged on), and write a copy of the model that keeps it.")
+    p.add_argument("model", help="a .keras or .h5 file written by fruitclf")
+    p.add_argument("folder", help="held-out photos, one sub-folder per class (photos the "
+                   "model trained on are left out)")
+    p.add_argument("--out", required=True, metavar="FILE",
+                   help="the calibrated model, .keras or .h5 (never replaces a file)")
+    p.add_argument("--min-confidence", type=float, default=None, metavar="P",
+                   help="also store this threshold: predict answers 'unsure' below it")
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch")
+    _add_tta(p)
+    _add_follow_links(p)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibration import calibrate_model
+
+    result = calibrate_model(args.model, args.folder, args.out,
+                             min_confidence=args.min_confidence, tta=args.tta,
+                             batch_size=args.batch_size, follow_links=args.follow_links)
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(result.summary())
+    return 0
 
 
 def _add_compare_command(sub: Any) -> None:
@@ -672,7 +709,6 @@ def _watch_connection(timeout: float) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import ImageFolderDataset
-    from .evaluation import Evaluator
     from .io import load_model
 
     if args.out:
@@ -687,9 +723,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                               follow_links=args.follow_links)
     leaks = (loaded.find_leakage(test, progress=False)
              if loaded.training_index is not None else None)
-    result = Evaluator(loaded.model, loaded.class_names,
-                       preprocessing=loaded.preprocessing).evaluate(
-        test, batch_size=args.batch_size, tta=tta, skip_bad=args.skip_bad)
+    result = loaded.evaluator().evaluate(test, batch_size=args.batch_size, tta=tta,
+                                         skip_bad=args.skip_bad)
     leakage = _evaluation_leakage(leaks, result)
     if args.out:
         _write_evaluation(Path(args.out), result, args, leakage)
@@ -777,8 +812,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise ValueError(f"`--top-k` must be a positive int. Received: --top-k {args.top_k}")
     loaded = load_model(args.model)
+    if args.min_confidence is not None and not 0.0 <= args.min_confidence <= 1.0:
+        raise ValueError("`--min-confidence` must be a probability between 0 and 1. "
+                         f"Received: --min-confidence {args.min_confidence}")
     predictions = loaded.predict(args.paths, top_k=args.top_k, batch_size=args.batch_size,
-                                 tta=args.tta, follow_links=args.follow_links)
+                                 tta=args.tta, follow_links=args.follow_links,
+                                 min_confidence=args.min_confidence)
     records = predictions.to_records()
     status = 1 if any("error" in record for record in records) else 0
     if args.json:
@@ -787,6 +826,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     for record in records:
         if "error" in record:
             print(f"{record['path']}: error: {record['error']}")
+            continue
+        if record.get("unsure"):
+            best = record["top_k"][0]
+            print(f"{record['path']}: unsure (best: {best['label']} "
+                  f"{best['probability']:.3f}, below {predictions.min_confidence:g})")
             continue
         others = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in record["top_k"][1:])
         print(f"{record['path']}: {record['label']} ({record['probability']:.3f})"
@@ -827,7 +871,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "scan": _cmd_scan, "clean": _cmd_clean, "restore": _cmd_restore, "samples": _cmd_samples,
-    "compare": _cmd_compare,
+    "compare": _cmd_compare, "calibrate": _cmd_calibrate,
     "spec": _cmd_spec, "train": _cmd_train, "evaluate": _cmd_evaluate,
     "predict": _cmd_predict, "export": _cmd_export, "demo": _cmd_demo,
 }

@@ -28,7 +28,7 @@ from .data import (
     load_checked,
 )
 from .exceptions import CorruptedImagesError, DatasetError
-from .stats import CALIBRATION_BINS, Reliability, reliability
+from .stats import CALIBRATION_BINS, Reliability, apply_temperature, reliability
 
 if TYPE_CHECKING:
     import keras
@@ -51,6 +51,9 @@ _EPSILON = 1e-7  # Keras clips probabilities the same way in its cross-entropy
 #: per class follows, named with this prefix.
 PREDICTION_COLUMNS = ("path", "file", "true", "predicted", "confidence")
 PROBABILITY_PREFIX = "probability:"
+
+#: The label of a prediction below ``min_confidence``.
+UNSURE_LABEL = "unsure"
 
 #: The confidences at which reports show what answering "unsure" below them would do.
 UNSURE_THRESHOLDS = (0.5, 0.7, 0.9)
@@ -76,6 +79,9 @@ class Predictions:
         Files that could not be read, with the reason.
     top_k : int
         How many classes :meth:`top` returns per input.
+    min_confidence : float or None
+        Inputs whose best probability is below it are labelled ``"unsure"`` (their
+        ``indices`` still hold the best class; :attr:`unsure` marks them).
 
     Examples
     --------
@@ -91,6 +97,15 @@ class Predictions:
     paths: list[str] | None = None
     errors: dict[str, str] = dataclasses.field(default_factory=dict)
     top_k: int = 1
+    min_confidence: float | None = None
+
+    @property
+    def unsure(self) -> np.ndarray:
+        """True for each readable input whose best probability is below
+        :attr:`min_confidence` (all False without one)."""
+        if self.min_confidence is None:
+            return np.zeros(len(self.labels), bool)
+        return np.asarray((self.indices >= 0) & (self.confidences < self.min_confidence))
 
     @property
     def confidences(self) -> np.ndarray:
@@ -128,17 +143,20 @@ class Predictions:
 
     def to_records(self) -> list[dict[str, Any]]:
         """One JSON-able dict per input: ``path``, ``label``, ``probability``, ``top_k``
-        (or ``error``)."""
+        (or ``error``); with :attr:`min_confidence`, ``unsure`` too (``label`` is then
+        ``"unsure"`` and ``top_k`` still lists the best classes)."""
         records: list[dict[str, Any]] = []
         paths = self.paths or [None] * len(self.labels)  # type: ignore[list-item]
-        for path, index, label, top in zip(paths, self.indices, self.labels, self.top()):
+        for path, index, label, top, unsure in zip(paths, self.indices, self.labels,
+                                                   self.top(), self.unsure):
             if index < 0:
                 records.append({"path": path, "error": self.errors.get(path or "", "unreadable")})
                 continue
-            records.append({
-                "path": path, "label": label, "probability": top[0][1] if top else None,
-                "top_k": [{"label": name, "probability": p} for name, p in top],
-            })
+            record = {"path": path, "label": label, "probability": top[0][1] if top else None,
+                      "top_k": [{"label": name, "probability": p} for name, p in top]}
+            if self.min_confidence is not None:
+                record["unsure"] = bool(unsure)
+            records.append(record)
         return records
 
     def __len__(self) -> int:
@@ -479,6 +497,9 @@ class Evaluator:
         Class names in label order.
     preprocessing : Preprocessing, optional
         How files become inputs; by default the model's input size, bilinear, antialiased.
+    temperature : float, default=1.0
+        Temperature scaling of the probabilities (:func:`fruitclf.calibrate_model` fits it;
+        1: as the model gives them). The predicted classes never change.
 
     Examples
     --------
@@ -494,9 +515,12 @@ class Evaluator:
         class_names: Sequence[str],
         *,
         preprocessing: Preprocessing | None = None,
+        temperature: float = 1.0,
     ) -> None:
         self.model = model
         self.class_names = check_class_names(class_names, int(model.output_shape[-1]))
+        self.temperature = check_float(temperature, "temperature", min_value=0.0,
+                                       exclusive=True)
         if preprocessing is None:
             height, width, channels = model.input_shape[1:4]
             preprocessing = Preprocessing(image_size=(height, width),
@@ -533,7 +557,9 @@ class Evaluator:
             probs = np.asarray(self.model.predict(images, verbose=0), dtype=np.float64)
             total = probs if total is None else total + probs
         assert total is not None  # tta >= 1 views
-        return total / tta
+        if self.temperature == 1.0:
+            return total / tta
+        return apply_temperature(total / tta, self.temperature)
 
     @functools.cached_property
     def flips(self) -> bool:
@@ -634,7 +660,8 @@ class Evaluator:
                              "" if self.flips else " (no flips: it was not trained with them)"))
 
     def predict(self, inputs: Any, *, top_k: int = 1, batch_size: int = 32,
-                tta: int = 1, follow_links: bool = False) -> Predictions:
+                tta: int = 1, follow_links: bool = False,
+                min_confidence: float | None = None) -> Predictions:
         """Predict class names for files, folders, arrays or datasets.
 
         Parameters
@@ -652,6 +679,9 @@ class Evaluator:
         follow_links : bool, default=False
             Follow links to folders inside the folders given (links skipped otherwise are
             named in a warning).
+        min_confidence : float, optional
+            Label an input ``"unsure"`` when its best probability is below this (0–1); the
+            report's *Test set* section shows what each threshold would cost.
 
         Returns
         -------
@@ -665,20 +695,24 @@ class Evaluator:
         top_k = check_int(top_k, "top_k", min_value=1)
         batch_size = check_int(batch_size, "batch_size", min_value=1)
         tta = self.check_tta(tta)
+        if min_confidence is not None:
+            min_confidence = check_float(min_confidence, "min_confidence", min_value=0.0,
+                                         max_value=1.0)
+        wrap = functools.partial(self._wrap, top_k=top_k, min_confidence=min_confidence)
         if isinstance(inputs, ImageFolderDataset):
             self._check_dataset(inputs)
             pipeline = inputs.to_tf_dataset(preprocessing=self.preprocessing,
                                              batch_size=batch_size, cache=False)
-            return self._wrap(self._probabilities(pipeline, batch_size, tta), inputs.paths, {},
-                              top_k)
+            return wrap(self._probabilities(pipeline, batch_size, tta), inputs.paths, {})
         if _is_tf_dataset(inputs):
             pipeline = inputs.map(lambda x, *_: x)
-            return self._wrap(self._probabilities(pipeline, batch_size, tta), None, {}, top_k)
+            return wrap(self._probabilities(pipeline, batch_size, tta), None, {})
         if isinstance(inputs, (str, os.PathLike)) or (
             isinstance(inputs, Sequence) and inputs and
             all(isinstance(i, (str, os.PathLike)) for i in inputs)
         ):
-            return self._predict_files(inputs, top_k, batch_size, tta, follow_links)
+            paths, probs, errors = self._predict_files(inputs, batch_size, tta, follow_links)
+            return wrap(probs, paths, errors)
         array = np.asarray(inputs)
         if array.ndim == 3:
             array = array[np.newaxis]
@@ -689,10 +723,10 @@ class Evaluator:
                 f"0–255 pixels. Received: shape {array.shape}"
             )
         probs = self._probabilities(array.astype(np.float32), batch_size, tta)
-        return self._wrap(probs, None, {}, top_k)
+        return wrap(probs, None, {})
 
-    def _predict_files(self, inputs: Any, top_k: int, batch_size: int, tta: int,
-                       follow_links: bool) -> Predictions:
+    def _predict_files(self, inputs: Any, batch_size: int, tta: int, follow_links: bool
+                       ) -> tuple[list[str], np.ndarray, dict[str, str]]:
         expanded = _expand_paths([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs,
                                  follow_links=follow_links)
         paths = [path for path, _ in expanded]
@@ -707,15 +741,19 @@ class Evaluator:
             for row, path in enumerate(paths):  # a path given twice gets its row twice
                 if path in found:
                     probs[row] = found[path]
-        return self._wrap(probs, paths, errors, top_k)
+        return paths, probs, errors
 
     def _wrap(self, probs: np.ndarray, paths: list[str] | None, errors: dict[str, str],
-              top_k: int) -> Predictions:
+              top_k: int, min_confidence: float | None = None) -> Predictions:
         bad = np.isnan(probs).any(axis=1) if len(probs) else np.zeros(0, bool)
         indices = np.where(bad, -1, np.nan_to_num(probs, nan=-1.0).argmax(axis=1)
                            if len(probs) else 0).astype(np.int64)
         labels = [self.class_names[i] if i >= 0 else "" for i in indices]
-        return Predictions(indices, labels, probs, self.class_names, paths, errors, top_k)
+        predictions = Predictions(indices, labels, probs, self.class_names, paths, errors,
+                                  top_k, min_confidence)
+        for row in np.flatnonzero(predictions.unsure):
+            predictions.labels[row] = UNSURE_LABEL
+        return predictions
 
 
 #: Share of the image kept by the cropped TTA views (then resized back to the input size).

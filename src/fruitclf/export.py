@@ -321,7 +321,12 @@ def _export_metadata(loaded: LoadedModel, fmt: str, quantize: str) -> dict[str, 
                   "dtype": "float32", "range": [0, 255],
                   "resize": "to image_size with preprocessing.interpolation, outside the model"},
         "output": {"name": OUTPUT_NAME, "shape": [None, len(loaded.class_names)],
-                   "dtype": "float32", "meaning": "class probabilities in class_names order"},
+                   "dtype": "float32", "meaning": "class probabilities in class_names order"
+                   + ("" if loaded.temperature == 1.0 else
+                      ", before temperature scaling: divide their logarithms by "
+                      "decision.temperature and normalise")},
+        "decision": {"temperature": loaded.temperature,
+                     "min_confidence": loaded.min_confidence},
         "preprocessing": preprocessing.to_dict(),
         "trained_precision": str(loaded.metadata.get("precision", "float32")),
         "source": os.path.basename(loaded.path),

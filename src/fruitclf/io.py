@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from .data import ImageFolderDataset
     from .data.quality import FingerprintIndex, LeakedPair
-    from .evaluation import Predictions
+    from .evaluation import Evaluator, Predictions
     from .spec import CNNSpec
 
 __all__ = ["LoadedModel", "load_model", "read_metadata", "save_model"]
@@ -159,6 +159,44 @@ def save_model(
             with h5py.File(tmp, "a") as h5:
                 h5.attrs[METADATA_KEY] = payload
     return target
+
+
+def copy_with_metadata(source: str | os.PathLike[str], target: str | os.PathLike[str],
+                       updates: Mapping[str, Any]) -> Path:
+    """Copy a model file written by fruitclf to ``target`` (same format), its metadata
+    updated with ``updates``; the weights are copied byte for byte. Written under a
+    temporary name and renamed into place.
+
+    Raises
+    ------
+    ModelFileError
+        If ``source`` is not a fruitclf model file.
+    ValueError
+        If ``target`` does not end like ``source``.
+    """
+    import shutil
+
+    fmt = _check_model_file(source)
+    if model_format(target, "out") != fmt:
+        raise ValueError(f"`out` must be a {fmt} file like the model it copies. Received: "
+                         f"out={os.fspath(target)!r}")
+    metadata = {**read_metadata(source), **updates}
+    payload = json.dumps(metadata)
+    with _files.atomic_path(target) as tmp:
+        if fmt == ".h5":
+            import h5py
+
+            shutil.copyfile(source, tmp)
+            with h5py.File(tmp, "a") as h5:
+                h5.attrs[METADATA_KEY] = payload
+            return Path(target)
+        with zipfile.ZipFile(source) as archive, zipfile.ZipFile(
+                tmp, "w", zipfile.ZIP_DEFLATED) as copy:
+            for member in archive.infolist():
+                if member.filename != KERAS_ENTRY:
+                    copy.writestr(member, archive.read(member))
+            copy.writestr(KERAS_ENTRY, payload)
+    return Path(target)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -449,6 +487,28 @@ class LoadedModel:
         return Preprocessing.from_dict(self.metadata.get("preprocessing") or {})
 
     @property
+    def temperature(self) -> float:
+        """The temperature its probabilities are scaled with (1.0 unless
+        :func:`fruitclf.calibrate_model` fitted one)."""
+        value = (self.metadata.get("decision") or {}).get("temperature")
+        return float(value) if isinstance(value, int | float) and value > 0 else 1.0
+
+    @property
+    def min_confidence(self) -> float | None:
+        """The confidence below which :meth:`predict` answers ``"unsure"`` by default (None
+        unless one was stored with :func:`fruitclf.calibrate_model`)."""
+        value = (self.metadata.get("decision") or {}).get("min_confidence")
+        return float(value) if isinstance(value, int | float) and 0 <= value <= 1 else None
+
+    def evaluator(self) -> Evaluator:
+        """An :class:`~fruitclf.Evaluator` of this model, with its preprocessing and
+        temperature."""
+        from .evaluation import Evaluator
+
+        return Evaluator(self.model, self.class_names, preprocessing=self.preprocessing,
+                         temperature=self.temperature)
+
+    @property
     def tta(self) -> int:
         """Test-time views the run that trained this model measured its test numbers with
         (1 when not recorded): the default of :meth:`predict` and ``fruitclf evaluate``, so
@@ -531,6 +591,7 @@ class LoadedModel:
         batch_size: int = 32,
         tta: int | None = None,
         follow_links: bool = False,
+        min_confidence: float | None = None,
     ) -> Predictions:
         """Predict class names for image files, a folder, or an array of images.
 
@@ -549,6 +610,9 @@ class LoadedModel:
             run measured its test accuracy with.
         follow_links : bool, default=False
             Follow links to folders inside the folders given.
+        min_confidence : float, optional
+            Label an image ``"unsure"`` when its best probability is below this (0–1); by
+            default :attr:`min_confidence`, the one stored with the model, if any.
 
         Returns
         -------
@@ -565,12 +629,10 @@ class LoadedModel:
         >>> predictions.labels[0] in ds.class_names  # untrained here: any class
         True
         """
-        from .evaluation import Evaluator
-
-        evaluator = Evaluator(self.model, self.class_names, preprocessing=self.preprocessing)
-        return evaluator.predict(inputs, top_k=top_k, batch_size=batch_size,
-                                 tta=self.tta if tta is None else tta,
-                                 follow_links=follow_links)
+        return self.evaluator().predict(
+            inputs, top_k=top_k, batch_size=batch_size, tta=self.tta if tta is None else tta,
+            follow_links=follow_links,
+            min_confidence=self.min_confidence if min_confidence is None else min_confidence)
 
 
 def load_model(

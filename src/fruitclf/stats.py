@@ -10,7 +10,8 @@ probabilities are from the accuracy they promise:
 - :func:`paired_difference_interval` and :func:`mcnemar_p_value`: two models on the same
   images, from the photos only one of them got right (Newcombe's hybrid score interval for
   paired rates; McNemar's exact test);
-- :func:`expected_calibration_error` and :func:`reliability`: confidence against accuracy.
+- :func:`expected_calibration_error` and :func:`reliability`: confidence against accuracy;
+  :func:`fit_temperature` and :func:`apply_temperature`: temperature scaling.
 
 Examples
 --------
@@ -34,8 +35,11 @@ from ._validation import check_float, check_int
 __all__ = [
     "CALIBRATION_BINS",
     "INTERVAL_CONFIDENCE",
+    "TEMPERATURE_RANGE",
     "Reliability",
+    "apply_temperature",
     "expected_calibration_error",
+    "fit_temperature",
     "mcnemar_p_value",
     "paired_difference_interval",
     "reliability",
@@ -237,3 +241,54 @@ def expected_calibration_error(probabilities: np.ndarray, y_true: np.ndarray, *,
     0.4
     """
     return reliability(probabilities, y_true, bins=bins).calibration_error
+
+
+#: The temperatures :func:`fit_temperature` searches between.
+TEMPERATURE_RANGE = (0.05, 20.0)
+
+
+def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """``probabilities`` with their log-odds divided by ``temperature`` (above 1: less sure,
+    below 1: surer); the predicted class never changes.
+
+    Examples
+    --------
+    >>> apply_temperature(np.array([[0.8, 0.2]]), 2.0).round(3)
+    array([[0.667, 0.333]])
+    """
+    temperature = check_float(temperature, "temperature", min_value=0.0, exclusive=True)
+    logs = np.log(np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, 1.0)) / temperature
+    logs -= logs.max(axis=1, keepdims=True)
+    scaled = np.exp(logs)
+    return np.asarray(scaled / scaled.sum(axis=1, keepdims=True))
+
+
+def fit_temperature(probabilities: np.ndarray, y_true: np.ndarray) -> float:
+    """The temperature that makes ``probabilities`` most likely for ``y_true`` (temperature
+    scaling, Guo et al., 2017): one number, fitted on images the model did not train on.
+
+    Examples
+    --------
+    >>> over_confident = np.array([[0.99, 0.01]] * 6 + [[0.01, 0.99]] * 2)
+    >>> labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    >>> round(fit_temperature(over_confident, labels), 2) > 1
+    True
+    """
+    from scipy.optimize import minimize_scalar
+
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    y_true = np.asarray(y_true)
+    if probabilities.ndim != 2 or len(probabilities) != len(y_true) or not len(y_true):
+        raise ValueError("`probabilities` must have one row per label, and at least one. "
+                         f"Received: probabilities of shape {probabilities.shape} and "
+                         f"{len(y_true)} labels")
+    rows = np.arange(len(y_true))
+
+    def loss(log_temperature: float) -> float:
+        scaled = apply_temperature(probabilities, float(np.exp(log_temperature)))
+        return float(-np.mean(np.log(np.clip(scaled[rows, y_true], 1e-12, 1.0))))
+
+    low, high = np.log(TEMPERATURE_RANGE[0]), np.log(TEMPERATURE_RANGE[1])
+    found = minimize_scalar(loss, bounds=(low, high), method="bounded",
+                            options={"xatol": 1e-4})
+    return float(np.exp(found.x))

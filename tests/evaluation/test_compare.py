@@ -170,3 +170,78 @@ def test_evaluate_reproduces_the_run_and_compare_reads_both(
     err = capsys.readouterr().err
     assert code != 0 and "is not a comparison figure fruitclf wrote" in err
     assert mine.read_bytes() == before
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_calibration_and_unsure_answers_round_trip(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, finished_run: Path,
+        image_folder: Path, suffix: str) -> None:
+    import shutil
+
+    from _images import write_class_folder
+
+    holdout = write_class_folder(tmp_path / "holdout", 3, 6, seed=7)
+    training_photo = sorted((image_folder / "class_0").iterdir())[0]
+    shutil.copy(training_photo, holdout / "class_0" / "copy_of_a_training_photo.png")
+    out = tmp_path / f"calibrated{suffix}"
+    code = main(["calibrate", str(finished_run / f"model{suffix}"), str(holdout), "--out",
+                 str(out), "--min-confidence", "0.6", "--json"])
+    fitted = json.loads(capsys.readouterr().out)
+    left_out = [Path(p).name for p in fitted["left_out"]]
+    assert code == 0 and fitted["images"] + len(left_out) == 19
+    assert "copy_of_a_training_photo.png" in left_out  # (generated look-alikes may join it)
+
+    base = fruitclf.load_model(finished_run / f"model{suffix}")
+    calibrated = fruitclf.load_model(out)
+    assert base.temperature == 1.0 and base.min_confidence is None
+    assert calibrated.temperature == pytest.approx(fitted["temperature"])
+    assert calibrated.min_confidence == 0.6
+    photos = fruitclf.ImageFolderDataset(holdout, class_names=base.class_names).exclude(
+        fitted["left_out"])
+    raw, scaled = base.evaluator().evaluate(photos), calibrated.evaluator().evaluate(photos)
+    assert (raw.y_pred == scaled.y_pred).all()  # the classes never change
+    assert scaled.loss <= raw.loss + 1e-9       # the temperature that fits these photos best
+    assert scaled.calibration_error == pytest.approx(fitted["calibration_error_after"])
+
+    predictions = calibrated.predict(photos)   # the stored threshold applies by default
+    unsure = predictions.confidences < 0.6
+    assert predictions.unsure.tolist() == unsure.tolist()
+    assert all((label == "unsure") == flag for label, flag in zip(predictions.labels, unsure))
+    assert calibrated.predict(photos, min_confidence=0.0).unsure.sum() == 0
+    code = main(["predict", str(out), str(holdout / "class_1"), "--json",
+                 "--min-confidence", "1.0"])
+    records = json.loads(capsys.readouterr().out)
+    assert all(r["unsure"] and r["label"] == "unsure" and r["top_k"][0]["label"]
+               for r in records)
+    code = main(["predict", str(out), str(holdout / "class_1"), "--min-confidence", "1.0"])
+    assert ", below 1)" in capsys.readouterr().out
+    code = main(["predict", str(out), str(holdout)])  # the stored threshold
+    shown = capsys.readouterr().out
+    assert shown.count(", below 0.6)") == int(calibrated.predict(holdout).unsure.sum())
+
+    before = out.read_bytes()
+    code = main(["calibrate", str(finished_run / f"model{suffix}"), str(holdout), "--out",
+                 str(out)])
+    assert code != 0 and "exists" in capsys.readouterr().err and out.read_bytes() == before
+    code = main(["predict", str(out), str(holdout), "--min-confidence", "1.5"])
+    assert code != 0 and "--min-confidence 1.5" in capsys.readouterr().err
+    if suffix == ".keras":
+        result = fruitclf.export_model(out, tmp_path / "calibrated.tflite")
+        decision = fruitclf.read_export_metadata(result.path)["decision"]
+        assert decision == {"temperature": pytest.approx(fitted["temperature"]),
+                            "min_confidence": 0.6}
+
+
+def test_too_few_held_out_photos_are_refused(tmp_path: Path, finished_run: Path,
+                                             image_folder: Path) -> None:
+    from _images import write_class_folder
+
+    few = write_class_folder(tmp_path / "few", 3, 2, seed=9)
+    with pytest.raises(fruitclf.DatasetError, match=r"at least 10 labelled photos the model "
+                       r"did not train on; .* has 6"):
+        fruitclf.calibrate_model(finished_run / "model.keras", few, tmp_path / "c.keras")
+    with pytest.raises(ValueError, match=r"`out` must be a .keras file like the model"):
+        fruitclf.calibrate_model(finished_run / "model.keras", few, tmp_path / "c.h5")
+    with pytest.raises(ValueError, match="must be outside the calibration folder"):
+        fruitclf.calibrate_model(finished_run / "model.keras", image_folder,
+                                 image_folder / "c.keras")

@@ -135,3 +135,26 @@ def test_calibration_error_by_hand() -> None:
     assert expected_calibration_error(perfect, np.array([0, 1])) == 0.0
     with pytest.raises(ValueError, match="one row per label"):
         expected_calibration_error(probabilities, y_true[:3])
+
+
+def test_the_fitted_temperature_minimises_the_loss() -> None:
+    from fruitclf.stats import apply_temperature, fit_temperature
+
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(200, 4)) * 4
+    y_true = np.array([rng.choice(4, p=np.exp(r / 2) / np.exp(r / 2).sum()) for r in logits])
+    over_confident = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+
+    def loss(t: float) -> float:
+        scaled = apply_temperature(over_confident, t)
+        return float(-np.mean(np.log(scaled[np.arange(200), y_true])))
+
+    fitted = fit_temperature(over_confident, y_true)
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20), 2000))
+    best = grid[np.argmin([loss(t) for t in grid])]
+    assert fitted == pytest.approx(best, rel=0.01)
+    assert 1.5 < fitted < 2.7  # the labels were drawn at temperature 2
+    scaled = apply_temperature(over_confident, fitted)
+    assert (scaled.argmax(axis=1) == over_confident.argmax(axis=1)).all()
+    assert expected_calibration_error(scaled, y_true) < expected_calibration_error(
+        over_confident, y_true)
