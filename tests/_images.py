@@ -217,3 +217,32 @@ def rewrite_member(source: Path, target: Path, member: str, payload: bytes | Non
         for name, data in (extra or {}).items():
             new.writestr(name, data)
     return target
+
+
+def corner_shape(kind: int, side: int) -> np.ndarray:
+    """A white shape of ``side`` pixels: a filled square (0) or a plus sign (1)."""
+    mask = np.zeros((side, side), bool)
+    if kind == 0:
+        mask[:, :] = True
+    else:
+        middle, half = side // 2, max(1, side // 6)
+        mask[middle - half:middle + half, :] = True
+        mask[:, middle - half:middle + half] = True
+    return mask
+
+
+def write_corner_folder(root: Path, per_class: int, size: int, *, seed: int) -> Path:
+    """Two classes decided by the shape in the top-left corner (square or plus), on noise,
+    with a shape of either kind as a distractor in the bottom-right half."""
+    rng = np.random.default_rng(seed)
+    side = size // 3
+    for label in (0, 1):
+        folder = root / f"shape_{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            image = rng.integers(0, 140, (size, size, 3), dtype=np.uint8)
+            image[:side, :side][corner_shape(label, side)] = 255
+            y, x = rng.integers(size // 2, size - side, 2)
+            image[y:y + side, x:x + side][corner_shape(int(rng.integers(2)), side)] = 255
+            Image.fromarray(image).save(folder / f"{i:03d}.png")
+    return root

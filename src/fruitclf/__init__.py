@@ -33,6 +33,8 @@ from .exceptions import WeightsError as WeightsError
 from .exceptions import WriteError as WriteError
 
 if TYPE_CHECKING:
+    from .attention import Explanation as Explanation
+    from .attention import explain as explain
     from .calibration import CalibrationResult as CalibrationResult
     from .calibration import calibrate_model as calibrate_model
     from .compare import RunComparison as RunComparison
@@ -113,6 +115,8 @@ _LAZY = {
     "Misclassified": "evaluation",
     "Predictions": "evaluation",
     "tta_views": "evaluation",
+    "Explanation": "attention",
+    "explain": "attention",
     "ExportResult": "export",
     "export_model": "export",
     "read_export_metadata": "export",
@@ -164,6 +168,7 @@ __all__ = [
     "DuplicateGroup",
     "EvaluationResult",
     "Evaluator",
+    "Explanation",
     "ExportError",
     "ExportResult",
     "FileProblem",
@@ -201,6 +206,7 @@ __all__ = [
     "build_cnn",
     "calibrate_model",
     "compare_runs",
+    "explain",
     "export_model",
     "load_model",
     "plan_cache",

@@ -28,7 +28,8 @@ from typing import Any
 
 from . import _files
 
-__all__ = ["EVALUATION_FILES", "RUN_FILES", "RunFile", "check_outside", "export_files"]
+__all__ = ["EVALUATION_FILES", "EXPLANATION_FILES", "RUN_FILES", "RunFile", "check_outside",
+           "export_files"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +78,8 @@ RUN_FILES: tuple[RunFile, ...] = (
             "probabilities (read by fruitclf compare)", "final"),
     RunFile("calibration", "calibration.png", "reliability diagram of the test predictions",
             "final"),
+    RunFile("attention", "attention.png", "where the model looks (Grad-CAM): the misclassified "
+            "test images and one correct image per class", "final"),
     RunFile("leakage", "leakage.json", "test images with a twin in the training folder",
             "final"),
     RunFile("metrics", "metrics.json", "the results above, as JSON", "final"),
@@ -87,7 +90,8 @@ RUN_FILE = {f.role: f for f in RUN_FILES}
 #: The names a version-1 marker (before the list of owned files) stood for.
 LEGACY_RUN_NAMES = frozenset(
     f.name for f in RUN_FILES
-    if f.role not in ("label_errors", "leakage", "report_html", "predictions", "calibration"))
+    if f.role not in ("label_errors", "leakage", "report_html", "predictions", "calibration",
+                      "attention"))
 
 EVALUATION_MARKER = "fruitclf-evaluation.json"
 #: Every file ``fruitclf evaluate --out`` writes.
@@ -103,6 +107,15 @@ EVALUATION_FILES: tuple[RunFile, ...] = (
     RunFile("calibration", "calibration.png", "reliability diagram", "final"),
     RunFile("confusion_matrix", "confusion_matrix.png", "the confusion matrix", "final"),
     RunFile("misclassified", "misclassified.png", "test images the model got wrong", "final"),
+)
+
+EXPLANATION_MARKER = "fruitclf-explanation.json"
+#: Every file ``fruitclf explain --out`` writes.
+EXPLANATION_FILES: tuple[RunFile, ...] = (
+    RunFile("marker", EXPLANATION_MARKER, "which model and images were explained", "marker"),
+    RunFile("attention", "attention.png", "each image with its Grad-CAM heat map", "final"),
+    RunFile("heatmaps", "heatmaps.npz", "the heat maps as arrays (heatmaps, paths, "
+            "predicted, targets, class_names)", "final"),
 )
 
 #: The ``Software`` text of the PNG figures single commands write to a path the user names

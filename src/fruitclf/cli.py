@@ -47,6 +47,7 @@ EXAMPLES = {
     "demo": "fruitclf demo --out fruitclf-demo",
     "calibrate": ("fruitclf calibrate runs/fruits/model.keras data/holdout --out "
                   "runs/fruits/calibrated.keras --min-confidence 0.7"),
+    "explain": "fruitclf explain runs/fruits/model.keras photos/ --out runs/fruits/explained",
     "compare": ("fruitclf compare runs/fruits runs/fruits-mixup\n"
                 "  fruitclf compare runs/a runs/b --json --figure disagreements.png"),
 }
@@ -344,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_commands(sub)
     _add_calibrate_command(sub)
     _add_compare_command(sub)
+    _add_explain_command(sub)
     _add_export_command(sub)
     _add_demo_command(sub)
     return parser
@@ -377,6 +379,54 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     else:
         print(result.summary())
     return 0
+
+
+def _add_explain_command(sub: Any) -> None:
+    p = _add(sub, "explain", "Where the model looks: Grad-CAM heat maps of images (files or "
+             "folders) over the images, in DIR/attention.png, and as arrays in "
+             "DIR/heatmaps.npz.")
+    p.add_argument("model", help="a .keras or .h5 file written by fruitclf")
+    p.add_argument("paths", nargs="+", metavar="IMAGE", help="image files or folders")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for attention.png "
+                   "and heatmaps.npz")
+    p.add_argument("--max-images", type=int, default=16, metavar="N",
+                   help="images drawn in attention.png (heatmaps.npz has all)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch")
+    _add_follow_links(p)
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from . import _files
+    from ._ownership import EXPLANATION_FILES, check_outside
+    from ._runfolder import claim_output_folder
+    from .attention import explain
+    from .io import load_model
+
+    out = Path(args.out)
+    check_outside(out, {f"image folder {p!r}": p for p in args.paths if os.path.isdir(p)},
+                  "out")
+    loaded = load_model(args.model)
+    explanation = explain(loaded, args.paths, batch_size=args.batch_size,
+                          follow_links=args.follow_links)
+    for path, reason in explanation.errors.items():
+        print(f"{path}: error: {reason}")
+    if not len(explanation.heatmaps):
+        raise ValueError("No image could be read, so nothing was explained.")
+    name = {f.role: out / f.name for f in EXPLANATION_FILES}
+    claim_output_folder(out, EXPLANATION_FILES, {"model": os.path.abspath(args.model),
+                                                 "images": len(explanation.heatmaps)})
+    _files.save_figure(explanation.plot(max_images=args.max_images), name["attention"])
+    with _files.atomic_open(name["heatmaps"], "wb") as handle:
+        np.savez_compressed(handle, heatmaps=explanation.heatmaps.astype(np.float16),
+                            paths=np.array(explanation.paths or []),
+                            predicted=np.array(explanation.predicted),
+                            targets=np.array(explanation.targets),
+                            class_names=np.array(explanation.class_names))
+    print(f"Explained {len(explanation.heatmaps)} images (Grad-CAM on {explanation.layer}): "
+          f"{name['attention']} and {name['heatmaps']}")
+    return 1 if explanation.errors else 0
 
 
 def _add_compare_command(sub: Any) -> None:
@@ -871,7 +921,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "scan": _cmd_scan, "clean": _cmd_clean, "restore": _cmd_restore, "samples": _cmd_samples,
-    "compare": _cmd_compare, "calibrate": _cmd_calibrate,
+    "compare": _cmd_compare, "calibrate": _cmd_calibrate, "explain": _cmd_explain,
     "spec": _cmd_spec, "train": _cmd_train, "evaluate": _cmd_evaluate,
     "predict": _cmd_predict, "export": _cmd_export, "demo": _cmd_demo,
 }

@@ -727,7 +727,7 @@ class Evaluator:
 
     def _predict_files(self, inputs: Any, batch_size: int, tta: int, follow_links: bool
                        ) -> tuple[list[str], np.ndarray, dict[str, str]]:
-        expanded = _expand_paths([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs,
+        expanded = expand_paths([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs,
                                  follow_links=follow_links)
         paths = [path for path, _ in expanded]
         errors = {path: error for path, error in expanded if error is not None}
@@ -827,7 +827,7 @@ def _is_tf_dataset(value: Any) -> bool:
     return isinstance(value, tf.data.Dataset)
 
 
-def _expand_paths(items: Sequence[str | os.PathLike[str]], *, follow_links: bool = False
+def expand_paths(items: Sequence[str | os.PathLike[str]], *, follow_links: bool = False
                   ) -> list[tuple[str, str | None]]:
     """``(path, error)`` per input: files as given, folders expanded to their image files
     (recursively, sorted); a missing path or a folder without images is one entry with an

@@ -132,8 +132,8 @@ class RunResult:
 
 
 #: The figures of a run in the order a notebook shows them.
-_FIGURE_ORDER = ("history", "confusion_matrix", "misclassified", "calibration", "samples",
-                 "label_errors")
+_FIGURE_ORDER = ("history", "confusion_matrix", "misclassified", "calibration", "attention",
+                 "samples", "label_errors")
 
 
 def _resolve_spec(spec: str | CNNSpec | os.PathLike[str], num_classes: int,
@@ -725,6 +725,9 @@ def _write_final_files(
         figures["confusion_matrix"] = evaluation.plot_confusion_matrix()
         figures["misclassified"] = evaluation.plot_misclassified()
         figures["calibration"] = evaluation.plot_calibration()
+        attention = _attention_figure(model, evaluation, preprocessing)
+        if attention is not None:
+            figures["attention"] = attention
         texts["classification_report"] = evaluation.classification_report() + "\n"
         texts["predictions"] = evaluation.to_csv(root=test.root if test is not None else None)
     pngs = {RUN_FILE[role].name: _report.figure_png(fig) for role, fig in figures.items()}
@@ -816,6 +819,35 @@ def _leakage_section(leaks: list[LeakedPair], metrics: Mapping[str, Any]) -> _re
     return _report.Section(title, blocks)
 
 
+#: Misclassified test images the run's attention figure shows (with one correct per class).
+ATTENTION_WRONG_SHOWN = 8
+
+
+def _attention_figure(model: keras.Model, evaluation: EvaluationResult,
+                      preprocessing: Preprocessing) -> Figure | None:
+    """Grad-CAM of the most confidently misclassified test images and of one correct image
+    per class (None for a model whose layers do not form one chain)."""
+    from .attention import explain
+
+    if evaluation.paths is None:
+        return None
+    wrong = [m.path for m in evaluation.misclassified()[:ATTENTION_WRONG_SHOWN] if m.path]
+    right: dict[int, str] = {}
+    for path, true, predicted in zip(evaluation.paths, evaluation.y_true, evaluation.y_pred):
+        if true == predicted and int(true) not in right:
+            right[int(true)] = path
+    chosen = wrong + [right[k] for k in sorted(right)]
+    if not chosen:
+        return None
+    try:
+        explanation = explain(model, chosen, class_names=evaluation.class_names,
+                              preprocessing=preprocessing)
+    except ValueError as exc:
+        logger.info("No attention figure: %s", exc)
+        return None
+    return explanation.plot(max_images=len(chosen))
+
+
 def _test_section(evaluation: EvaluationResult) -> _report.Section:
     """The test set: the classification report with intervals, the figures, calibration and
     what answering "unsure" would do."""
@@ -831,6 +863,12 @@ def _test_section(evaluation: EvaluationResult) -> _report.Section:
             "promises). Bars below the diagonal: the model is over-confident at those "
             "probabilities; above it: under-confident."),
         _report.image(RUN_FILE["calibration"].name, "Reliability diagram"),
+        _report.text(
+            "Where the model looks (Grad-CAM; red: the regions that made it choose the class "
+            "named above each image): the misclassified test images first, then one correct "
+            "image per class. A model that looks at the background, the table or a watermark "
+            "has learned those instead of the object (`fruitclf explain` for other images)."),
+        _report.image(RUN_FILE["attention"].name, "Where the model looks"),
         _report.text(
             "Answering \"unsure\" below a confidence (`fruitclf predict --min-confidence P`): "
             "the share of test images still answered, and the accuracy on them."),

@@ -94,7 +94,7 @@ def test_report_html_is_one_self_contained_page(piped_run):
     assert 'name="viewport"' in text
     shown = {img["title"] for img in page.images}
     always = {"samples.png", "history.png", "confusion_matrix.png", "misclassified.png",
-              "calibration.png"}
+              "calibration.png", "attention.png"}
     assert always <= shown <= always | {"label_errors.png"}  # the last one when there are any
     for img in page.images:
         src = img["src"] or ""
