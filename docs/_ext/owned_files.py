@@ -1,4 +1,5 @@
-"""A ``.. fruitclf-owned-files:: run|evaluation|explanation`` directive: the files a command owns,
+"""A ``.. fruitclf-owned-files:: run|evaluation|explanation|learning-curve``
+directive: the files a command owns,
 rendered from their one declaration in ``fruitclf._ownership``."""
 
 from __future__ import annotations
@@ -15,10 +16,16 @@ class OwnedFiles(SphinxDirective):
     required_arguments = 1
 
     def run(self) -> list[nodes.Node]:
-        from fruitclf._ownership import EVALUATION_FILES, EXPLANATION_FILES, RUN_FILES
+        from fruitclf._ownership import (
+            CURVE_FILES,
+            EVALUATION_FILES,
+            EXPLANATION_FILES,
+            RUN_FILES,
+        )
 
         files = {"run": RUN_FILES, "evaluation": EVALUATION_FILES,
-                 "explanation": EXPLANATION_FILES}[self.arguments[0]]
+                 "explanation": EXPLANATION_FILES,
+                 "learning-curve": CURVE_FILES}[self.arguments[0]]
         table = nodes.table()
         group = nodes.tgroup(cols=3)
         table += group

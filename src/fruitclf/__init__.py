@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from .config import Recipe as Recipe
     from .config import RunConfig as RunConfig
     from .config import TrainingChoices as TrainingChoices
+    from .curve import LearningCurve as LearningCurve
+    from .curve import learning_curve as learning_curve
     from .data import CachePlan as CachePlan
     from .data import DatasetSplit as DatasetSplit
     from .data import DatasetSummary as DatasetSummary
@@ -92,6 +94,8 @@ if TYPE_CHECKING:
     from .training import TrainingHistory as TrainingHistory
 
 _LAZY = {
+    "LearningCurve": "curve",
+    "learning_curve": "curve",
     "CheckReport": "data",
     "CleanReport": "data",
     "FileProblem": "data",
@@ -177,6 +181,7 @@ __all__ = [
     "ImageFolderDataset",
     "LayerRow",
     "LeakedPair",
+    "LearningCurve",
     "LoadedModel",
     "Misclassified",
     "MissingExtraError",
@@ -208,6 +213,7 @@ __all__ = [
     "compare_runs",
     "explain",
     "export_model",
+    "learning_curve",
     "load_model",
     "plan_cache",
     "plot_confusion_matrix",

@@ -28,8 +28,8 @@ from typing import Any
 
 from . import _files
 
-__all__ = ["EVALUATION_FILES", "EXPLANATION_FILES", "RUN_FILES", "RunFile", "check_outside",
-           "export_files"]
+__all__ = ["CURVE_FILES", "EVALUATION_FILES", "EXPLANATION_FILES", "RUN_FILES", "RunFile",
+           "check_outside", "export_files"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +116,18 @@ EXPLANATION_FILES: tuple[RunFile, ...] = (
     RunFile("attention", "attention.png", "each image with its Grad-CAM heat map", "final"),
     RunFile("heatmaps", "heatmaps.npz", "the heat maps as arrays (heatmaps, paths, "
             "predicted, targets, class_names)", "final"),
+)
+
+CURVE_MARKER = "fruitclf-learning-curve.json"
+#: Every file ``fruitclf learning-curve --out`` writes at the top of its folder; its runs
+#: are run folders under ``runs/``, each owned by its own marker.
+CURVE_FILES: tuple[RunFile, ...] = (
+    RunFile("marker", CURVE_MARKER, "which training and test folders the curve is of",
+            "marker"),
+    RunFile("curve", "learning_curve.png", "test accuracy against photos per class, with the "
+            "fitted curve", "final"),
+    RunFile("curve_json", "learning_curve.json", "every run's accuracy, the medians, their "
+            "intervals, the fit and its forecast", "final"),
 )
 
 #: The ``Software`` text of the PNG figures single commands write to a path the user names

@@ -48,6 +48,9 @@ EXAMPLES = {
     "calibrate": ("fruitclf calibrate runs/fruits/model.keras data/holdout --out "
                   "runs/fruits/calibrated.keras --min-confidence 0.7"),
     "explain": "fruitclf explain runs/fruits/model.keras photos/ --out runs/fruits/explained",
+    "learning-curve": ("fruitclf learning-curve data/train --test data/test --out runs/curve\n"
+                       "  fruitclf learning-curve data/train --test data/test --out runs/quick "
+                       "--seeds 1 --epochs 60"),
     "compare": ("fruitclf compare runs/fruits runs/fruits-mixup\n"
                 "  fruitclf compare runs/a runs/b --json --figure disagreements.png"),
 }
@@ -346,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_calibrate_command(sub)
     _add_compare_command(sub)
     _add_explain_command(sub)
+    _add_curve_command(sub)
     _add_export_command(sub)
     _add_demo_command(sub)
     return parser
@@ -378,6 +382,66 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         _print_json(result.to_dict())
     else:
         print(result.summary())
+    return 0
+
+
+def _add_curve_command(sub: Any) -> None:
+    p = _add(sub, "learning-curve", "Would more photos help? Trains the recipe on 25/50/75/100 "
+             "percent of each class's photos (several seeds), tests every model on TEST, plots "
+             "accuracy against photos per class and says what the fitted curve expects at "
+             "twice the photos.")
+    p.add_argument("train_dir", help="training folder, one sub-folder per class")
+    p.add_argument("--test", required=True, metavar="TEST_DIR",
+                   help="test folder every model is measured on")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder for learning_curve.png, learning_curve.json and the runs")
+    p.add_argument("--fractions", default="0.25,0.5,0.75,1", metavar="F,F,...",
+                   help="shares of each class's photos")
+    p.add_argument("--seeds", default="1,2,3", metavar="N,N,...",
+                   help="one run per share and seed (it picks the photos and seeds the run)")
+    p.add_argument("--json", action="store_true", help="print the curve as JSON")
+    _add_follow_links(p)
+    from .settings import SETTINGS
+    from .spec import CNNSpec
+
+    p.add_argument("--preset", default=None, choices=CNNSpec.PRESETS,
+                   help="model preset, trained with its own recipe (default: small-data)")
+    for setting in SETTINGS.values():
+        if "train" in setting.commands and setting.name != "seed":
+            _add_setting(p, setting, None)
+
+
+def _cmd_curve(args: argparse.Namespace) -> int:
+    from .curve import learning_curve
+
+    def numbers(text: str, kind: type, option: str) -> list[Any]:
+        try:
+            return [kind(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise ValueError(f"`{option}` must be numbers separated by commas. Received: "
+                             f"{option} {text}") from None
+
+    from .settings import SETTINGS
+
+    options = {name: getattr(args, name) for name, setting in SETTINGS.items()
+               if "train" in setting.commands and name != "seed"}
+    options.update(cache=None if args.cache == "none" else args.cache,
+                   spec=args.preset or "small-data")
+    curve = learning_curve(args.train_dir, test_dir=args.test, out=args.out,
+                           fractions=numbers(args.fractions, float, "--fractions"),
+                           seeds=numbers(args.seeds, int, "--seeds"),
+                           follow_links=args.follow_links, **options)
+    if args.json:
+        _print_json(curve.to_dict())
+        return 0
+    for share, photos, row, median, (low, high) in zip(
+            curve.fractions, curve.photos_per_class, curve.accuracy, curve.medians,
+            curve.intervals):
+        runs = ", ".join(f"{a:.3f}" for a in row)
+        print(f"{share:>5.0%} ({photos:.1f} photos a class): median {median:.3f} (95% interval "
+              f"{low:.3f}-{high:.3f}); runs {runs}")
+    print(curve.sentence)
+    print(f"Wrote {Path(args.out) / 'learning_curve.png'} and learning_curve.json")
     return 0
 
 
@@ -922,6 +986,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "scan": _cmd_scan, "clean": _cmd_clean, "restore": _cmd_restore, "samples": _cmd_samples,
     "compare": _cmd_compare, "calibrate": _cmd_calibrate, "explain": _cmd_explain,
+    "learning-curve": _cmd_curve,
     "spec": _cmd_spec, "train": _cmd_train, "evaluate": _cmd_evaluate,
     "predict": _cmd_predict, "export": _cmd_export, "demo": _cmd_demo,
 }

@@ -194,7 +194,7 @@ def _require_clean(dataset: ImageFolderDataset, role: str, preprocessing: Prepro
 
 
 def run(
-    train_dir: str | os.PathLike[str],
+    train_dir: str | os.PathLike[str] | ImageFolderDataset,
     *,
     out: str | os.PathLike[str],
     test_dir: str | os.PathLike[str] | None = None,
@@ -236,8 +236,9 @@ def run(
 
     Parameters
     ----------
-    train_dir : path-like
-        Folder with one sub-folder per class.
+    train_dir : path-like or ImageFolderDataset
+        Folder with one sub-folder per class, or a dataset of it (e.g. a subset made with
+        :meth:`ImageFolderDataset.exclude`).
     out : path-like
         Run folder, created if missing. A folder that holds another run is refused unless
         ``overwrite`` or ``resume``; a second process using the folder is refused while the
@@ -435,7 +436,7 @@ class _Job:
     training_index: bool = True
 
     @classmethod
-    def resolve(cls, plan: Recipe, *, train_dir: str | os.PathLike[str],
+    def resolve(cls, plan: Recipe, *, train_dir: str | os.PathLike[str] | ImageFolderDataset,
                 test_dir: str | os.PathLike[str] | None, out: str | os.PathLike[str],
                 spec: str | CNNSpec | os.PathLike[str], augment: bool | Augmentation,
                 weights: str | os.PathLike[str] | None, image_size: Any, batch_size: Any,
@@ -445,7 +446,9 @@ class _Job:
                 drop_leaked: bool, follow_links: bool = False,
                 training_index: bool = True) -> _Job:
         """Check every setting (recipe values for those left None), then find the data."""
-        check_outside(out, {"training folder": train_dir, "test folder": test_dir}, "out")
+        given, folder = ((train_dir, train_dir.root) if isinstance(train_dir, ImageFolderDataset)
+                         else (None, os.fspath(train_dir)))
+        check_outside(out, {"training folder": folder, "test folder": test_dir}, "out")
         size = check_image_size(SETTINGS["image_size"].resolve(image_size, plan)
                                 if not isinstance(image_size, (tuple, list)) else image_size)
         batch = SETTINGS["batch_size"].resolve(batch_size, plan)
@@ -462,9 +465,11 @@ class _Job:
         if not isinstance(training_index, bool):
             raise TypeError("`training_index` must be True or False. Received: "
                             f"training_index={training_index!r}")
-        dataset = ImageFolderDataset(train_dir, follow_links=follow_links)
+        dataset = (given if given is not None else
+                   ImageFolderDataset(folder, follow_links=follow_links))
         dataset.require_trainable()
-        dataset.warn_small_classes()
+        if given is None:  # a dataset given is a subset its caller chose (and warned about)
+            dataset.warn_small_classes()
         test = (ImageFolderDataset(test_dir, class_names=dataset.class_names,
                                    follow_links=follow_links) if test_dir else None)
         model_spec = _resolve_spec(spec, dataset.num_classes, size, augment, weights)

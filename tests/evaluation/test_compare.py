@@ -130,6 +130,7 @@ def test_a_run_reports_intervals_and_writes_its_predictions(finished_run: Path) 
         assert figure.size[0] > 300
 
 
+@pytest.mark.slow
 def test_evaluate_reproduces_the_run_and_compare_reads_both(
         capsys: pytest.CaptureFixture[str], tmp_path: Path, image_folder: Path,
         test_folder: Path) -> None:
@@ -172,6 +173,7 @@ def test_evaluate_reproduces_the_run_and_compare_reads_both(
     assert mine.read_bytes() == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
 def test_calibration_and_unsure_answers_round_trip(
         capsys: pytest.CaptureFixture[str], tmp_path: Path, finished_run: Path,

@@ -32,6 +32,7 @@ def corner_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
             "preprocessing": preprocessing}
 
 
+@pytest.mark.slow
 def test_the_heat_map_is_on_the_corner_that_decides_the_class(corner_model) -> None:
     test = corner_model["test"]
     explanation = fruitclf.explain(corner_model["model"], test,
@@ -47,6 +48,7 @@ def test_the_heat_map_is_on_the_corner_that_decides_the_class(corner_model) -> N
     assert np.median(corner) > 0.5 and corner.min() > 0.4, corner.round(2)
 
 
+@pytest.mark.slow
 def test_a_chosen_class_and_layer_and_bad_requests(corner_model) -> None:
     images = np.stack([np.asarray(Image.open(p), np.float32) for p in
                        sorted(Path(corner_model["test"]).rglob("*.png"))[:2]])
@@ -76,6 +78,7 @@ def test_a_backbone_preset_is_explained_from_its_feature_map(tmp_path: Path) -> 
     assert np.allclose(explanation.probabilities, np.asarray(model(images)), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_explain_command_writes_its_figure_and_arrays(
         capsys: pytest.CaptureFixture[str], tmp_path: Path, corner_model) -> None:
     model = tmp_path / "corner.keras"
