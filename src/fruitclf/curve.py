@@ -91,7 +91,7 @@ class LearningCurve:
                   f"(the intervals at {self.photos_per_class[middle]:.0f} and {last:.0f} "
                   "photos a class overlap): take the forecast as a rough guess, or test on "
                   "more photos." if noisy else "")
-        if ahead - fitted < 0.01:
+        if ahead - max(fitted, now) < 0.01:
             return (f"The curve is flat: about {fitted:.2f} at {last:.0f} photos a class "
                     f"(median of the runs {now:.2f}) and {ahead:.2f} expected at "
                     f"{2 * last:.0f}; more photos of the same kind are unlikely to help "
@@ -148,9 +148,45 @@ def _subset(dataset: ImageFolderDataset, fraction: float, seed: int) -> ImageFol
     return dataset.exclude(dropped)
 
 
+def _train_shares(dataset: ImageFolderDataset, shares: list[float], seeds: list[int],
+                  folder: Path, test_dir: str | os.PathLike[str], options: dict[str, Any]
+                  ) -> tuple[list[list[float]], list[list[str]], int]:
+    """One run per share and seed: the test accuracies, the run folders, the test images."""
+    from .job import run
+
+    accuracy: list[list[float]] = []
+    runs: list[list[str]] = []
+    tested, done, total = 0, 0, len(shares) * len(seeds)
+    for share in shares:
+        row: list[float] = []
+        names: list[str] = []
+        for seed in seeds:
+            target = folder / "runs" / f"{share * 100:g}pct-seed{seed}"
+            began = time.perf_counter()
+            result = run(_subset(dataset, share, seed), out=target, test_dir=test_dir,
+                         seed=seed, resume=True, training_index=False, **options)
+            done += 1
+            taken = time.perf_counter() - began
+            logger.info("Run %d of %d (%g%% of the photos, seed %d): test accuracy %.3f "
+                        "(%.0f s).", done, total, share * 100, seed,
+                        result.metrics["test_accuracy"], taken)
+            if done == 1:
+                # The recipe shows about the same number of images whatever the share
+                # (within its epoch bounds), so every run costs about the first one.
+                logger.warning("First run: %.0f s; about %.0f min for the other %d.", taken,
+                               taken * (total - 1) / 60, total - 1)
+            row.append(float(result.metrics["test_accuracy"]))
+            tested = int(result.metrics["num_test_images"])
+            names.append(os.fspath(target))
+        accuracy.append(row)
+        runs.append(names)
+    return accuracy, runs, tested
+
+
 def fit_saturating(photos: Sequence[float], accuracy: Sequence[float]
                    ) -> tuple[float, float, float] | None:
-    """Least-squares ``top - gap * photos^-rate`` (top <= 1, gap >= 0, 0.05 <= rate <= 3)
+    """Least-squares ``top - gap * photos^-rate`` (top <= 1, 0 <= gap <= 100,
+    0.05 <= rate <= 3)
     through the points; None when it does not converge or there are fewer than 3 points."""
     from scipy.optimize import curve_fit
 
@@ -163,7 +199,7 @@ def fit_saturating(photos: Sequence[float], accuracy: Sequence[float]
     x, y = np.asarray(photos, float), np.asarray(accuracy, float)
     try:
         found, _ = curve_fit(model, x, y, p0=(min(1.0, y.max() + 0.05), 1.0, 0.5),
-                             bounds=((0.0, 0.0, 0.05), (1.0, 10.0, 3.0)), maxfev=20000)
+                             bounds=((0.0, 0.0, 0.05), (1.0, 100.0, 3.0)), maxfev=20000)
     except (RuntimeError, ValueError):
         return None
     return float(found[0]), float(found[1]), float(found[2])
@@ -214,7 +250,6 @@ def learning_curve(
     from ._ownership import CURVE_FILES
     from ._runfolder import claim_output_folder
     from .data import ImageFolderDataset
-    from .job import run
     from .report import figure_png
     from .stats import wilson_interval
 
@@ -237,36 +272,11 @@ def learning_curve(
                    "photos; the time of the first run is printed, then an estimate of the "
                    "rest.", total, len(shares), len(seed_list), len(dataset))
     start = time.perf_counter()
-    accuracy: list[list[float]] = []
-    runs: list[list[str]] = []
-    photos: list[float] = []
-    tested = 0
-    for share in shares:
-        row: list[float] = []
-        names: list[str] = []
-        for seed in seed_list:
-            subset = _subset(dataset, share, seed)
-            target = folder / "runs" / f"{share * 100:g}pct-seed{seed}"
-            began = time.perf_counter()
-            options = {"verbose": 0, **run_options}
-            result = run(subset, out=target, test_dir=test_dir, seed=seed, resume=True,
-                         training_index=False, follow_links=follow_links, **options)
-            logger.info("Run %d of %d (%g%% of the photos, seed %d): test accuracy %.3f "
-                        "(%.0f s).", len(accuracy) * len(seed_list) + len(row) + 1, total,
-                        share * 100, seed, result.metrics["test_accuracy"],
-                        time.perf_counter() - began)
-            if len(accuracy) == 0 and len(row) == 0:
-                taken = time.perf_counter() - began
-                # The recipe shows about the same number of images whatever the share
-                # (within its epoch bounds), so every run costs about the first one.
-                logger.warning("First run: %.0f s; about %.0f min for the other %d.", taken,
-                               taken * (total - 1) / 60, total - 1)
-            row.append(float(result.metrics["test_accuracy"]))
-            tested = int(result.metrics["num_test_images"])
-            names.append(os.fspath(target))
-        photos.append(len(_subset(dataset, share, seed_list[0])) / dataset.num_classes)
-        accuracy.append(row)
-        runs.append(names)
+    accuracy, runs, tested = _train_shares(dataset, shares, seed_list, folder, test_dir,
+                                           {"verbose": 0, **run_options,
+                                            "follow_links": follow_links})
+    photos = [len(_subset(dataset, share, seed_list[0])) / dataset.num_classes
+              for share in shares]
     intervals = [wilson_interval(round(float(np.median(r)) * tested), tested)
                  for r in accuracy]
     curve = LearningCurve(shares, photos, seed_list, accuracy, intervals, tested,

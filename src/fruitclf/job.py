@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from . import _html, distribute
 from . import report as _report
 from ._compat import device_description, resolve_precision, versions
@@ -730,7 +732,8 @@ def _write_final_files(
         figures["confusion_matrix"] = evaluation.plot_confusion_matrix()
         figures["misclassified"] = evaluation.plot_misclassified()
         figures["calibration"] = evaluation.plot_calibration()
-        attention = _attention_figure(model, evaluation, preprocessing)
+        attention = (_attention_figure(model, evaluation, test, preprocessing)
+                     if test is not None else None)
         if attention is not None:
             figures["attention"] = attention
         texts["classification_report"] = evaluation.classification_report() + "\n"
@@ -829,28 +832,31 @@ ATTENTION_WRONG_SHOWN = 8
 
 
 def _attention_figure(model: keras.Model, evaluation: EvaluationResult,
-                      preprocessing: Preprocessing) -> Figure | None:
+                      test: ImageFolderDataset, preprocessing: Preprocessing) -> Figure | None:
     """Grad-CAM of the most confidently misclassified test images and of one correct image
-    per class (None for a model whose layers do not form one chain)."""
+    per class, from the images the check kept (no file is decoded again); None for a model
+    whose layers do not form one chain."""
     from .attention import explain
 
     if evaluation.paths is None:
         return None
-    wrong = [m.path for m in evaluation.misclassified()[:ATTENTION_WRONG_SHOWN] if m.path]
+    chosen = {m.path for m in evaluation.misclassified()[:ATTENTION_WRONG_SHOWN] if m.path}
     right: dict[int, str] = {}
     for path, true, predicted in zip(evaluation.paths, evaluation.y_true, evaluation.y_pred):
         if true == predicted and int(true) not in right:
             right[int(true)] = path
-    chosen = wrong + [right[k] for k in sorted(right)]
+    chosen |= set(right.values())
     if not chosen:
         return None
+    shown = test.exclude([p for p in test.paths if p not in chosen])
+    images = np.concatenate([np.asarray(x) for x, _ in shown.to_tf_dataset(
+        preprocessing=preprocessing, batch_size=32, shuffle=False)])
     try:
-        explanation = explain(model, chosen, class_names=evaluation.class_names,
-                              preprocessing=preprocessing)
+        explanation = explain(model, images, class_names=evaluation.class_names)
     except ValueError as exc:
         logger.info("No attention figure: %s", exc)
         return None
-    return explanation.plot(max_images=len(chosen))
+    return dataclasses.replace(explanation, paths=shown.paths).plot(max_images=len(shown))
 
 
 def _test_section(evaluation: EvaluationResult) -> _report.Section:
