@@ -132,23 +132,35 @@ def test_a_run_reports_intervals_and_writes_its_predictions(finished_run: Path) 
 
 @pytest.mark.slow
 def test_evaluate_reproduces_the_run_and_compare_reads_both(
-        capsys: pytest.CaptureFixture[str], tmp_path: Path, image_folder: Path,
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, finished_run: Path,
         test_folder: Path) -> None:
-    """A run measured with 2 test-time views: evaluate uses them by default and gives the
-    run's number; compare of the run and that evaluation finds no difference."""
-    from _runs import QUICK
+    """evaluate uses the test-time views the model's run measured with (recorded in the
+    model), so it gives the run's number; compare of the run and that evaluation finds no
+    difference."""
+    from fruitclf.io import copy_with_metadata
 
-    run = tmp_path / "run"
-    result = fruitclf.run(image_folder, out=run, test_dir=test_folder, epochs=2,
-                          **{**QUICK, "tta": 2})
-    assert fruitclf.load_model(run / "model.keras").tta == 2
-    code = main(["evaluate", str(run / "model.keras"), str(test_folder), "--json", "--out",
-                 str(tmp_path / "eval")])
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    assert fruitclf.read_metadata(finished_run / "model.keras")["training"]["tta"] == 1
+    assert fruitclf.load_model(finished_run / "model.keras").tta == 1  # the run's (QUICK)
+    code = main(["evaluate", str(finished_run / "model.keras"), str(test_folder), "--json",
+                 "--out", str(tmp_path / "eval")])
     shown = json.loads(capsys.readouterr().out)
-    assert code == 0 and shown["tta"] == 2
-    assert shown["accuracy"] == pytest.approx(result.metrics["test_accuracy"])
-    assert shown["accuracy_interval"] == pytest.approx(result.metrics["test_accuracy_interval"])
+    assert code == 0 and shown["tta"] == 1
+    assert shown["accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert shown["accuracy_interval"] == pytest.approx(metrics["test_accuracy_interval"])
     assert (tmp_path / "eval" / "calibration.png").is_file()
+    four = copy_with_metadata(finished_run / "model.keras", tmp_path / "four.keras", {
+        "training": {**fruitclf.read_metadata(finished_run / "model.keras")["training"],
+                     "tta": 4}})
+    loaded = fruitclf.load_model(four)
+    expected = loaded.evaluator().evaluate(
+        fruitclf.ImageFolderDataset(test_folder, class_names=loaded.class_names), tta=4)
+    code = main(["evaluate", str(four), str(test_folder), "--json"])
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["tta"] == 4 and shown["accuracy"] == pytest.approx(expected.accuracy)
+    assert loaded.predict(test_folder).probabilities == pytest.approx(
+        loaded.predict(test_folder, tta=4).probabilities)
+    run = finished_run
 
     figure = tmp_path / "disagree.png"
     code = main(["compare", str(run), str(tmp_path / "eval"), "--json", "--figure",
@@ -158,7 +170,7 @@ def test_evaluate_reproduces_the_run_and_compare_reads_both(
     assert {"a_accuracy", "b_accuracy", "difference", "difference_interval", "p_value",
             "only_a_correct", "only_b_correct"} <= set(compared)
     assert compared["only_a_correct"] == compared["only_b_correct"] == 0
-    assert compared["a_accuracy"] == pytest.approx(result.metrics["test_accuracy"])
+    assert compared["a_accuracy"] == pytest.approx(metrics["test_accuracy"])
     assert figure.is_file()
     code = main(["compare", str(run), str(tmp_path / "eval"), "--figure", str(figure)])
     out = capsys.readouterr().out
