@@ -157,25 +157,17 @@ def explain(
     >>> fruitclf.explain(loaded, "photos/").plot()  # doctest: +SKIP
     """
     from .data import Preprocessing
+    from .evaluation import image_batch, is_file_inputs
 
     keras_model, names, prep = _model_parts(model, class_names, preprocessing)
     batch_size = check_int(batch_size, "batch_size", min_value=1)
     paths: list[str] | None = None
     errors: dict[str, str] = {}
-    if isinstance(images, (str, os.PathLike)) or (
-            isinstance(images, Sequence) and images
-            and all(isinstance(i, (str, os.PathLike)) for i in images)):
+    if is_file_inputs(images):
         paths, array, errors = _read_files(images, prep or Preprocessing(
             image_size=tuple(keras_model.input_shape[1:3])), batch_size, follow_links)
     else:
-        array = np.asarray(images, dtype=np.float32)
-        if array.ndim == 3:
-            array = array[np.newaxis]
-        expected = tuple(keras_model.input_shape[1:])
-        if array.ndim != 4 or tuple(array.shape[1:]) != expected:
-            raise ValueError(f"`images` arrays must have shape (n, "
-                             f"{', '.join(map(str, expected))}) with 0–255 pixels. Received: "
-                             f"shape {array.shape}")
+        array = image_batch(images, keras_model, "images")
     if targets is not None and len(targets) != len(array):
         raise ValueError(f"`targets` must name one class per image ({len(array)}). Received: "
                          f"{len(targets)} targets")
@@ -211,15 +203,10 @@ def _model_parts(model: Any, class_names: Sequence[str] | None,
 
 def _read_files(images: Any, preprocessing: Preprocessing, batch_size: int,
                 follow_links: bool) -> tuple[list[str], np.ndarray, dict[str, str]]:
-    from .data import load_checked
-    from .evaluation import expand_paths
+    from .evaluation import load_file_inputs
 
-    expanded = expand_paths([images] if isinstance(images, (str, os.PathLike)) else images,
-                            follow_links=follow_links)
-    errors = {path: error for path, error in expanded if error is not None}
-    checked = load_checked([p for p, e in expanded if e is None], preprocessing,
-                           batch_size=batch_size)
-    errors.update(checked.problems)
+    _, checked, errors = load_file_inputs(images, preprocessing, batch_size=batch_size,
+                                          follow_links=follow_links)
     array = checked.arrays()
     shape = (0, *preprocessing.image_size, preprocessing.channels)
     return checked.paths, array if len(checked.paths) else np.zeros(shape, np.float32), errors

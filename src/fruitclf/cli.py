@@ -90,7 +90,6 @@ def _weights(value: str) -> str | None:
 def _add_train_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
     """The run settings, one option each, from their declaration (``fruitclf.settings``)."""
     from .demo import DEMO_SETTINGS
-    from .settings import SETTINGS
     from .spec import CNNSpec
 
     group = p.add_mutually_exclusive_group()
@@ -98,10 +97,24 @@ def _add_train_options(p: argparse.ArgumentParser, *, demo: bool = False) -> Non
                        help="model preset, trained with its own recipe (default: small-data)")
     group.add_argument("--spec", default=None, metavar="FILE.json",
                        help="model spec JSON file (trained with the small-data recipe)")
-    for setting in SETTINGS.values():
-        if ("demo" if demo else "train") in setting.commands:
-            _add_setting(p, setting, DEMO_SETTINGS.get(setting.name) if demo else None)
+    for setting in _command_settings("demo" if demo else "train"):
+        _add_setting(p, setting, DEMO_SETTINGS.get(setting.name) if demo else None)
     _add_run_folder_options(p)
+
+
+def _command_settings(command: str, skip: tuple[str, ...] = ()) -> list[Any]:
+    """The declared settings the command takes as options, less ``skip``."""
+    from .settings import SETTINGS
+
+    return [s for s in SETTINGS.values() if command in s.commands and s.name not in skip]
+
+
+def _setting_values(args: argparse.Namespace, command: str, skip: tuple[str, ...] = ()
+                    ) -> dict[str, Any]:
+    """``run()``'s keywords from the options of the command's settings."""
+    values = {s.name: getattr(args, s.name) for s in _command_settings(command, skip)}
+    values["cache"] = None if args.cache == "none" else args.cache
+    return values
 
 
 def _add_setting(p: argparse.ArgumentParser, setting: Any,
@@ -401,14 +414,12 @@ def _add_curve_command(sub: Any) -> None:
                    help="one run per share and seed (it picks the photos and seeds the run)")
     p.add_argument("--json", action="store_true", help="print the curve as JSON")
     _add_follow_links(p)
-    from .settings import SETTINGS
     from .spec import CNNSpec
 
     p.add_argument("--preset", default=None, choices=CNNSpec.PRESETS,
                    help="model preset, trained with its own recipe (default: small-data)")
-    for setting in SETTINGS.values():
-        if "train" in setting.commands and setting.name != "seed":
-            _add_setting(p, setting, None)
+    for setting in _command_settings("train", skip=("seed",)):  # --seeds sets each run's
+        _add_setting(p, setting, None)
 
 
 def _cmd_curve(args: argparse.Namespace) -> int:
@@ -421,12 +432,8 @@ def _cmd_curve(args: argparse.Namespace) -> int:
             raise ValueError(f"`{option}` must be numbers separated by commas. Received: "
                              f"{option} {text}") from None
 
-    from .settings import SETTINGS
-
-    options = {name: getattr(args, name) for name, setting in SETTINGS.items()
-               if "train" in setting.commands and name != "seed"}
-    options.update(cache=None if args.cache == "none" else args.cache,
-                   spec=args.preset or "small-data")
+    options = {**_setting_values(args, "train", skip=("seed",)),
+               "spec": args.preset or "small-data"}
     curve = learning_curve(args.train_dir, test_dir=args.test, out=args.out,
                            fractions=numbers(args.fractions, float, "--fractions"),
                            seeds=numbers(args.seeds, int, "--seeds"),
@@ -735,12 +742,8 @@ def _cmd_spec(args: argparse.Namespace) -> int:
 
 def _train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """``run()``'s keywords from the options: one per declared setting, and the rest."""
-    from .settings import SETTINGS
-
-    kwargs = {name: getattr(args, name) for name, setting in SETTINGS.items()
-              if args.command in setting.commands and name != "augment"}
-    kwargs["cache"] = None if args.cache == "none" else args.cache
-    return {**kwargs, "spec": args.spec or args.preset or "small-data",
+    return {**_setting_values(args, args.command, skip=("augment",)),
+            "spec": args.spec or args.preset or "small-data",
             "resume": args.resume, "overwrite": args.overwrite,
             "verbose": 0 if args.quiet else "auto"}
 

@@ -272,11 +272,11 @@ def learning_curve(
                    "photos; the time of the first run is printed, then an estimate of the "
                    "rest.", total, len(shares), len(seed_list), len(dataset))
     start = time.perf_counter()
+    photos = [len(_subset(dataset, share, seed_list[0])) / dataset.num_classes
+              for share in shares]  # every seed keeps as many photos of each class
     accuracy, runs, tested = _train_shares(dataset, shares, seed_list, folder, test_dir,
                                            {"verbose": 0, **run_options,
                                             "follow_links": follow_links})
-    photos = [len(_subset(dataset, share, seed_list[0])) / dataset.num_classes
-              for share in shares]
     intervals = [wilson_interval(round(float(np.median(r)) * tested), tested)
                  for r in accuracy]
     curve = LearningCurve(shares, photos, seed_list, accuracy, intervals, tested,

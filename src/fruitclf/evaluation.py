@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     import keras
     from matplotlib.figure import Figure
 
+    from .data.loading import CheckedImages
+
 __all__ = [
     "EvaluationResult",
     "Evaluator",
@@ -707,33 +709,17 @@ class Evaluator:
         if _is_tf_dataset(inputs):
             pipeline = inputs.map(lambda x, *_: x)
             return wrap(self._probabilities(pipeline, batch_size, tta), None, {})
-        if isinstance(inputs, (str, os.PathLike)) or (
-            isinstance(inputs, Sequence) and inputs and
-            all(isinstance(i, (str, os.PathLike)) for i in inputs)
-        ):
+        if is_file_inputs(inputs):
             paths, probs, errors = self._predict_files(inputs, batch_size, tta, follow_links)
             return wrap(probs, paths, errors)
-        array = np.asarray(inputs)
-        if array.ndim == 3:
-            array = array[np.newaxis]
-        expected = tuple(self.model.input_shape[1:])
-        if array.ndim != 4 or tuple(array.shape[1:]) != expected:
-            raise ValueError(
-                f"`inputs` arrays must have shape (n, {', '.join(map(str, expected))}) with "
-                f"0–255 pixels. Received: shape {array.shape}"
-            )
-        probs = self._probabilities(array.astype(np.float32), batch_size, tta)
+        probs = self._probabilities(image_batch(inputs, self.model, "inputs"), batch_size, tta)
         return wrap(probs, None, {})
 
     def _predict_files(self, inputs: Any, batch_size: int, tta: int, follow_links: bool
                        ) -> tuple[list[str], np.ndarray, dict[str, str]]:
-        expanded = expand_paths([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs,
-                                 follow_links=follow_links)
-        paths = [path for path, _ in expanded]
-        errors = {path: error for path, error in expanded if error is not None}
-        candidates = sorted({path for path, error in expanded if error is None})
-        checked = load_checked(candidates, self.preprocessing, batch_size=batch_size)
-        errors.update(checked.problems)
+        paths, checked, errors = load_file_inputs(inputs, self.preprocessing,
+                                                  batch_size=batch_size,
+                                                  follow_links=follow_links)
         probs = np.full((len(paths), len(self.class_names)), np.nan)
         if checked.batches is not None:
             found = dict(zip(checked.paths,
@@ -825,6 +811,41 @@ def _is_tf_dataset(value: Any) -> bool:
     import tensorflow as tf
 
     return isinstance(value, tf.data.Dataset)
+
+
+def is_file_inputs(inputs: Any) -> bool:
+    """True for a path or a non-empty sequence of paths (image files or folders)."""
+    return isinstance(inputs, (str, os.PathLike)) or bool(
+        isinstance(inputs, Sequence) and inputs
+        and all(isinstance(i, (str, os.PathLike)) for i in inputs))
+
+
+def load_file_inputs(inputs: Any, preprocessing: Preprocessing, *, batch_size: int,
+                     follow_links: bool = False
+                     ) -> tuple[list[str], CheckedImages, dict[str, str]]:
+    """Files and folders named by a user, checked and batched: every path (folders
+    expanded, in the order given), the good files' batches (each file once, in that order),
+    and why each other one cannot be read."""
+    expanded = expand_paths([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs,
+                            follow_links=follow_links)
+    errors = {path: error for path, error in expanded if error is not None}
+    checked = load_checked([path for path, error in expanded if error is None], preprocessing,
+                           batch_size=batch_size)
+    errors.update(checked.problems)
+    return [path for path, _ in expanded], checked, errors
+
+
+def image_batch(images: Any, model: Any, name: str) -> np.ndarray:
+    """``images`` as a ``float32`` batch of the model's input shape (one image gets a batch
+    axis); anything else is refused, naming the expected shape."""
+    array = np.asarray(images)
+    if array.ndim == 3:
+        array = array[np.newaxis]
+    expected = tuple(model.input_shape[1:])
+    if array.ndim != 4 or tuple(array.shape[1:]) != expected:
+        raise ValueError(f"`{name}` arrays must have shape (n, {', '.join(map(str, expected))}) "
+                         f"with 0–255 pixels. Received: shape {array.shape}")
+    return array.astype(np.float32)
 
 
 def expand_paths(items: Sequence[str | os.PathLike[str]], *, follow_links: bool = False
