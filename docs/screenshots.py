@@ -1,8 +1,10 @@
-"""Regenerate the Getting-started images from a fresh ``fruitclf demo`` run.
+"""Regenerate the docs' images from a fresh ``fruitclf demo`` run.
 
 Run ``nox -s screenshots`` (or ``python docs/screenshots.py``): the demo trains in a temporary
-folder, its ``history.png`` and ``confusion_matrix.png`` are copied into ``docs/_static``, and
-headless Chromium photographs the top of its ``report.html`` at a phone's width.
+folder, its ``history.png``, ``confusion_matrix.png``, ``calibration.png`` and
+``attention.png`` are copied into ``docs/_static``, and headless Chromium photographs the top
+of its ``report.html`` at a phone's width. The worksheet preset is then trained on the same
+digits, and ``fruitclf compare`` draws the photos where the two runs disagree.
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ def main() -> int:
         run = Path(tmp) / "run"
         shutil.copy(run / "history.png", STATIC / "demo-history.png")
         shutil.copy(run / "confusion_matrix.png", STATIC / "demo-confusion-matrix.png")
+        shutil.copy(run / "calibration.png", STATIC / "demo-calibration.png")
+        shutil.copy(run / "attention.png", STATIC / "demo-attention.png")
+        data = Path(tmp) / "data"
+        worksheet = Path(tmp) / "worksheet"
+        subprocess.run([sys.executable, "-m", "fruitclf.cli", "train", str(data / "train"),
+                        "--test", str(data / "test"), "--preset", "worksheet",
+                        "--image-size", "32", "--out", str(worksheet), "--quiet"], check=True)
+        subprocess.run([sys.executable, "-m", "fruitclf.cli", "compare", str(worksheet),
+                        str(run), "--figure", str(STATIC / "demo-compare.png")], check=True)
         subprocess.run([browser, "--headless", "--no-sandbox", "--hide-scrollbars",
                         "--force-device-scale-factor=2", f"--window-size={PHONE[0]},{PHONE[1]}",
                         f"--screenshot={STATIC / 'demo-report.png'}",
