@@ -9,11 +9,12 @@ when the points are too noisy to tell.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -148,6 +149,37 @@ def _subset(dataset: ImageFolderDataset, fraction: float, seed: int) -> ImageFol
     return dataset.exclude(dropped)
 
 
+class _FirstOnly(logging.Filter):
+    """Lets through the first record logged with ``template``, and no later one."""
+
+    def __init__(self, template: str) -> None:
+        super().__init__()
+        self.template = template
+        self.seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != self.template:
+            return True
+        if self.seen:
+            return False
+        self.seen = True
+        return True
+
+
+@contextlib.contextmanager
+def _leakage_warned_once() -> Iterator[None]:
+    """Every run of the curve tests on the same folder: its leakage warning is said once (each
+    run's report lists its own pairs)."""
+    from .job import LEAKAGE_WARNING
+
+    once = _FirstOnly(LEAKAGE_WARNING)
+    logger.addFilter(once)
+    try:
+        yield
+    finally:
+        logger.removeFilter(once)
+
+
 def _train_shares(dataset: ImageFolderDataset, shares: list[float], seeds: list[int],
                   folder: Path, test_dir: str | os.PathLike[str], options: dict[str, Any]
                   ) -> tuple[list[list[float]], list[list[str]], int]:
@@ -274,9 +306,10 @@ def learning_curve(
     start = time.perf_counter()
     photos = [len(_subset(dataset, share, seed_list[0])) / dataset.num_classes
               for share in shares]  # every seed keeps as many photos of each class
-    accuracy, runs, tested = _train_shares(dataset, shares, seed_list, folder, test_dir,
-                                           {"verbose": 0, **run_options,
-                                            "follow_links": follow_links})
+    with _leakage_warned_once():
+        accuracy, runs, tested = _train_shares(dataset, shares, seed_list, folder, test_dir,
+                                               {"verbose": 0, **run_options,
+                                                "follow_links": follow_links})
     intervals = [wilson_interval(round(float(np.median(r)) * tested), tested)
                  for r in accuracy]
     curve = LearningCurve(shares, photos, seed_list, accuracy, intervals, tested,

@@ -650,6 +650,12 @@ class Findings:
     label_errors: list[Misclassified]
 
 
+#: The warning of a run whose test folder has images with a twin in training (its template:
+#: ``fruitclf learning-curve`` lets it through once for all its runs).
+LEAKAGE_WARNING = ("%d of %d test images have a twin in the training folder (e.g. %s ~ %s, %s), "
+                   "so the test accuracy %s. The report lists them all.")
+
+
 def _leakage(train: ImageFolderDataset, test: ImageFolderDataset, drop_leaked: bool
              ) -> list[LeakedPair]:
     """Test images with a twin in training, from the fingerprints the check just took."""
@@ -665,9 +671,7 @@ def _leakage(train: ImageFolderDataset, test: ImageFolderDataset, drop_leaked: b
         )
     first = leaks[0]
     logger.warning(
-        "%d of %d test images have a twin in the training folder (e.g. %s ~ %s, %s), so the "
-        "test accuracy %s. The report lists them all.",
-        len(leaked), len(test), first.test_path, first.path, first.kind,
+        LEAKAGE_WARNING, len(leaked), len(test), first.test_path, first.path, first.kind,
         "is measured without them (--drop-leaked)" if drop_leaked else
         "counts them; --drop-leaked (drop_leaked=True) evaluates without them",
     )

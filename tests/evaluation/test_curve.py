@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ import pytest
 import fruitclf
 from _runs import QUICK, digests
 from fruitclf.cli import main
-from fruitclf.curve import LearningCurve, _subset, fit_saturating
+from fruitclf.curve import LearningCurve, _leakage_warned_once, _subset, fit_saturating
+from fruitclf.job import LEAKAGE_WARNING
 
 
 def test_a_share_keeps_that_part_of_every_class(image_folder: Path) -> None:
@@ -53,6 +55,21 @@ def test_the_sentence_says_rising_flat_and_when_it_cannot_tell() -> None:
     assert "cannot tell these points apart" in noisy.sentence
     figure = rising.plot()
     assert figure.axes[0].get_xlabel() == "Training photos per class"
+
+
+def test_the_leakage_warning_is_said_once_for_all_the_runs(
+        caplog: pytest.LogCaptureFixture) -> None:
+    log = logging.getLogger("fruitclf")
+    with caplog.at_level(logging.WARNING, logger="fruitclf"):
+        with _leakage_warned_once():
+            for leaked in (3, 5):  # the runs on 25% and 50% of the photos
+                log.warning(LEAKAGE_WARNING, leaked, 30, "t.png", "a.png", "mirrored",
+                            "counts them")
+                log.warning("Run with %d leaked.", leaked)
+        log.warning(LEAKAGE_WARNING, 7, 30, "t.png", "a.png", "exact", "counts them")
+    said = [r.getMessage() for r in caplog.records]
+    assert [m[:8] for m in said if "have a twin" in m] == ["3 of 30 ", "7 of 30 "]
+    assert "Run with 3 leaked." in said and "Run with 5 leaked." in said
 
 
 @pytest.mark.slow
