@@ -24,9 +24,11 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import ModuleType
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
+
+_T = TypeVar("_T")
 
 #: Start-up notices of TensorFlow/absl/XLA that say nothing the user can act on.
 _PREFIX = (r"(?:[{levels}]\d{{4}} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] "  # absl (TF >= 2.18)
@@ -91,6 +93,15 @@ def filtered_native_stderr() -> Iterator[TextIO]:
                     if line.strip() and not NOISE.match(line)]
             if kept:
                 print("\n".join(kept), file=sys.stderr)
+
+
+def read_pipeline(pipeline: Iterable[_T]) -> Iterator[_T]:
+    """The elements of a ``tf.data`` pipeline read eagerly, inside
+    :func:`filtered_native_stderr`: TensorFlow 2.16 logs "Local rendezvous is aborting with
+    status: OUT_OF_RANGE: End of sequence" at the end of every such read, a notice, not an
+    error. What the loop's body writes to standard error meanwhile is written after it."""
+    with filtered_native_stderr():
+        yield from pipeline
 
 
 def _is_descriptor_2(stream: Any) -> bool:

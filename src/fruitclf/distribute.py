@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._quiet import filtered_native_stderr
+from ._quiet import read_pipeline
 from ._validation import check_choice, check_int
 from .exceptions import TrainingError
 
@@ -394,11 +394,10 @@ def _validate(evaluate: Callable[[Any, Any], tuple[Any, Any, Any]], validation: 
     """Validation loss and accuracy on this worker's copy of the weights (the same on every
     worker), over the whole validation set: no collective, so no worker waits for another."""
     totals = [0.0, 0.0, 0.0]
-    with filtered_native_stderr():  # TensorFlow 2.16's "End of sequence" notice at the end
-        for images, labels in validation:
-            loss_sum, correct, count = evaluate(images, labels)
-            totals = [totals[0] + float(loss_sum), totals[1] + float(correct),
-                      totals[2] + float(count)]
+    for images, labels in read_pipeline(validation):
+        loss_sum, correct, count = evaluate(images, labels)
+        totals = [totals[0] + float(loss_sum), totals[1] + float(correct),
+                  totals[2] + float(count)]
     logs = _logs(totals)
     return {"val_accuracy": logs["accuracy"], "val_loss": logs["loss"]}
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._arrays import row_shares
+from ._quiet import read_pipeline
 from ._validation import check_class_names, check_float, check_int
 from .data import (
     IMAGE_EXTENSIONS,
@@ -635,7 +636,7 @@ class Evaluator:
         labels: list[np.ndarray] = []
         chunks: list[np.ndarray] = []
         views = tta_views(tta, flip=self.flips)
-        for images, batch_labels in dataset:
+        for images, batch_labels in read_pipeline(dataset):
             chunks.append(np.mean([np.asarray(self.model(view(images), training=False),
                                                dtype=np.float64) for view in views], axis=0))
             labels.append(np.asarray(batch_labels))

@@ -21,7 +21,7 @@ from . import _html, distribute
 from . import report as _report
 from ._compat import device_description, resolve_precision, versions
 from ._ownership import RUN_FILE, RUN_FILES, check_outside
-from ._quiet import filtered_native_stderr
+from ._quiet import read_pipeline
 from ._runfolder import RunFolder
 from ._validation import check_image_size
 from .config import Recipe, RunConfig
@@ -854,11 +854,8 @@ def _attention_figure(model: keras.Model, evaluation: EvaluationResult,
     if not chosen:
         return None
     shown = test.exclude([p for p in test.paths if p not in chosen])
-    # TensorFlow 2.16 logs "Local rendezvous is aborting ... End of sequence" at the end of a
-    # cached pipeline read eagerly: a notice, not an error.
-    with filtered_native_stderr():
-        images = np.concatenate([np.asarray(x) for x, _ in shown.to_tf_dataset(
-            preprocessing=preprocessing, batch_size=32, shuffle=False)])
+    images = np.concatenate([np.asarray(x) for x, _ in read_pipeline(shown.to_tf_dataset(
+        preprocessing=preprocessing, batch_size=32, shuffle=False))])
     try:
         explanation = explain(model, images, class_names=evaluation.class_names)
     except ValueError as exc:

@@ -234,6 +234,7 @@ def test_a_plain_script_prints_one_line_per_epoch_and_no_tensorflow_notices(
             fruitclf.ImageFolderDataset({str(test_folder)!r},
                                         class_names=loaded.class_names), tta=4)
         fruitclf.export_model(loaded, {str(tmp_path / "m.tflite")!r})
+        fruitclf.explain(loaded, {str(test_folder)!r})
         print(fruitclf.ImageFolderDataset({str(scans)!r}).check(progress=False))
     """))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_CPP", "PYTEST"))}

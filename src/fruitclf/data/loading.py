@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._quiet import read_pipeline
 from .check import check_files
 from .pipeline import Preprocessing, file_images
 
@@ -48,7 +49,7 @@ class CheckedImages:
 
         if self.batches is None:
             return np.zeros((0,), np.float32)
-        return np.concatenate([np.asarray(b, np.float32) for b in self.batches])
+        return np.concatenate([np.asarray(b, np.float32) for b in read_pipeline(self.batches)])
 
 
 def load_checked(paths: Sequence[str], preprocessing: Preprocessing, *,
