@@ -123,7 +123,8 @@ class Recipe(TrainingChoices):
 
         Backbone presets (``"mobilenetv3small"``, ...): 224x224, batch 32, the small-data
         schedule over 30 epochs, of which the first 10 train the head with the backbone
-        frozen (AdamW at 0.001); then its top layers are fine-tuned at 0.0001.
+        frozen (AdamW at 0.001); then its top layers are fine-tuned at 0.0001. From random
+        weights (``weights=None``) the whole network trains for the 30 epochs at 0.001.
 
         Raises
         ------

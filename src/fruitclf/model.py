@@ -168,7 +168,8 @@ def _keras_layer(layer: PlannedLayer, spec: CNNSpec, seed: int | None, policy: s
 
 
 def _apply_backbone(spec: CNNSpec, x: Any, policy: str) -> Any:
-    """Rescale as the backbone expects (unless it does so itself) and apply it frozen."""
+    """Rescale as the backbone expects (unless it does so itself) and apply it: frozen when
+    pretrained, wholly trainable from random weights."""
     import keras
 
     assert spec.backbone is not None  # only called for backbone specs
@@ -178,6 +179,14 @@ def _apply_backbone(spec: CNNSpec, x: Any, policy: str) -> Any:
         x = keras.layers.Rescaling(scale, offset=offset, name="rescaling", dtype=policy)(x)
     backbone = build_backbone(spec.backbone, spec.input_shape, spec.weights)
     backbone.name = "backbone"
+    if spec.weights is None:
+        # From scratch: every layer learns and batch normalisation follows the batches; a
+        # short memory suits the few steps of a small folder (the statistics are recomputed
+        # over the training images at the end, see refresh_batch_norm).
+        for layer in backbone.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = 0.9
+        return backbone(x)
     backbone.trainable = False
     # training=False keeps batch normalisation in inference mode even once layers are
     # unfrozen for fine-tuning, as Keras's transfer-learning guide prescribes.
@@ -190,6 +199,64 @@ def backbone_of(model: Any) -> Any:
         if layer.name == "backbone":
             return layer
     return None
+
+
+def from_scratch_backbone(spec: CNNSpec | None) -> bool:
+    """True for a backbone preset with random initial weights: trained whole, in one phase."""
+    return spec is not None and spec.backbone is not None and spec.weights is None
+
+
+def refresh_batch_norm(model: Any, images: Any, *, batch_size: int = 128,
+                       max_images: int = 1024) -> int:
+    """Set the backbone's batch-norm statistics to those of ``images`` under the final weights.
+
+    A from-scratch backbone trained on a small folder ends with moving averages taken while
+    its weights still moved, over batches too small for its class-dependent features: the
+    model is right in training mode and wrong in inference mode. Averaging the statistics
+    of batches of ``batch_size`` images (up to ``max_images``, not augmented), with nothing
+    else changed, gives the population statistics that inference needs. ``images`` is an iterable of
+    image batches (or of ``(images, labels)``). Returns the number of images used.
+    """
+    import keras
+    import tensorflow as tf
+
+    backbone = backbone_of(model)
+    layers = [] if backbone is None else [
+        layer for layer in backbone.layers
+        if isinstance(layer, keras.layers.BatchNormalization)]
+    if not layers:
+        return 0
+    momenta = [layer.momentum for layer in layers]
+    pending: list[Any] = []
+    used, batches = 0, 0
+
+    def flush() -> None:
+        nonlocal batches
+        for layer in layers:  # the mean over batches: this one weighs 1 / (batches + 1)
+            layer.momentum = batches / (batches + 1)
+        x = tf.concat(pending, axis=0)
+        for layer in model.layers[1:model.layers.index(backbone)]:
+            x = layer(x, training=False)  # rescaling as in inference, no augmentation
+        backbone(x, training=True)
+        batches += 1
+        pending.clear()
+
+    try:
+        for element in images:
+            batch = element[0] if isinstance(element, tuple) else element
+            batch = batch[:max_images - used]
+            pending.append(batch)
+            used += int(batch.shape[0])
+            if sum(int(b.shape[0]) for b in pending) >= batch_size:
+                flush()
+            if used >= max_images:
+                break
+        if pending:
+            flush()
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    return used
 
 
 def set_fine_tuning(model: Any, layers: int) -> int:

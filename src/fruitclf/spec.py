@@ -460,7 +460,8 @@ class CNNSpec(_SpecPart):
               ``"resnet50v2"``: that ``keras.applications`` network without its classifier
               (``fruitclf.backbones.BACKBONES``), global average pooling, dropout 0.2 and
               Dense(classes, softmax), on 224x224x3; its top 20 layers are unfrozen after the
-              frozen phase of training.
+              frozen phase of training (with ``weights=None`` the whole network trains from
+              the start).
         num_classes : int, optional
             Override the preset's classes.
         input_shape : (height, width, channels), optional

@@ -12,6 +12,7 @@ from PIL import Image
 import fruitclf
 from _images import write_corner_folder
 from fruitclf.cli import main
+from fruitclf.model import refresh_batch_norm
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +69,34 @@ def test_a_chosen_class_and_layer_and_bad_requests(corner_model) -> None:
 
 
 def test_a_backbone_preset_is_explained_from_its_feature_map(tmp_path: Path) -> None:
+    """Under global average pooling and one Dense layer, Grad-CAM's channel weights are the
+    Dense weights of the class over the map's area (Selvaraju et al., 2017, section 3.1):
+    the heat map is ReLU(features @ W[:, class]), scaled to a peak of 1 and resized."""
+    import tensorflow as tf
+
     spec = fruitclf.CNNSpec.preset("mobilenetv3small", num_classes=2,
                                    input_shape=(96, 96, 3)).replace(weights=None)
-    model = fruitclf.build_cnn(spec)
+    model = fruitclf.build_cnn(spec, seed=0)
     images = np.random.default_rng(0).integers(0, 255, (3, 96, 96, 3)).astype(np.float32)
-    explanation = fruitclf.explain(model, images, class_names=["a", "b"])
+    refresh_batch_norm(model, [images])  # statistics of these images, not of the initialiser
+    explanation = fruitclf.explain(model, images, class_names=["a", "b"], targets=["b"] * 3)
     assert explanation.layer == "backbone"
     assert explanation.heatmaps.shape == (3, 96, 96)
-    assert np.allclose(explanation.probabilities, np.asarray(model(images)), atol=1e-4)
+    assert np.allclose(explanation.probabilities, np.asarray(model(images, training=False)),
+                       atol=1e-4)
+
+    features = images
+    for layer in model.layers[1:]:
+        features = layer(features, training=False)
+        if layer.name == "backbone":
+            break
+    features = np.asarray(features)
+    kernel = np.asarray(model.get_layer("predictions").kernel)
+    cam = np.maximum(features @ kernel[:, 1], 0.0)
+    assert cam.shape == (3, 3, 3) and (cam.max(axis=(1, 2)) > 0).all()
+    cam /= cam.max(axis=(1, 2), keepdims=True)
+    expected = tf.image.resize(cam[..., None], (96, 96), method="bilinear").numpy()[..., 0]
+    np.testing.assert_allclose(explanation.heatmaps, expected, atol=1e-4)
 
 
 @pytest.mark.slow

@@ -156,3 +156,60 @@ def test_missing_weights_file_and_bad_specs(tmp_path, capsys, image_folder):
     assert code == 1 and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith(
         "fruitclf: error: Backbone weights file not found")
+
+
+def test_weights_none_trains_the_whole_backbone_in_one_phase():
+    """Check weights=None: one phase, every backbone layer trainable, batch norm following
+    the batches; after fit, inference uses statistics recomputed for the final weights."""
+    from fruitclf.training.phases import training_phases
+
+    spec = _spec("mobilenetv3small")
+    assert training_phases(spec, 10, 30) == [(0, 30, False)]
+    assert training_phases(_spec("mobilenetv3small", weights="w.h5"), 10, 30) == [
+        (0, 10, False), (10, 30, True)]
+    trainer = Trainer(spec, class_names=NAMES, seed=0, learning_rate=0.01, freeze_epochs=1,
+                      verbose=0)
+    backbone = trainer.model.get_layer("backbone")
+    norms = [layer for layer in backbone.layers
+             if isinstance(layer, keras.layers.BatchNormalization)]
+    assert backbone.trainable and all(layer.trainable for layer in backbone.layers)
+    assert {layer.momentum for layer in norms} == {0.9}
+    first = next(layer for layer in backbone.layers if isinstance(layer, keras.layers.Conv2D))
+    before = first.get_weights()[0].copy()
+    trainer.fit(_data(), epochs=2)
+    assert not np.allclose(first.get_weights()[0], before)  # the bottom layer learned
+    images = np.concatenate([x for x, _ in _data().as_numpy_iterator()])
+    inputs = keras.Model(backbone.input, norms[0].input)(images)
+    np.testing.assert_allclose(np.asarray(norms[0].moving_mean),
+                               np.mean(np.asarray(inputs), axis=(0, 1, 2)), rtol=1e-4,
+                               atol=1e-5)
+
+
+def test_refresh_batch_norm_averages_the_statistics_of_its_batches():
+    """Check refresh_batch_norm against the statistics computed by hand, batch by batch."""
+    from fruitclf.model import refresh_batch_norm
+
+    model = build_cnn(_spec("mobilenetv3small"))
+    backbone = model.get_layer("backbone")
+    norm = next(layer for layer in backbone.layers
+            if isinstance(layer, keras.layers.BatchNormalization))
+    images = np.random.default_rng(3).integers(0, 256, (30, SIZE, SIZE, 3)).astype(np.float32)
+    inputs = np.asarray(keras.Model(backbone.input, norm.input)(images), np.float64)
+    batches = tf.data.Dataset.from_tensor_slices((images, np.zeros(30))).batch(10)
+
+    assert refresh_batch_norm(model, batches) == 30  # one batch of all 30
+    np.testing.assert_allclose(norm.moving_mean, inputs.mean(axis=(0, 1, 2)), rtol=1e-4,
+                               atol=1e-5)
+    np.testing.assert_allclose(norm.moving_variance, inputs.var(axis=(0, 1, 2)), rtol=1e-3,
+                               atol=1e-5)
+    assert norm.momentum == pytest.approx(0.9)  # restored
+
+    assert refresh_batch_norm(model, batches, batch_size=10) == 30  # three batches
+    parts = inputs.reshape(3, 10, *inputs.shape[1:])
+    np.testing.assert_allclose(norm.moving_variance, parts.var(axis=(1, 2, 3)).mean(axis=0),
+                               rtol=1e-3, atol=1e-5)
+    assert refresh_batch_norm(model, batches, max_images=20) == 20
+    np.testing.assert_allclose(norm.moving_mean, inputs[:20].mean(axis=(0, 1, 2)), rtol=1e-4,
+                               atol=1e-5)
+    assert refresh_batch_norm(build_cnn(CNNSpec.preset("small-data", num_classes=3)),
+                              batches) == 0  # no backbone: nothing to do

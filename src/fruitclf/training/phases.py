@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..model import from_scratch_backbone
+
 if TYPE_CHECKING:
     from ..spec import CNNSpec
 
@@ -70,10 +72,11 @@ def new_optimizer(optimizer: Any, learning_rate: float, *, schedule: str, weight
 
 def training_phases(spec: CNNSpec | None, freeze_epochs: int, epochs: int
                     ) -> list[tuple[int, int, bool]]:
-    """``(first epoch, end epoch, fine-tuning)`` of each training phase."""
-    backbone = spec.backbone if spec is not None else None
+    """``(first epoch, end epoch, fine-tuning)`` of each training phase: one, unless a
+    pretrained backbone is frozen for ``freeze_epochs`` and then fine-tuned."""
     layers = spec.fine_tune_layers if spec is not None else 0
-    if backbone is None or layers == 0 or freeze_epochs >= epochs:
+    if (spec is None or spec.backbone is None or from_scratch_backbone(spec) or layers == 0
+            or freeze_epochs >= epochs):
         return [(0, epochs, False)]
     if freeze_epochs == 0:
         return [(0, epochs, True)]

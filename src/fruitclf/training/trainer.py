@@ -14,7 +14,7 @@ from ..data import Preprocessing
 from ..distribute import distributed_fit, is_chief, make_strategy
 from ..exceptions import TrainingError
 from ..io import model_precision, save_model
-from ..model import build_cnn, set_fine_tuning
+from ..model import build_cnn, from_scratch_backbone, refresh_batch_norm, set_fine_tuning
 from ..settings import SETTINGS
 from ..spec import CNNSpec
 from .history import TrainingHistory
@@ -65,7 +65,9 @@ class Trainer:
         Models with a pretrained backbone (``CNNSpec.backbone``): train only the head for
         this many epochs, then unfreeze the backbone's top ``spec.fine_tune_layers`` layers
         (batch normalisation stays frozen) and continue at ``fine_tune_learning_rate`` —
-        both phases in one :meth:`fit`, checkpointed and resumable alike.
+        both phases in one :meth:`fit`, checkpointed and resumable alike. A backbone with
+        random initial weights (``weights=None``) trains whole from the first epoch instead,
+        and its batch-norm statistics are recomputed over the training images at the end.
     fine_tune_learning_rate : float, default=0.0001
         Peak learning rate of the fine-tuning phase.
     loss : str or keras loss, default="sparse_categorical_crossentropy"
@@ -385,7 +387,7 @@ class Trainer:
             if history.stopped_early or initial_epoch >= epochs:
                 logger.info("Nothing to resume: %d of %d epochs done%s.", history.epochs_run,
                             epochs, " (stopped early)" if history.stopped_early else "")
-                monitor_cb.finish()
+                _finish(self, monitor_cb, history, train)
                 return history
         history.images_per_epoch = num_train_images or _estimate_images(train)
         callbacks: list[Any] = [monitor_cb, *self._own_callbacks, *self.user_callbacks]
@@ -408,7 +410,7 @@ class Trainer:
                 f"Training stopped after epoch {history.epochs_run} with a checkpoint saved; "
                 "resume=True continues it."
             )
-        monitor_cb.finish()
+        _finish(self, monitor_cb, history, train)
         return history
 
     def _fit_phase(self, train: Any, validation: Any, epochs: int, initial_epoch: int,
@@ -434,6 +436,25 @@ class Trainer:
         elif steps:
             self._compile(self._make_optimizer(self.learning_rate, steps, warmup_steps))
 
+
+
+def _finish(trainer: Trainer, monitor_cb: Any, history: TrainingHistory, train: Any) -> None:
+    """The kept weights; a from-scratch backbone's batch-norm statistics recomputed for
+    them (and the best checkpoint written again with them)."""
+    monitor_cb.finish()
+    if not from_scratch_backbone(trainer.spec):
+        return
+    if callable(train) and not hasattr(train, "element_spec"):
+        import tensorflow as tf
+
+        train = train(tf.distribute.InputContext())  # every file, on every worker
+    with trainer.scope():
+        used = refresh_batch_norm(trainer.model, train)
+    logger.info("Batch-norm statistics of the from-scratch backbone recomputed over %d "
+                "training images.", used)
+    if (trainer.checkpoint_path is not None and trainer.restore_best
+            and history.best_epoch is not None):
+        trainer.save_checkpoint(trainer.checkpoint_path, history, include_optimizer=False)
 
 
 def _model_path(path: str | os.PathLike[str] | None, name: str) -> str | None:
