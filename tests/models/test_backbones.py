@@ -158,6 +158,7 @@ def test_missing_weights_file_and_bad_specs(tmp_path, capsys, image_folder):
         "fruitclf: error: Backbone weights file not found")
 
 
+@pytest.mark.slow
 def test_weights_none_trains_the_whole_backbone_in_one_phase():
     """Check weights=None: one phase, every backbone layer trainable, batch norm following
     the batches; after fit, inference uses statistics recomputed for the final weights."""
