@@ -214,8 +214,8 @@ def refresh_batch_norm(model: Any, images: Any, *, batch_size: int = 128,
     its weights still moved, over batches too small for its class-dependent features: the
     model is right in training mode and wrong in inference mode. Averaging the statistics
     of batches of ``batch_size`` images (up to ``max_images``, not augmented), with nothing
-    else changed, gives the population statistics that inference needs. ``images`` is an iterable of
-    image batches (or of ``(images, labels)``). Returns the number of images used.
+    else changed, gives the population statistics that inference needs. ``images`` is an
+    iterable of image batches (or of ``(images, labels)``). Returns the number of images used.
     """
     import keras
     import tensorflow as tf
@@ -228,10 +228,10 @@ def refresh_batch_norm(model: Any, images: Any, *, batch_size: int = 128,
         return 0
     momenta = [layer.momentum for layer in layers]
     pending: list[Any] = []
-    used, batches = 0, 0
+    used, waiting, batches = 0, 0, 0
 
     def flush() -> None:
-        nonlocal batches
+        nonlocal batches, waiting
         for layer in layers:  # the mean over batches: this one weighs 1 / (batches + 1)
             layer.momentum = batches / (batches + 1)
         x = tf.concat(pending, axis=0)
@@ -239,6 +239,7 @@ def refresh_batch_norm(model: Any, images: Any, *, batch_size: int = 128,
             x = layer(x, training=False)  # rescaling as in inference, no augmentation
         backbone(x, training=True)
         batches += 1
+        waiting = 0
         pending.clear()
 
     try:
@@ -247,7 +248,8 @@ def refresh_batch_norm(model: Any, images: Any, *, batch_size: int = 128,
             batch = batch[:max_images - used]
             pending.append(batch)
             used += int(batch.shape[0])
-            if sum(int(b.shape[0]) for b in pending) >= batch_size:
+            waiting += int(batch.shape[0])
+            if waiting >= batch_size:
                 flush()
             if used >= max_images:
                 break

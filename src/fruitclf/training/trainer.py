@@ -358,7 +358,7 @@ class Trainer:
         epochs = check_int(epochs, "epochs", min_value=1, hint="Train for at least one epoch")
         keras_verbose, plain_lines = progress_mode(
             self.verbose if verbose is None else check_choice(verbose, "verbose", VERBOSE))
-        if not callable(train) or hasattr(train, "element_spec"):
+        if not _input_function(train):
             _check_pipeline(train, self.model, "train")
         if validation is not None:
             _check_pipeline(validation, self.model, "validation")
@@ -438,13 +438,18 @@ class Trainer:
 
 
 
+def _input_function(train: Any) -> bool:
+    """True when ``train`` is a function of a ``tf.distribute.InputContext``, not a pipeline."""
+    return callable(train) and not hasattr(train, "element_spec")
+
+
 def _finish(trainer: Trainer, monitor_cb: Any, history: TrainingHistory, train: Any) -> None:
     """The kept weights; a from-scratch backbone's batch-norm statistics recomputed for
     them (and the best checkpoint written again with them)."""
     monitor_cb.finish()
     if not from_scratch_backbone(trainer.spec):
         return
-    if callable(train) and not hasattr(train, "element_spec"):
+    if _input_function(train):
         import tensorflow as tf
 
         train = train(tf.distribute.InputContext())  # every file, on every worker
