@@ -24,9 +24,11 @@ Duplicates
     whichever is closer) of the whole of the other or of one of its windows:
     :data:`NEAR_DUPLICATE_THRESHOLD` by default, or less in a folder of look-alike images
     (see :func:`resolve_threshold`). A grey image is compared with any image on luma
-    structure alone, under :data:`GREY_SHARE` of the threshold. Candidates come from a k-d
-    tree over an 8-dimensional projection of every window that never lengthens a distance,
-    so no pair is missed and no all-pairs table is built.
+    structure alone, under :data:`GREY_SHARE` of the threshold. A search of a few
+    thousand photos measures every pair in blocks; a larger one measures only the pairs
+    that random-hyperplane keys bring together, with enough keys that a pair at the
+    threshold is missed with probability at most :data:`fruitclf.data.nearpairs.MISS`
+    (:mod:`fruitclf.data.nearpairs`), so its time grows with the folder, not with its pairs.
 
 Quality flags
     Measured on the image shrunk to at most 128 pixels a side; every threshold is a field of
@@ -39,12 +41,13 @@ import dataclasses
 import functools
 import math
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..settings import NEAR_DUPLICATE_THRESHOLD as _NEAR_DUPLICATE_THRESHOLD
+from .nearpairs import Part, near_pairs, signed_permutation
 
 __all__ = [
     "GREY_SHARE",
@@ -91,7 +94,6 @@ _THUMB = 64  # the fingerprint thumbnail (square)
 _DCT = 32  # the crop windows are resampled to this square before the DCT
 _KEEP = 8  # the DCT block kept (lowest frequencies)
 _COLOUR = 4  # colour layout grid
-_PROJECTED = 8  # dimensions of the k-d tree (fastest on 10,000 photos among 6-16)
 
 #: Share of the distance between two colour images given to their structure (the layout of
 #: grey levels); the colour layout has the rest. A grey image compared with any image is
@@ -547,75 +549,58 @@ def _luma(vectors: np.ndarray) -> np.ndarray:
 #: other image, and the other image's window it matched.
 _Match = tuple[float, int, int]
 
+#: What two colour images are compared on, what the second look compares and what a grey
+#: image is compared on (as the functions of those names take them).
+_PARTS_COMPARED = {
+    "value and colour": Part(np.arange(_COLOURED), np.ones(_COLOURED, np.float32)),
+    "luma and colour": Part(np.r_[_COLOURED:_DIM, _STRUCTURE:_COLOURED],
+                            np.r_[np.full(_STRUCTURE, math.sqrt(STRUCTURE_WEIGHT)),
+                                  np.ones(_COLOURED - _STRUCTURE)].astype(np.float32)),
+    "luma": Part(np.arange(_COLOURED, _DIM), np.ones(_STRUCTURE, np.float32)),
+}
+
+
+@functools.cache
+def _poses() -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """The eight symmetries as (order, signs): a mirror or a transpose moves and negates."""
+    return tuple(signed_permutation(m) for m in _symmetry_matrices())
+
 
 def _near_pairs(queries: np.ndarray, index: np.ndarray, threshold: float,
-                part: Callable[[np.ndarray], np.ndarray] = _value_and_colour, *,
-                poses: int = len(_SYMMETRIES)) -> dict[tuple[int, int], _Match]:
+                part: str = "value and colour", *, poses: int = len(_SYMMETRIES),
+                skip_self: bool = False) -> dict[tuple[int, int], _Match]:
     """``{(query image, index image): (distance, symmetry, window)}`` where the whole query
     image, as it is or turned or mirrored, lies within ``threshold`` of the whole index
     image or of one of its windows; the closest such match of each pair.
 
     ``queries`` is ``(n, dim)`` (whole images), ``index`` is ``(m, windows, dim)``; both are
-    compared on the ``part`` of their vectors that the function of that name takes (unit
-    vectors, or weighted halves of two); ``poses``: the first that many of the eight ways
-    to lay the query on the index image (1: as it is). The k-d tree holds every window,
-    projected onto their 8 main axes: an orthogonal projection never makes a distance
-    longer, so every pair within the radius is among the candidates, which are then
-    measured in full. The tree is searched on every core.
+    compared on ``part`` (a key of ``_PARTS_COMPARED``); ``poses``: the first that many of
+    the eight ways to lay the query on the index image (1: as it is); ``skip_self`` leaves
+    out query ``i`` with index image ``i``. :func:`fruitclf.data.nearpairs.near_pairs`
+    searches: every pair of a small search, hashed keys for a large one.
     """
-    from scipy.spatial import cKDTree
-
-    if not len(queries) or not len(index):
-        return {}
-    symmetries = _symmetry_matrices()[:poses]
-    # The eight views of each query: (8 x n, dim), view-major.
-    views = np.einsum("nd,sed->sne", queries.astype(np.float32), symmetries)
-    views, index = part(views), part(index)
-    views = views.reshape(-1, views.shape[-1])
-    windows = index.shape[1]
+    windows = index.shape[1] if index.ndim == 3 else 1
     shares = _WINDOW_SHARES if windows == WINDOW_COUNT else np.ones(windows, np.float32)
-    flat = index.reshape(-1, index.shape[2]).astype(np.float32)
-    sample = flat[:: max(1, len(flat) // 8192)]
-    _, _, axes = np.linalg.svd(sample - sample.mean(axis=0), full_matrices=False)
-    basis = axes[:_PROJECTED].T
-    tree = cKDTree(flat @ basis)
-    radius = math.sqrt(2 * threshold)  # |a - b|^2 = 2 (1 - cos) for unit vectors
-    rows_found: list[np.ndarray] = []
-    cols_found: list[np.ndarray] = []
-    distances: list[np.ndarray] = []
-    for start in range(0, len(views), 4096):
-        chunk = views[start:start + 4096]
-        hits = tree.query_ball_point(chunk @ basis, radius, workers=-1)
-        candidates = np.repeat(np.arange(len(chunk)), [len(h) for h in hits])
-        if not len(candidates):
-            continue
-        targets = np.concatenate([np.asarray(h, np.int64) for h in hits])
-        # Measured in blocks: a gathered candidate is two vectors (about 1 KB).
-        for at in range(0, len(candidates), 32_768):
-            rows, cols = candidates[at:at + 32_768], targets[at:at + 32_768]
-            distance = 1.0 - np.einsum("ij,ij->i", chunk[rows], flat[cols])
-            close = distance <= threshold * shares[cols % windows]
-            rows_found.append(rows[close] + start)
-            cols_found.append(cols[close])
-            distances.append(np.maximum(distance[close], 0.0))
-    if not rows_found:
+    query, col, pose, distance = near_pairs(
+        queries, index, threshold * shares, _PARTS_COMPARED[part], _poses()[:poses],
+        skip_self=skip_self)
+    if not len(query):
         return {}
-    row, col, distance = (np.concatenate(x) for x in (rows_found, cols_found, distances))
-    query, symmetry = row % len(queries), row // len(queries)
     key = query * len(index) + col // windows
     order = np.lexsort((distance, key))  # by pair, the closest match first
     first = np.ones(len(key), dtype=bool)
     first[1:] = key[order][1:] != key[order][:-1]
     chosen = order[first]
     return {(int(query[i]), int(col[i] // windows)):
-            (float(distance[i]), int(symmetry[i]), int(col[i] % windows)) for i in chosen}
+            (float(distance[i]), int(pose[i]), int(col[i] % windows)) for i in chosen}
 
 
 def _pairs_both_ways(queries: Sequence[Fingerprint], index: Sequence[Fingerprint],
-                     threshold: float) -> dict[tuple[int, int], _Match]:
+                     threshold: float, *, same: bool = False) -> dict[tuple[int, int], _Match]:
     """Near pairs of each query with each index image: two colour images on value or luma
     structure with colour layout (the closer), any pair with a grey image on luma
-    structure alone under :data:`GREY_SHARE` of the threshold."""
+    structure alone under :data:`GREY_SHARE` of the threshold. ``same``: the queries are
+    the index, and no image is paired with itself."""
     if not queries or not index:
         return {}
     whole = np.stack([fp.vectors[0] for fp in queries])
@@ -636,8 +621,8 @@ def _pairs_both_ways(queries: Sequence[Fingerprint], index: Sequence[Fingerprint
 
     # The second look (luma) is for brightened or overexposed copies, as they are: the
     # mirrored and turned poses are left to the first, which costs eight times as much.
-    for part, poses in ((_value_and_colour, len(_SYMMETRIES)), (_luma_and_colour, 1)):
-        near = _near_pairs(whole, windows, threshold, part, poses=poses)
+    for part, poses in (("value and colour", len(_SYMMETRIES)), ("luma and colour", 1)):
+        near = _near_pairs(whole, windows, threshold, part, poses=poses, skip_self=same)
         keep({pair: match for pair, match in near.items()
               if pair[0] not in grey[0] and pair[1] not in grey[1]})
     searches = []
@@ -646,7 +631,8 @@ def _pairs_both_ways(queries: Sequence[Fingerprint], index: Sequence[Fingerprint
     if grey_index:
         searches.append((list(range(len(queries))), grey_index))
     for rows, cols in searches:  # (overlapping where both are grey: the closer is kept)
-        keep(_near_pairs(whole[rows], windows[cols], threshold * GREY_SHARE, _luma), rows, cols)
+        keep(_near_pairs(whole[rows], windows[cols], threshold * GREY_SHARE, "luma"),
+             rows, cols)
     return found
 
 
@@ -847,7 +833,7 @@ def find_duplicates(
 
     links = [(a, b, 0.0, "exact") for a, b in _exact_links(prints)]
     closest: dict[tuple[int, int], _Match] = {}
-    for (a, b), match in _pairs_both_ways(prints, prints, threshold).items():
+    for (a, b), match in _pairs_both_ways(prints, prints, threshold, same=True).items():
         pair = (min(a, b), max(a, b))  # each pair is found from both sides: the closer
         if a != b and (pair not in closest or match[0] < closest[pair][0]):
             closest[pair] = match

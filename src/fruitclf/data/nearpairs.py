@@ -1,0 +1,411 @@
+"""Near pairs of fingerprint vectors: every query within a distance of an indexed window.
+
+The duplicate and leakage checks ask one question of many vectors: which (query image,
+indexed image) pairs have the whole query, in one of a few poses, within a cosine distance
+of the whole indexed image or one of its windows. Three ways answer it, and
+:func:`plan_search` takes the one with the least estimated work:
+
+*Every pair*, measured in blocks of matrix products: a search of up to a few thousand
+photos.
+
+*A k-d tree* over the windows projected onto their 8 main axes (a projection never
+lengthens a distance, so no pair within the threshold is left out): fast when the vectors
+crowd on a few axes, slow when they spread over many, as the candidates within the radius
+on those axes then grow with the square of the folder.
+
+*Hashed*: each vector gets ``bits`` random-hyperplane signs (the signs of its products with
+random Gaussian directions) per table, and only a query and a window that share all of them
+in at least one of ``tables`` tables are looked at, first on 12 main axes and then in full.
+Two unit vectors at an angle ``t`` agree on one sign with probability ``1 - t / pi``, so a
+pair at the largest distance that counts is missed by every table with probability
+``(1 - p ** bits) ** tables``; the tables keep that under :data:`MISS` (a pair closer than
+the threshold, as copies are, is missed far less often). The work grows with the number of
+vectors, not with the number of pairs, and the directions come from a fixed seed: the same
+vectors give the same pairs on every run.
+
+The plan is made from a sample of 2,048 query views by 2,048 windows. Memory stays with the
+inputs: the vectors are read in place and the pairs are measured in blocks; a hashed search
+holds a key and a position per window and table for a group of tables at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+__all__ = ["MISS", "Part", "Plan", "Sample", "near_pairs", "plan_search", "sample_pairs",
+           "signed_permutation"]
+
+#: The most that a hashed search misses a pair at the threshold (probability per pair of
+#: vectors; pairs closer than the threshold are missed far less often).
+MISS = 1e-6
+_BLOCK = 1 << 21  # numbers (products or gathered values) handled at once: ~8-16 MB
+_CANDIDATES = 1 << 16  # candidate pairs gathered at once: ~60 MB
+_PROJECTED = 12  # main axes of the shadows that rule out most candidates
+_TREE_AXES = 8  # main axes of a k-d tree
+_KEYS = 1 << 24  # keys held at once (128 MB): how many tables are made together
+_SAMPLE = 2048  # vectors a side in the sample of distances that plans a search
+_PLANNING = 1.0  # estimated seconds of measuring every pair above which a search is planned
+_BITS = range(8, 61, 4)  # signs per key that the plan chooses among
+# Estimated seconds per unit of work on one core, measured on a 2-core x86 machine; only
+# their ratios matter (which of the two ways, how many signs).
+_COST_PRODUCT = 1e-10  # one multiply-add in a blocked matrix product
+_COST_KEY = 2e-8  # sorting or looking up one key
+_COST_MEASURE = 2e-7  # ruling out (or measuring) one candidate pair
+_COST_TREE = 8e-6  # visiting a k-d tree, per pair within the radius on its axes
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """The numbers of a fingerprint vector that two images are compared on, with weights.
+
+    ``part(x) == x[..., columns] * weights``, a unit vector when ``x`` is a fingerprint.
+    """
+
+    columns: np.ndarray  #: positions in the fingerprint vector
+    weights: np.ndarray  #: float32 weight of each
+
+    def __call__(self, vectors: np.ndarray) -> np.ndarray:
+        compared: np.ndarray = np.asarray(vectors[..., self.columns], np.float32) * self.weights
+        return compared
+
+    def posed(self, pose: tuple[np.ndarray, np.ndarray]) -> Part:
+        """The part of the vector turned by ``pose`` (``(order, signs)``: the turned vector
+        is ``x[order] * signs``), read from the vector as it is."""
+        order, signs = pose
+        return Part(order[self.columns], (signs[self.columns] * self.weights).astype(np.float32))
+
+    def lifted(self, planes: np.ndarray, dim: int) -> np.ndarray:
+        """``(dim, k)``: ``x @ lifted == part(x) @ planes`` for whole vectors ``x``."""
+        out = np.zeros((dim, planes.shape[1]), np.float32)
+        np.add.at(out, self.columns, self.weights[:, None] * planes)
+        return out
+
+
+def signed_permutation(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(order, signs)`` of a matrix that moves and negates numbers, so that
+    ``matrix @ x == x[order] * signs``.
+
+    Raises
+    ------
+    ValueError
+        If ``matrix`` is not such a matrix.
+    """
+    order = np.abs(matrix).argmax(axis=1)
+    signs = matrix[np.arange(len(matrix)), order].astype(np.float32)
+    rebuilt = np.zeros_like(matrix)
+    rebuilt[np.arange(len(matrix)), order] = signs
+    if not (np.array_equal(rebuilt, matrix) and np.all(np.abs(signs) == 1)):
+        raise ValueError("a pose must move and negate numbers, nothing else")
+    return order, signs
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How a search is done: ``"every pair"``, ``"tree"`` or ``"hashed"``."""
+
+    method: str  #: the way
+    seconds: float = 0.0  #: the estimated work on one core
+    bits: int = 0  #: signs per key of a hashed search
+    tables: int = 0  #: tables of a hashed search
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """What a sample of (query view, window) pairs says about a search's work."""
+
+    #: ``1 - angle / pi`` of each sampled pair: the chance that one random sign agrees.
+    agreement: np.ndarray
+    #: The share of pairs within the threshold on the main axes (what a tree would measure).
+    shadowed: float
+
+
+def sample_pairs(queries: np.ndarray, windows: np.ndarray, part: Part,
+                 poses: Sequence[tuple[np.ndarray, np.ndarray]], threshold: float) -> Sample:
+    """A :class:`Sample` of up to 2,048 query views by as many windows."""
+    rng = np.random.default_rng(0)
+    take = rng.choice(len(queries), min(len(queries), _SAMPLE // len(poses) + 1),
+                      replace=False)
+    views = np.concatenate([part.posed(pose)(np.asarray(queries[take])) for pose in poses])
+    compared = part(windows[rng.choice(len(windows), min(len(windows), _SAMPLE),
+                                       replace=False)])
+    cosines = np.clip(views @ compared.T, -1.0, 1.0)
+    axes = _main_axes(windows, part, _TREE_AXES)
+    a, b = views @ axes, compared @ axes
+    squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
+    within = int((squared <= 2 * threshold).sum())
+    return Sample((1.0 - np.arccos(cosines) / math.pi).ravel(),
+                  (within + 1) / (cosines.size + 1))
+
+
+def plan_search(views: int, windows: int, dim: int, threshold: float,
+                sample: Sample | None) -> Plan:
+    """The way with the least estimated work among measuring every one of ``views`` x
+    ``windows`` pairs of ``dim`` numbers, a k-d tree on the main axes, and each hashed
+    search that misses a pair at ``threshold`` (cosine distance) with probability at most
+    :data:`MISS`; ``sample`` from :func:`sample_pairs` (``None``: every pair)."""
+    best = Plan("every pair", views * windows * dim * _COST_PRODUCT)
+    if sample is None or not len(sample.agreement):
+        return best
+    lookups = windows * math.log2(max(windows, 2)) * _COST_KEY
+    tree = Plan("tree", lookups + views * windows * sample.shadowed * _COST_TREE)
+    best = min(best, tree, key=lambda plan: plan.seconds)
+    near = 1.0 - math.acos(max(-1.0, 1.0 - threshold)) / math.pi  # at the threshold
+    power = sample.agreement ** _BITS[0]  # then each next number of bits
+    step = sample.agreement ** _BITS.step
+    for bits in _BITS:
+        caught = near**bits  # by one table
+        tables = 1 if caught >= 1.0 else max(1, math.ceil(math.log(MISS) /
+                                                          math.log1p(-caught)))
+        candidates = views * windows * float(np.mean(power))
+        power *= step
+        seconds = tables * ((views + windows) * (dim * bits * _COST_PRODUCT + _COST_KEY)
+                            + lookups + candidates * _COST_MEASURE)
+        if seconds < best.seconds:
+            best = Plan("hashed", seconds, bits, tables)
+    return best
+
+
+#: A search's result: query, window (``image * windows + window``), pose index, distance;
+#: one row per pair found, in no order.
+_Found = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def near_pairs(queries: np.ndarray, index: np.ndarray, limits: np.ndarray, part: Part,
+               poses: Sequence[tuple[np.ndarray, np.ndarray]], *, skip_self: bool = False,
+               plan: Plan | None = None) -> _Found:
+    """Every (query, pose, window) within its window's limit.
+
+    Parameters
+    ----------
+    queries : numpy.ndarray
+        ``(n, dim)`` whole vectors.
+    index : numpy.ndarray
+        ``(m, windows, dim)`` vectors of the indexed images.
+    limits : numpy.ndarray
+        ``(windows,)``: the largest distance (1 - cosine of the parts) that counts, per window.
+    part : Part
+        What the vectors are compared on.
+    poses : sequence of (order, signs)
+        The ways to turn a query (:func:`signed_permutation`), the first usually as it is.
+    skip_self : bool
+        Leave out query ``i`` with indexed image ``i`` (a search of a set against itself).
+    plan : Plan, optional
+        How; by default the cheaper of the two ways (:func:`plan_search`).
+    """
+    m, windows, dim = index.shape
+    flat = index.reshape(m * windows, dim)
+    found: list[_Found] = []
+    if not len(queries) or not m:
+        return _stack(found)
+    if plan is None:
+        views, dim, threshold = len(queries) * len(poses), len(part.columns), float(limits.max())
+        plan = plan_search(views, len(flat), dim, threshold, None)
+        if plan.seconds > _PLANNING:  # worth a sample to plan another way
+            plan = plan_search(views, len(flat), dim, threshold,
+                               sample_pairs(queries, flat, part, poses, threshold))
+    keep = _Keep(np.tile(limits.astype(np.float32), m), windows, skip_self)
+    queries = np.asarray(queries, np.float32)
+    if plan.method == "every pair":
+        compared = part(flat)
+        for s, pose in enumerate(poses):
+            for rows, cols, distance in _every_pair(queries, compared, part.posed(pose), keep):
+                found.append((rows, cols, np.full(len(rows), s, np.int64), distance))
+    elif plan.method == "tree":
+        found.extend(_tree(queries, flat, part, poses, keep))
+    else:
+        found.extend(_hashed(queries, flat, part, poses, keep, plan))
+    return _stack(found)
+
+
+def _stack(found: list[_Found]) -> _Found:
+    if not found:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty, np.zeros(0, np.float32)
+    return tuple(np.concatenate(column) for column in zip(*found))  # type: ignore[return-value]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Keep:
+    """Which measured pairs a search returns."""
+
+    limits: np.ndarray  # (windows in the index,): the largest distance that counts
+    windows: int  # windows per indexed image
+    skip_self: bool  # leave out query i with indexed image i
+
+    def __call__(self, rows: np.ndarray, cols: np.ndarray, distance: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        close = distance <= self.limits[cols]
+        if self.skip_self:
+            close &= rows != cols // self.windows
+        return rows[close], cols[close], np.maximum(distance[close], 0.0)
+
+
+def _every_pair(queries: np.ndarray, windows: np.ndarray, query_part: Part, keep: _Keep
+                ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every (query, window) pair measured, in blocks of matrix products; ``windows`` are
+    the parts compared."""
+    step = max(1, _BLOCK // len(windows))
+    for at in range(0, len(queries), step):
+        distance = 1.0 - query_part(queries[at:at + step]) @ windows.T
+        rows, cols = np.nonzero(distance <= keep.limits[None, :])
+        yield keep(rows + at, cols, distance[rows, cols])
+
+
+def _keys(vectors: np.ndarray, planes: np.ndarray, bits: int) -> np.ndarray:
+    """``(len(vectors), tables)`` uint64: the signs of each vector's products with the
+    ``(dim, tables * bits)`` planes, ``bits`` to a key."""
+    tables = planes.shape[1] // bits
+    keys = np.empty((len(vectors), tables), np.uint64)
+    step = max(1, _BLOCK // max(vectors.shape[1], planes.shape[1]))
+    for at in range(0, len(vectors), step):
+        signs = np.asarray(vectors[at:at + step], np.float32) @ planes > 0
+        packed = np.packbits(signs.reshape(len(signs), tables, bits), axis=2,
+                             bitorder="little")
+        wide = np.zeros((len(packed), tables, 8), np.uint8)
+        wide[:, :, :packed.shape[2]] = packed
+        keys[at:at + step] = wide.view(np.uint64)[:, :, 0]
+    return keys
+
+
+@dataclasses.dataclass(frozen=True)
+class _Shadow:
+    """Vectors' parts projected onto a few main axes, and how far each part's squared
+    length is from 1: enough to rule out most pairs without reading the vectors. A
+    projection onto orthonormal axes never lengthens a distance, so a pair it rules out is
+    never a near pair."""
+
+    points: np.ndarray  # (n, _PROJECTED) float32
+    excess: np.ndarray  # (n,) float32: |part|^2 - 1
+
+    @classmethod
+    def of(cls, vectors: np.ndarray, part: Part, axes: np.ndarray) -> _Shadow:
+        points = np.empty((len(vectors), axes.shape[1]), np.float32)
+        excess = np.empty(len(vectors), np.float32)
+        step = max(1, _BLOCK // vectors.shape[1])
+        for at in range(0, len(vectors), step):
+            compared = part(vectors[at:at + step])
+            points[at:at + step] = compared @ axes
+            excess[at:at + step] = np.einsum("ij,ij->i", compared, compared) - 1.0
+        return cls(points, excess)
+
+    def sorted_by(self, order: np.ndarray) -> _Shadow:
+        """The same shadows in ``order``."""
+        return _Shadow(self.points[order], self.excess[order])
+
+    def may_meet(self, other: _Shadow, rows: np.ndarray, cols: np.ndarray,
+                 limits: np.ndarray) -> np.ndarray:
+        """Whether each (row of self, col of other) pair can be within its limit (1 - cosine):
+        |a - b|^2 = |a|^2 + |b|^2 - 2 a.b, so 1 - a.b <= limit needs the projected squared
+        distance <= 2 limit + both excesses."""
+        gap = self.points[rows] - other.points[cols]
+        room = 2.0 * limits + self.excess[rows] + other.excess[cols] + 1e-5
+        within: np.ndarray = np.einsum("ij,ij->i", gap, gap) <= room
+        return within
+
+
+def _main_axes(flat: np.ndarray, part: Part, count: int) -> np.ndarray:
+    """``(compared numbers, count)``: the main axes of a sample of the windows' parts."""
+    sample = part(flat[:: max(1, len(flat) // 8192)])
+    _, _, axes = np.linalg.svd(sample - sample.mean(axis=0), full_matrices=False)
+    return np.ascontiguousarray(axes[:count].T)
+
+
+def _tree(queries: np.ndarray, flat: np.ndarray, part: Part,
+          poses: Sequence[tuple[np.ndarray, np.ndarray]], keep: _Keep) -> Iterator[_Found]:
+    """The (query, window) pairs within the largest limit on the windows' main axes (a
+    k-d tree of their shadows, searched on every core), measured."""
+    from scipy.spatial import cKDTree
+
+    axes = _main_axes(flat, part, _TREE_AXES)
+    shadow = _Shadow.of(flat, part, axes)
+    tree = cKDTree(shadow.points)
+    widest = 2.0 * float(keep.limits.max()) + max(0.0, float(shadow.excess.max())) + 1e-5
+    for s, pose in enumerate(poses):
+        posed = part.posed(pose)
+        views = _Shadow.of(queries, posed, axes)
+        for at in range(0, len(queries), 4096):
+            room = widest + np.maximum(views.excess[at:at + 4096], 0.0)
+            hits = tree.query_ball_point(views.points[at:at + 4096], np.sqrt(room), workers=-1)
+            rows = np.repeat(np.arange(at, at + len(hits)), [len(h) for h in hits])
+            if not len(rows):
+                continue
+            cols = np.concatenate([np.asarray(h, np.int64) for h in hits])
+            if keep.skip_self:
+                other = rows != cols // keep.windows
+                rows, cols = rows[other], cols[other]
+            rows, cols, distance = keep(rows, cols,
+                                        _distances(queries, flat, rows, cols, posed, part))
+            yield rows, cols, np.full(len(rows), s, np.int64), distance
+
+
+def _hashed(queries: np.ndarray, flat: np.ndarray, part: Part,
+            poses: Sequence[tuple[np.ndarray, np.ndarray]], keep: _Keep, plan: Plan
+            ) -> Iterator[_Found]:
+    """The (query, window) pairs that share a key in at least one table and that their
+    shadows do not rule out, measured (a pair that shares several keys is measured, and
+    returned, once per table). The keys of a group of tables are made in one pass."""
+    rng = np.random.default_rng(0)
+    dim = flat.shape[1]
+    axes = _main_axes(flat, part, _PROJECTED)
+    shadow = _Shadow.of(flat, part, axes)
+    posed = [part.posed(pose) for pose in poses]
+    query_shadows = [_Shadow.of(queries, p, axes) for p in posed]
+    group = max(1, min(plan.tables, _KEYS // len(flat)))
+    for start in range(0, plan.tables, group):
+        planes = [rng.standard_normal((len(part.columns), plan.bits)).astype(np.float32)
+                  for _ in range(min(group, plan.tables - start))]
+        window_keys = _keys(flat, np.hstack([part.lifted(p, dim) for p in planes]), plan.bits)
+        query_keys = [_keys(queries, np.hstack([p.lifted(q, dim) for q in planes]), plan.bits)
+                      for p in posed]
+        for table in range(len(planes)):
+            # Windows in the order of their keys: those sharing a key are read in a row.
+            order = np.argsort(window_keys[:, table])
+            sorted_keys = window_keys[order, table]
+            sorted_shadow, sorted_limits = shadow.sorted_by(order), keep.limits[order]
+            for s, p in enumerate(posed):
+                for rows, at in _sharing(query_keys[s][:, table], sorted_keys):
+                    near = query_shadows[s].may_meet(sorted_shadow, rows, at, sorted_limits[at])
+                    rows, cols = rows[near], order[at[near]]
+                    if keep.skip_self:
+                        other = rows != cols // keep.windows
+                        rows, cols = rows[other], cols[other]
+                    rows, cols, distance = keep(rows, cols, _distances(
+                        queries, flat, rows, cols, p, part))
+                    yield rows, cols, np.full(len(rows), s, np.int64), distance
+
+
+def _sharing(query_keys: np.ndarray, sorted_keys: np.ndarray
+             ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(query, position in ``sorted_keys``) pairs with the same key, in blocks of about
+    ``_CANDIDATES``."""
+    by_key = np.argsort(query_keys)  # sorted lookups run faster
+    found = np.searchsorted(sorted_keys, query_keys[by_key], "left")
+    first = np.empty_like(found)
+    first[by_key] = found
+    counts = np.empty_like(found)
+    counts[by_key] = np.searchsorted(sorted_keys, query_keys[by_key], "right") - found
+    ends = np.cumsum(counts)
+    at = 0
+    while at < len(query_keys):
+        stop = max(at + 1, int(np.searchsorted(ends, ends[at] - counts[at] + _CANDIDATES,
+                                               "right")))
+        n = counts[at:stop]
+        rows = np.repeat(np.arange(at, stop), n)
+        yield rows, np.repeat(first[at:stop] - (np.cumsum(n) - n), n) + np.arange(len(rows))
+        at = stop
+
+
+def _distances(queries: np.ndarray, flat: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+               query_part: Part, part: Part) -> np.ndarray:
+    """``1 - cosine`` of the parts of each (query, window) pair."""
+    out = np.empty(len(rows), np.float32)
+    step = max(1, _BLOCK // len(part.columns))
+    for at in range(0, len(rows), step):
+        a = query_part(queries[rows[at:at + step]])
+        b = part(flat[cols[at:at + step]])
+        out[at:at + step] = 1.0 - np.einsum("ij,ij->i", a, b)
+    return out

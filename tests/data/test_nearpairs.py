@@ -1,0 +1,139 @@
+"""The near-pair search behind duplicates and leakage: hashed searches find what measuring
+every pair finds, plans follow the work, poses are signed permutations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from fruitclf.data import quality
+from fruitclf.data.nearpairs import (
+    MISS,
+    Part,
+    Plan,
+    Sample,
+    near_pairs,
+    plan_search,
+    sample_pairs,
+    signed_permutation,
+)
+
+DIM = 40
+THRESHOLD = 0.03
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _planted(rng: np.random.Generator, n: int, windows: int, pairs: int):  # type: ignore[no-untyped-def]
+    """``n`` queries and ``n`` indexed images of ``windows`` vectors each, correlated as
+    photos are (a shared direction), with ``pairs`` queries planted at distances up to
+    and just over the threshold from a window of another image, some in the second pose."""
+    common = _unit(rng.normal(size=DIM))
+    index = _unit(rng.normal(size=(n, windows, DIM)) + 1.2 * common)
+    queries = _unit(rng.normal(size=(n, DIM)) + 1.2 * common)
+    pose = _poses()[1]
+    planted = {}
+    for k in range(pairs):
+        q, image, window = k, (k * 7 + 3) % n, k % windows
+        distance = THRESHOLD * (1.0 - (k % 10) / 10) if k % 10 else THRESHOLD * 1.02
+        target = index[image, window]
+        other = rng.normal(size=DIM)
+        other = _unit(other - (other @ target) * target)
+        angle = math.acos(1.0 - distance)
+        view = math.cos(angle) * target + math.sin(angle) * other
+        s = k % 3 == 0  # a third of them turned: the query is the view turned back
+        order, signs = pose
+        if s:
+            unturned = np.empty(DIM)
+            unturned[order] = view * signs
+            view = unturned
+        queries[q] = view
+        planted[(q, image * windows + window, int(s))] = distance
+    return queries.astype(np.float16), index.astype(np.float16), planted
+
+
+def _poses() -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    flip = np.eye(DIM)[::-1] * np.where(np.arange(DIM) % 2, -1.0, 1.0)[:, None]
+    return signed_permutation(np.eye(DIM)), signed_permutation(flip)
+
+
+def _found(result) -> dict[tuple[int, int, int], float]:  # type: ignore[no-untyped-def]
+    rows, cols, poses, distances = result
+    return {(int(r), int(c), int(p)): float(d)
+            for r, c, p, d in zip(rows, cols, poses, distances)}
+
+
+def test_tree_and_hashed_searches_find_every_pair_that_measuring_every_pair_finds():
+    """Check the tree and a hashed search against measuring every pair, on correlated
+    vectors with 600 planted pairs from far inside the threshold to just over it: the
+    same pairs, the same distances."""
+    rng = np.random.default_rng(0)
+    queries, index, planted = _planted(rng, 1500, 4, 600)
+    part = Part(np.arange(DIM), np.ones(DIM, np.float32))
+    limits = np.full(4, THRESHOLD, np.float32)
+    exact = _found(near_pairs(queries, index, limits, part, _poses(),
+                              plan=Plan("every pair")))
+    sample = sample_pairs(queries, index.reshape(-1, DIM), part, _poses(), THRESHOLD)
+    hashed = plan_search(300_000, 600_000, DIM, THRESHOLD, sample)  # as for a large folder
+    assert hashed.method == "hashed" and hashed.bits >= 12 and hashed.tables >= 10
+    for plan in (hashed, Plan("tree")):
+        found = _found(near_pairs(queries, index, limits, part, _poses(), plan=plan))
+        assert found.keys() == exact.keys(), plan
+        for key, distance in exact.items():
+            assert found[key] == pytest.approx(distance, abs=1e-6)
+    inside = {key for key, d in planted.items() if d <= THRESHOLD * 0.999}
+    assert len(inside) == 540 and inside <= exact.keys()  # the planted pairs within it
+    assert not {key for key, d in planted.items() if d > THRESHOLD} & exact.keys()
+
+
+def test_skip_self_and_limits_per_window():
+    """Check that a set searched against itself leaves out each image with itself, and
+    that each window counts under its own limit."""
+    rng = np.random.default_rng(1)
+    index = _unit(rng.normal(size=(50, 3, DIM))).astype(np.float16)
+    queries = index[:, 0].copy()
+    part = Part(np.arange(DIM), np.ones(DIM, np.float32))
+    pose = _poses()[:1]
+    for plan in (Plan("every pair"), Plan("tree"), Plan("hashed", bits=16, tables=8)):
+        rows, cols, _, _ = near_pairs(queries, index, np.full(3, 0.01, np.float32), part, pose,
+                                      plan=plan)
+        assert set(zip(rows, cols // 3)) >= {(i, i) for i in range(50)}
+        rows, cols, _, _ = near_pairs(queries, index, np.full(3, 0.01, np.float32), part, pose,
+                                      skip_self=True, plan=plan)
+        assert not any(rows == cols // 3)
+    rows, cols, _, _ = near_pairs(queries, index, np.array([-1.0, 1.0, 1.0], np.float32),
+                                  part, pose, plan=Plan("every pair"))
+    assert len(rows) > 50 and not any(cols % 3 == 0)
+
+
+def test_plans_follow_the_work():
+    """Check that a small search measures every pair, that a large one of spread-out
+    vectors is hashed with enough tables to miss a pair at the threshold with probability
+    at most MISS, that one whose vectors crowd on a few axes takes the tree, and that
+    planning without a sample measures every pair."""
+    spread = Sample(np.full(1000, 0.55, np.float32), 1e-2)
+    assert plan_search(800, 20_000, 111, 0.03, spread).method == "every pair"
+    plan = plan_search(160_000, 540_000, 111, 0.03, spread)
+    assert plan.method == "hashed"
+    near = 1.0 - math.acos(1.0 - 0.03) / math.pi
+    assert (1.0 - near**plan.bits) ** plan.tables <= MISS
+    assert (1.0 - near**plan.bits) ** (plan.tables - 1) > MISS  # no more tables than that
+    crowded = Sample(np.full(1000, 0.8, np.float32), 1e-6)
+    assert plan_search(160_000, 540_000, 111, 0.03, crowded).method == "tree"
+    assert plan_search(160_000, 540_000, 111, 0.03, None).method == "every pair"
+    assert plan_search(160_000, 540_000, 111, 0.0, spread).tables == 1
+
+
+def test_the_poses_of_the_fingerprints_are_signed_permutations():
+    """Check the eight poses against the matrices they come from, and that any other
+    matrix is refused."""
+    matrices = quality._symmetry_matrices()
+    x = np.random.default_rng(2).normal(size=matrices.shape[1]).astype(np.float32)
+    for matrix, (order, signs) in zip(matrices, quality._poses()):
+        np.testing.assert_array_equal(matrix @ x, x[order] * signs)
+    with pytest.raises(ValueError, match="move and negate"):
+        signed_permutation(np.array([[0.5, 0.5], [0.0, 1.0]]))
