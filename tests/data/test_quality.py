@@ -469,6 +469,10 @@ def test_scan_json_has_duplicates_quality_and_leakage(capsys, leaky):
         ("class_2/photo_011.jpg", "class_2/seen cropped.jpg", "cropped"),
     ]
     assert payload["test"]["num_images"] == 14
+    steps = payload["steps"]
+    assert list(steps) == ["check", "duplicates", "quality", "test_check", "leakage"]
+    assert all(seconds >= 0 for seconds in steps.values())
+    assert payload["seconds"] >= sum(steps.values())  # the whole command, not the check
 
 
 @pytest.mark.cli
