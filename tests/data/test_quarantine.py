@@ -73,6 +73,7 @@ def _child(job: dict) -> int:
                           capture_output=True, text=True, timeout=120).returncode
 
 
+@pytest.mark.slow  # no TensorFlow-specific behaviour: the newest TensorFlow runs it
 @pytest.mark.cli
 def test_two_cleans_on_one_quarantine_lose_no_entry(tmp_path):
     """Check item 4: two clean processes started together on one quarantine: one stops at
@@ -247,6 +248,7 @@ _ops = st.lists(
     min_size=1, max_size=5)
 
 
+@pytest.mark.slow  # no TensorFlow-specific behaviour: the newest TensorFlow runs it
 @settings(max_examples=int(os.environ.get("FRUITCLF_QUARANTINE_EXAMPLES", "12")),
           deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                 HealthCheck.too_slow])

@@ -53,6 +53,7 @@ def test_every_command_that_reads_a_folder_takes_follow_links() -> None:
         assert parser.parse_args([command, *argv]).follow_links is False, command
 
 
+@pytest.mark.slow  # no TensorFlow-specific behaviour: the newest TensorFlow runs it
 def test_a_linked_class_is_named_with_the_fix_and_followed_on_request(
         capsys: pytest.CaptureFixture[str], tmp_path: Path, image_folder: Path) -> None:
     root = _copy_classes(image_folder, tmp_path / "linked", ["class_0", "class_1"])

@@ -82,6 +82,7 @@ def test_disk_full_is_one_line_naming_the_file(image_folder, tmp_path, monkeypat
     assert not [p for p in (tmp_path / "r").iterdir() if TMP_MARK in p.name]
 
 
+@pytest.mark.slow  # no TensorFlow-specific behaviour: the newest TensorFlow runs it
 def test_a_failed_final_save_writes_none_of_the_final_files(image_folder, tmp_path,
                                                             monkeypatch):
     """Check that the final files land together: one failing leaves none of them."""

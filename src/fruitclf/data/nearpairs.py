@@ -23,7 +23,7 @@ the threshold, as copies are, is missed far less often). The work grows with the
 vectors, not with the number of pairs, and the directions come from a fixed seed: the same
 vectors give the same pairs on every run.
 
-The plan is made from a sample of 2,048 query views by 2,048 windows. Memory stays with the
+The plan is made from a sample of 1,024 query views by 1,024 windows. Memory stays with the
 inputs: the vectors are read in place and the pairs are measured in blocks; a hashed search
 holds a key and a position per window and table for a group of tables at a time.
 """
@@ -47,7 +47,7 @@ _CANDIDATES = 1 << 16  # candidate pairs gathered at once: ~60 MB
 _PROJECTED = 12  # main axes of the shadows that rule out most candidates
 _TREE_AXES = 8  # main axes of a k-d tree
 _KEYS = 1 << 24  # keys held at once (128 MB): how many tables are made together
-_SAMPLE = 2048  # vectors a side in the sample of distances that plans a search
+_SAMPLE = 1024  # vectors a side in the sample of distances that plans a search
 _PLANNING = 1.0  # estimated seconds of measuring every pair above which a search is planned
 _BITS = range(8, 61, 4)  # signs per key that the plan chooses among
 # Estimated seconds per unit of work on one core, measured on a 2-core x86 machine; only
@@ -125,7 +125,7 @@ class Sample:
 
 def sample_pairs(queries: np.ndarray, windows: np.ndarray, part: Part,
                  poses: Sequence[tuple[np.ndarray, np.ndarray]], threshold: float) -> Sample:
-    """A :class:`Sample` of up to 2,048 query views by as many windows."""
+    """A :class:`Sample` of up to 1,024 query views by as many windows."""
     rng = np.random.default_rng(0)
     take = rng.choice(len(queries), min(len(queries), _SAMPLE // len(poses) + 1),
                       replace=False)
@@ -309,7 +309,7 @@ class _Shadow:
 
 def _main_axes(flat: np.ndarray, part: Part, count: int) -> np.ndarray:
     """``(compared numbers, count)``: the main axes of a sample of the windows' parts."""
-    sample = part(flat[:: max(1, len(flat) // 8192)])
+    sample = part(flat[:: max(1, len(flat) // 4096)])
     _, _, axes = np.linalg.svd(sample - sample.mean(axis=0), full_matrices=False)
     return np.ascontiguousarray(axes[:count].T)
 
