@@ -194,7 +194,7 @@ def near_pairs(queries: np.ndarray, index: np.ndarray, limits: np.ndarray, part:
     skip_self : bool
         Leave out query ``i`` with indexed image ``i`` (a search of a set against itself).
     plan : Plan, optional
-        How; by default the cheaper of the two ways (:func:`plan_search`).
+        How; by default the way with the least estimated work (:func:`plan_search`).
     """
     m, windows, dim = index.shape
     flat = index.reshape(m * windows, dim)
@@ -242,6 +242,14 @@ class _Keep:
         if self.skip_self:
             close &= rows != cols // self.windows
         return rows[close], cols[close], np.maximum(distance[close], 0.0)
+
+    def others(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The candidate pairs less each query with its own image, when ``skip_self``: left
+        out before they are measured."""
+        if not self.skip_self:
+            return rows, cols
+        other = rows != cols // self.windows
+        return rows[other], cols[other]
 
 
 def _every_pair(queries: np.ndarray, windows: np.ndarray, query_part: Part, keep: _Keep
@@ -333,10 +341,8 @@ def _tree(queries: np.ndarray, flat: np.ndarray, part: Part,
             rows = np.repeat(np.arange(at, at + len(hits)), [len(h) for h in hits])
             if not len(rows):
                 continue
-            cols = np.concatenate([np.asarray(h, np.int64) for h in hits])
-            if keep.skip_self:
-                other = rows != cols // keep.windows
-                rows, cols = rows[other], cols[other]
+            rows, cols = keep.others(rows, np.concatenate([np.asarray(h, np.int64)
+                                                           for h in hits]))
             rows, cols, distance = keep(rows, cols,
                                         _distances(queries, flat, rows, cols, posed, part))
             yield rows, cols, np.full(len(rows), s, np.int64), distance
@@ -369,10 +375,7 @@ def _hashed(queries: np.ndarray, flat: np.ndarray, part: Part,
             for s, p in enumerate(posed):
                 for rows, at in _sharing(query_keys[s][:, table], sorted_keys):
                     near = query_shadows[s].may_meet(sorted_shadow, rows, at, sorted_limits[at])
-                    rows, cols = rows[near], order[at[near]]
-                    if keep.skip_self:
-                        other = rows != cols // keep.windows
-                        rows, cols = rows[other], cols[other]
+                    rows, cols = keep.others(rows[near], order[at[near]])
                     rows, cols, distance = keep(rows, cols, _distances(
                         queries, flat, rows, cols, p, part))
                     yield rows, cols, np.full(len(rows), s, np.int64), distance

@@ -527,24 +527,6 @@ def _symmetry_matrices() -> np.ndarray:
                      for g in _SYMMETRIES]).astype(np.float32)
 
 
-def _value_and_colour(vectors: np.ndarray) -> np.ndarray:
-    """Value structure and colour layout (weighted): what two colour images are compared on."""
-    return np.asarray(vectors[..., :_COLOURED], dtype=np.float32)
-
-
-def _luma_and_colour(vectors: np.ndarray) -> np.ndarray:
-    """Luma structure and colour layout (weighted): the second look at two colour images,
-    for copies whose brightest channel clipped (an overexposed or brightened copy)."""
-    v = np.asarray(vectors, dtype=np.float32)
-    return np.concatenate([v[..., _COLOURED:] * math.sqrt(STRUCTURE_WEIGHT),
-                           v[..., _STRUCTURE:_COLOURED]], axis=-1)
-
-
-def _luma(vectors: np.ndarray) -> np.ndarray:
-    """Luma structure alone: what a grey image is compared on."""
-    return np.asarray(vectors[..., _COLOURED:], dtype=np.float32)
-
-
 #: A near pair: distance, the symmetry (index of ``_SYMMETRIES``) that lays the query on the
 #: other image, and the other image's window it matched.
 _Match = tuple[float, int, int]
@@ -558,6 +540,11 @@ _PARTS_COMPARED = {
                                   np.ones(_COLOURED - _STRUCTURE)].astype(np.float32)),
     "luma": Part(np.arange(_COLOURED, _DIM), np.ones(_STRUCTURE, np.float32)),
 }
+
+
+def _value_and_colour(vectors: np.ndarray) -> np.ndarray:
+    """Value structure and colour layout (weighted): what two colour images are compared on."""
+    return _PARTS_COMPARED["value and colour"](vectors)
 
 
 @functools.cache
