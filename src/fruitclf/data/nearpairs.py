@@ -89,6 +89,12 @@ def signed_permutation(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(order, signs)`` of a matrix that moves and negates numbers, so that
     ``matrix @ x == x[order] * signs``.
 
+    Examples
+    --------
+    >>> order, signs = signed_permutation(np.array([[0.0, 1.0], [-1.0, 0.0]]))
+    >>> order.tolist(), signs.tolist()
+    ([1, 0], [1.0, -1.0])
+
     Raises
     ------
     ValueError
