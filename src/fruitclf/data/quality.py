@@ -543,8 +543,10 @@ _PARTS_COMPARED = {
 
 
 def _value_and_colour(vectors: np.ndarray) -> np.ndarray:
-    """Value structure and colour layout (weighted): what two colour images are compared on."""
-    return _PARTS_COMPARED["value and colour"](vectors)
+    """Value structure and colour layout (weighted): what two colour images are compared on
+    (``_PARTS_COMPARED["value and colour"]``, the leading numbers of the vector; a shorter
+    vector is taken whole)."""
+    return np.asarray(vectors[..., :_COLOURED], dtype=np.float32)
 
 
 @functools.cache
