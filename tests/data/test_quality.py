@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Callable
@@ -229,6 +230,52 @@ def test_each_file_is_decoded_once_for_all_checks(tmp_path, photos):
     ds.quality_issues()
     ds.find_leakage(ds)
     assert decode_count() - before == len(ds)
+
+
+def test_fingerprints_in_a_batch_equal_one_at_a_time_to_their_rounding(photos):
+    """Check that fingerprints made together (as the check makes them, 64 at a time) equal
+    fingerprints made one by one to float16 rounding, wherever an image sits in the batch, so
+    that the same pixels in two batches are still exact duplicates."""
+    from fruitclf.data.quality import _exact_key, fingerprints, sketch
+
+    images = [np.asarray(Image.open(p).convert("RGB"))
+              for p in sorted(photos.rglob("*.jpg"))[:12]]
+    images.append(np.repeat(images[0][..., :1], 3, axis=2))  # a grey one
+    alone = [fingerprint(b"x", image) for image in images]
+    for batch in (images, images[::-1], images[3:] + images[:3]):
+        together = fingerprints([sketch(b"x", image) for image in batch])
+        for image, made in zip(batch, together):
+            one = alone[next(i for i, im in enumerate(images) if im is image)]
+            assert np.abs(made.vectors.astype(np.float32)
+                          - one.vectors.astype(np.float32)).max() <= 2e-3
+            assert made.measures == one.measures and made.border == one.border
+            assert _exact_key(made, one)
+    assert not _exact_key(alone[0], dataclasses.replace(alone[1], digest=alone[0].digest))
+    assert fingerprints([]) == []
+
+
+def test_the_check_compiles_its_decoder_once_per_preprocessing(tmp_path, photos):
+    """Check that checking a folder twice with the same preprocessing reuses the compiled
+    decoder (a small run pays its tracing once), and that the kept arrays equal what the
+    pipeline's own decoder makes of the files."""
+    import tensorflow as tf
+
+    from fruitclf.data import check
+    from fruitclf.data.pipeline import finish_image
+
+    preprocessing = fruitclf.Preprocessing(image_size=(24, 24))
+    ds = fruitclf.ImageFolderDataset(photos)
+    first = ds.check(progress=False, preprocessing=preprocessing)
+    compiled = check._compiled_decoder.cache_info().currsize
+    second = ds.check(progress=False, preprocessing=fruitclf.Preprocessing(image_size=(24, 24)))
+    assert check._compiled_decoder.cache_info().currsize == compiled
+    assert first.images.keys() == second.images.keys() and len(first.images) == len(ds)
+    for path in list(first.images)[:5]:
+        data = Path(path).read_bytes()
+        ratio = check.jpeg_ratio(check.read_image_size(path), (24, 24))
+        eager = finish_image(check.decode_image(tf.constant(data), ratio), preprocessing)
+        assert np.array_equal(first.images[path], eager.numpy())
+        assert np.array_equal(second.images[path], first.images[path])
 
 
 def test_near_duplicate_threshold_is_adjustable_and_checked(tmp_path, photos):

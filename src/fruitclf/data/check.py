@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import _files
 from .orientation import UPRIGHT, exif_orientation, orient, upright_size
-from .quality import MEASURE_SIDE, Fingerprint, fingerprint
+from .quality import MEASURE_SIDE, Fingerprint, Sketch, fingerprints, sketch
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -525,7 +525,7 @@ class _Verdict:
     size: tuple[int, int] | None
     problem: FileProblem | None
     image: Any = None  # the model-ready uint8 array, when the check also prepares images
-    fingerprint: Fingerprint | None = None
+    sketch: Sketch | None = None  # made a fingerprint with others, in a batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -537,7 +537,8 @@ class Prepare:
     ratio : callable
         ``(format, (width, height)) -> int``: the JPEG scale the pipeline decodes at.
     finish : callable
-        Decoded ``uint8`` RGB tensor -> the resized array the pipeline caches.
+        Decoded ``uint8`` RGB tensor -> the resized tensor the pipeline caches (TensorFlow
+        operations: traced once into the check's compiled decoder).
     orientation : bool
         Apply the EXIF orientation (as the pipeline does).
     background : (r, g, b)
@@ -635,10 +636,8 @@ def _unsupported(fmt: str) -> str:
 
 def _decoded_verdict(data: bytes, fmt: str, stored: tuple[int, int] | None,
                      st: os.stat_result, prepare: Prepare | None) -> _Verdict:
-    """Decode (upright, transparency composited) and fingerprint a readable file whose
-    header gave ``stored`` (width, height)."""
-    import tensorflow as tf
-
+    """Decode (upright, transparency composited) and sketch a readable file whose header
+    gave ``stored`` (width, height)."""
     orientation = (UPRIGHT if prepare is not None and not prepare.orientation
                    else exif_orientation(data, fmt))
     size = upright_size(stored, orientation)
@@ -646,15 +645,52 @@ def _decoded_verdict(data: bytes, fmt: str, stored: tuple[int, int] | None,
         ratio = prepare.ratio(fmt, size)
     else:  # small, but enough for the measures: libjpeg still reads (checks) all of the data
         ratio = jpeg_ratio(size, (MEASURE_SIDE, MEASURE_SIDE)) if fmt == "JPEG" else 1
-    background = prepare.background if prepare is not None else WHITE
-    decoded = decode_image(tf.constant(data), ratio, orientation, background)
+    decoded, finished = _decode_for_check(data, ratio, orientation, prepare)
     if size is None:
         size = (int(decoded.shape[1]) * ratio, int(decoded.shape[0]) * ratio)
     # The duplicate and quality checks work from this decode: no file is read twice.
-    image_print = fingerprint(data, decoded.numpy(), size=size, full_scale=ratio == 1,
-                              file_size=st.st_size, mtime_ns=st.st_mtime_ns)
-    return _Verdict(size, None, None if prepare is None else prepare.finish(decoded),
-                    image_print)
+    image_sketch = sketch(data, decoded, size=size, full_scale=ratio == 1,
+                          file_size=st.st_size, mtime_ns=st.st_mtime_ns)
+    return _Verdict(size, None, finished, image_sketch)
+
+
+def _decode_for_check(data: bytes, ratio: int, orientation: int, prepare: Prepare | None
+                      ) -> tuple[Any, Any]:
+    """The decoded ``uint8`` array and, with ``prepare``, the finished one: by the compiled
+    decoder, which runs without Python's lock (so the check's threads decode in parallel).
+    A file it refuses is decoded again eagerly, for TensorFlow's own message."""
+    import tensorflow as tf
+
+    background = prepare.background if prepare is not None else WHITE
+    decoder = _compiled_decoder(background, None if prepare is None else prepare.finish)
+    try:
+        outputs = decoder(tf.constant(data), tf.constant(SCALE_RATIOS.index(ratio)),
+                          tf.constant(orientation))
+    except tf.errors.OpError:
+        decoded = decode_image(tf.constant(data), ratio, orientation, background)
+        finished = None if prepare is None else prepare.finish(decoded)
+        outputs = (decoded,) if finished is None else (decoded, finished)
+    arrays = [o.numpy() for o in outputs]
+    return arrays[0], (arrays[1] if len(arrays) > 1 else None)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_decoder(background: tuple[int, int, int],
+                      finish: Callable[[Any], Any] | None) -> Callable[..., Any]:
+    """:func:`decode_image_scaled` (then ``finish``) as one compiled function of (bytes,
+    scale index, orientation): a call runs the whole graph in TensorFlow's runtime."""
+    import tensorflow as tf
+
+    def decode(contents: tf.Tensor, scale_index: tf.Tensor, orientation: tf.Tensor
+               ) -> tuple[tf.Tensor, ...]:
+        image = decode_image_scaled(contents, scale_index, orientation, background)
+        return (image,) if finish is None else (image, finish(image))
+
+    spec = [tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int32),
+            tf.TensorSpec([], tf.int32)]
+    compiled: Callable[..., Any] = tf.function(
+        decode, input_signature=spec, autograph=False).get_concrete_function()
+    return compiled
 
 
 @dataclasses.dataclass
@@ -726,6 +762,10 @@ class CheckReport:
         return "\n".join(lines)
 
 
+#: How many images' fingerprint vectors are computed together.
+_SKETCH_BATCH = 64
+
+
 def check_files(
     files: Sequence[tuple[str, str]],
     *,
@@ -746,11 +786,17 @@ def check_files(
     from .._compat import progress_bar
 
     start = time.perf_counter()
-    workers = num_workers or min(32, (os.cpu_count() or 1) + 2)
+    workers = num_workers or min(32, os.cpu_count() or 1)
     problems: list[FileProblem] = []
     sizes: dict[str, tuple[int, int]] = {}
     images: dict[str, Any] = {}
     prints: dict[str, Fingerprint] = {}
+    sketches: dict[str, Sketch] = {}
+
+    def fingerprint_sketches() -> None:
+        prints.update(zip(sketches, fingerprints(list(sketches.values()))))
+        sketches.clear()
+
     # libjpeg writes its own notes on damaged files to standard error (the report says it):
     # left out, while the bar draws on the real standard error. The fingerprints are many
     # small matrix products in parallel threads: BLAS's own threads would only contend with
@@ -770,8 +816,11 @@ def check_files(
                 sizes[path] = verdict.size
             if verdict.image is not None:
                 images[path] = verdict.image
-            if verdict.fingerprint is not None:
-                prints[path] = verdict.fingerprint
+            if verdict.sketch is not None:
+                sketches[path] = verdict.sketch
+                if len(sketches) == _SKETCH_BATCH:
+                    fingerprint_sketches()
+        fingerprint_sketches()
     problems.sort(key=lambda p: p.relpath)
     return CheckReport(root, len(files), problems, sizes, time.perf_counter() - start, images,
                        prints)

@@ -123,7 +123,8 @@ class FolderState:
         max_pixels : int, default=89_478_485
             Images with more pixels are reported as ``too_many_pixels``.
         num_workers : int, optional
-            Threads used; by default the number of CPUs plus two.
+            Threads used; by default the number of CPUs (more threads only contend for
+            Python's lock: the decoding runs in TensorFlow's own threads).
         progress : bool, optional
             Show a progress bar; by default only on a terminal.
         preprocessing : Preprocessing, optional

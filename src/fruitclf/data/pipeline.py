@@ -9,6 +9,7 @@ batches.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -356,16 +357,18 @@ def finish_image(image: tf.Tensor, preprocessing: Preprocessing) -> tf.Tensor:
     return tf.ensure_shape(resized, (*size, channels))
 
 
+@functools.lru_cache(maxsize=8)
 def prepare_for(preprocessing: Preprocessing) -> _check.Prepare:
-    """What the file check needs to decode each image once, as the pipeline would."""
+    """What the file check needs to decode each image once, as the pipeline would (one
+    object per preprocessing: the check compiles its decoder once for it)."""
 
     def ratio(fmt: str | None, stored: tuple[int, int] | None) -> int:
         if preprocessing.fast_decode and fmt == "JPEG":
             return _check.jpeg_ratio(stored, preprocessing.image_size)
         return 1
 
-    def finish(image: Any) -> np.ndarray:
-        return np.asarray(finish_image(image, preprocessing))
+    def finish(image: tf.Tensor) -> tf.Tensor:
+        return finish_image(image, preprocessing)
 
     return _check.Prepare(ratio=ratio, finish=finish,
                           orientation=preprocessing.exif_orientation,

@@ -64,13 +64,16 @@ __all__ = [
     "LeakedPair",
     "QualityIssue",
     "QualityThresholds",
+    "Sketch",
     "find_duplicates",
     "find_index_leakage",
     "find_leakage",
     "fingerprint",
+    "fingerprints",
     "median_pair_distance",
     "quality_issues",
     "resolve_threshold",
+    "sketch",
 ]
 
 #: The largest default distance (cosine, between fingerprints) of near duplicates. Re-saved,
@@ -254,17 +257,20 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
 
 
 def _rank_equalised(grey: np.ndarray) -> np.ndarray:
-    """``uint8`` grey levels replaced by their mean rank (0-1): the same for any brightening
-    or darkening that keeps the order of the levels."""
-    counts = np.bincount(grey.ravel(), minlength=256)
-    below = np.cumsum(counts) - counts
-    mean_rank = (below + (counts - 1) / 2) / max(1, grey.size - 1)
-    return np.asarray(mean_rank.astype(np.float32)[grey])
+    """``(n, h, w)`` ``uint8`` grey levels replaced, image by image, by their mean rank (0-1):
+    the same for any brightening or darkening that keeps the order of the levels."""
+    n, levels = len(grey), grey.reshape(len(grey), -1)
+    offset = (np.arange(n, dtype=np.intp) * 256)[:, None]
+    counts = np.bincount((levels + offset).ravel(), minlength=256 * n).reshape(n, 256)
+    below = np.cumsum(counts, axis=1) - counts
+    mean_rank = ((below + (counts - 1) / 2) / max(1, levels.shape[1] - 1)).astype(np.float32)
+    return np.asarray(np.take_along_axis(mean_rank, levels.astype(np.intp), axis=1)
+                      ).reshape(grey.shape)
 
 
 def _levels(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The rank-equalised value (largest of R, G, B) and luma of a ``(64, 64, 3)`` float
-    thumbnail (numpy reduces a last axis of 3 slowly: channel by channel)."""
+    """The rank-equalised value (largest of R, G, B) and luma of ``(n, 64, 64, 3)`` float
+    thumbnails (numpy reduces a last axis of 3 slowly: channel by channel)."""
     value = np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
     luma = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
     value_ranks, luma_ranks = (_rank_equalised(np.clip(np.rint(x), 0, 255).astype(np.uint8))
@@ -275,7 +281,7 @@ def _levels(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _joined(value: np.ndarray, colour: np.ndarray, luma: np.ndarray) -> np.ndarray:
     """Rows of value structure, colour layout and luma structure (each made a unit vector;
     the DC of the structures dropped) joined as the fingerprint stores them: the first two
-    weighed by :data:`STRUCTURE_WEIGHT`."""
+    weighed by :data:`STRUCTURE_WEIGHT`. ``colour`` is ``(rows, 4, 4, 3)``."""
     colour = colour - colour.mean(axis=(1, 2), keepdims=True)
     return np.concatenate([
         _unit_rows(value[:, 1:]) * math.sqrt(STRUCTURE_WEIGHT),
@@ -284,8 +290,8 @@ def _joined(value: np.ndarray, colour: np.ndarray, luma: np.ndarray) -> np.ndarr
 
 
 def _vectors(rgb: np.ndarray, value: np.ndarray, luma: np.ndarray) -> np.ndarray:
-    """``(windows, 174)`` vectors of a ``(64, 64, 3)`` thumbnail (and its rank-equalised
-    value and luma), per crop window three unit vectors:
+    """``(n, windows, 174)`` vectors of ``(n, 64, 64, 3)`` thumbnails (and their
+    rank-equalised value and luma), per crop window three unit vectors:
 
     - the structure of its value (the largest of R, G and B), 63 DCT coefficients, which a
       change of hue leaves as it is;
@@ -296,14 +302,28 @@ def _vectors(rgb: np.ndarray, value: np.ndarray, luma: np.ndarray) -> np.ndarray
     :data:`STRUCTURE_WEIGHT` says (colour images are compared on them); the third is for
     comparisons with grey images."""
     dct_rows, dct_cols, col_rows, col_cols = _projections(_WINDOWS)
-    count = len(_WINDOWS)
-    # Resample each window and take its DCT: two matrix products per window (batched).
-    structures = [(dct_rows @ ranks @ dct_cols.transpose(0, 2, 1)).reshape(count, -1)
+    n, count = len(rgb), len(_WINDOWS)
+    # Resample each window and take its DCT, and its colour grid: separable maps.
+    structures = [_separable(ranks, dct_rows, dct_cols).reshape(n * count, -1)
                   for ranks in (value, luma)]
-    rows = col_rows @ rgb.reshape(_THUMB, _THUMB * 3)  # (windows, 4, 64 x 3)
-    rows = rows.reshape(count, _COLOUR, _THUMB, 3).transpose(0, 1, 3, 2)  # (.., 3, 64)
-    colour = (rows @ col_cols.transpose(0, 2, 1)[:, None])  # (windows, 4, 3, 4)
-    return _joined(structures[0], colour.transpose(0, 1, 3, 2), structures[1])
+    channels = rgb.transpose(0, 3, 1, 2).reshape(n * 3, _THUMB, _THUMB)
+    colour = _separable(channels, col_rows, col_cols).reshape(n, 3, count, _COLOUR, _COLOUR)
+    joined = _joined(structures[0],
+                     colour.transpose(0, 2, 3, 4, 1).reshape(n * count, _COLOUR, _COLOUR, 3),
+                     structures[1])
+    return joined.reshape(n, count, -1)
+
+
+def _separable(planes: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``rows[w] @ plane @ cols[w].T`` for each of ``(n, h, w)`` planes and each window:
+    ``(n, windows, r, s)``, as two large matrix products (not n x windows small ones)."""
+    n, height, width = planes.shape
+    count, r, _ = rows.shape
+    s = cols.shape[1]
+    across = planes.reshape(n * height, width) @ cols.reshape(count * s, width).T
+    across = across.reshape(n, height, count, s).transpose(2, 1, 0, 3).reshape(
+        count, height, n * s)
+    return np.asarray((rows @ across).reshape(count, r, n, s).transpose(2, 0, 1, 3))
 
 
 @functools.cache
@@ -338,11 +358,17 @@ def _turn_operators() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _turned_vectors(rgb: np.ndarray, value: np.ndarray, luma: np.ndarray) -> np.ndarray:
-    """``(2, 174)``: the vectors of the thumbnail's centre turned by +4 and by -4 degrees."""
+    """``(n, 2, 174)``: the vectors of each thumbnail's centre turned by +4 and by -4
+    degrees."""
     dct, grid = _turn_operators()
-    structures = [dct @ ranks.ravel() for ranks in (value, luma)]  # (2, 64) each
-    colour = (grid @ rgb.reshape(-1, 3)).reshape(2, _COLOUR, _COLOUR, 3)
-    return _joined(structures[0], colour, structures[1])
+    n = len(rgb)
+    flat_dct = dct.reshape(-1, _THUMB * _THUMB).T
+    structures = [(ranks.reshape(n, -1) @ flat_dct).reshape(n * 2, -1)
+                  for ranks in (value, luma)]  # (n x 2, 64) each
+    channels = rgb.reshape(n, -1, 3).transpose(0, 2, 1).reshape(n * 3, -1)
+    colour = (channels @ grid.reshape(-1, _THUMB * _THUMB).T).reshape(n, 3, 2, -1)
+    colour = colour.transpose(0, 2, 3, 1).reshape(n * 2, _COLOUR, _COLOUR, 3)
+    return _joined(structures[0], colour, structures[1]).reshape(n, 2, -1)
 
 
 def _border_band(lines: np.ndarray) -> tuple[int, np.ndarray]:
@@ -425,14 +451,75 @@ def _measures(small: np.ndarray, thumb: np.ndarray, size: tuple[int, int]) -> Im
 
 def _checksum(data: Any, prefix: bytes) -> bytes:
     """A fast key for exact equality: the CRC-32 after ``prefix`` (the length or shape).
-    Equal keys are confirmed by equal fingerprint vectors before two files are called exact
-    duplicates (:func:`_exact_key`), so a checksum collision alone cannot pass."""
+    Equal keys are confirmed by equal fingerprint vectors (to their rounding) before two files
+    are called exact duplicates (:func:`_exact_key`), so a checksum collision alone cannot
+    pass."""
     return prefix + zlib.crc32(data).to_bytes(4, "little")
+
+
+@dataclasses.dataclass(frozen=True)
+class Sketch:
+    """What a :class:`Fingerprint` needs of one decoded image, before its vectors: made image
+    by image (:func:`sketch`, in the check's threads), then turned into fingerprints in
+    batches (:func:`fingerprints`), where the vectors' matrix products are shared."""
+
+    digest: bytes  #: see :class:`Fingerprint`
+    pixels: bytes | None  #: see :class:`Fingerprint`
+    content: np.ndarray  #: ``(64, 64, 3)`` ``uint8`` thumbnail of the image less its border
+    measures: ImageMeasures  #: see :class:`Fingerprint`
+    file_size: int  #: see :class:`Fingerprint`
+    mtime_ns: int  #: see :class:`Fingerprint`
+    border: float  #: see :class:`Fingerprint`
+
+
+def sketch(data: bytes, image: np.ndarray, *, size: tuple[int, int] | None = None,
+           full_scale: bool = True, file_size: int = 0, mtime_ns: int = 0) -> Sketch:
+    """The :class:`Sketch` of a decoded image; see :func:`fingerprint` for the parameters."""
+    from PIL import Image
+
+    height, width = image.shape[:2]
+    picture = Image.fromarray(np.ascontiguousarray(image))
+    if max(height, width) > MEASURE_SIDE:  # box averaging by a whole factor: the fastest
+        picture = picture.reduce(math.ceil(max(height, width) / MEASURE_SIDE))
+    small = np.asarray(picture)
+    thumb = np.asarray(picture.resize((_THUMB, _THUMB), Image.Resampling.BOX))
+    kept, border = _trim_borders(small)
+    if border:
+        picture = Image.fromarray(np.ascontiguousarray(kept))
+    content = np.asarray(picture.resize((_THUMB, _THUMB), Image.Resampling.BOX)
+                         ) if border else thumb
+    pixels = None
+    if full_scale:
+        shape = b"px" + height.to_bytes(4, "little") + width.to_bytes(4, "little")
+        pixels = _checksum(np.ascontiguousarray(image).data, shape)
+    return Sketch(
+        digest=_checksum(data, len(data).to_bytes(8, "little")),
+        pixels=pixels,
+        content=content,
+        measures=_measures(small, thumb, size or (width, height)),
+        file_size=file_size,
+        mtime_ns=mtime_ns,
+        border=round(border, 4),
+    )
+
+
+def fingerprints(sketches: Sequence[Sketch]) -> list[Fingerprint]:
+    """The :class:`Fingerprint` of each sketch, their vectors computed together."""
+    if not sketches:
+        return []
+    rgb = np.stack([s.content for s in sketches]).astype(np.float32)
+    value, luma = _levels(rgb)
+    vectors = np.concatenate([_vectors(rgb, value, luma), _turned_vectors(rgb, value, luma)],
+                             axis=1).astype(np.float16)
+    return [Fingerprint(digest=s.digest, pixels=s.pixels, vectors=v, measures=s.measures,
+                        file_size=s.file_size, mtime_ns=s.mtime_ns, border=s.border)
+            for s, v in zip(sketches, vectors)]
 
 
 def fingerprint(data: bytes, image: np.ndarray, *, size: tuple[int, int] | None = None,
                 full_scale: bool = True, file_size: int = 0, mtime_ns: int = 0) -> Fingerprint:
-    """The :class:`Fingerprint` of a decoded image.
+    """The :class:`Fingerprint` of a decoded image (for many, :func:`sketch` each and
+    :func:`fingerprints` them together: faster).
 
     Parameters
     ----------
@@ -455,35 +542,8 @@ def fingerprint(data: bytes, image: np.ndarray, *, size: tuple[int, int] | None 
     >>> fingerprint(b"bytes", image).measures.highlights
     0.0
     """
-    from PIL import Image
-
-    height, width = image.shape[:2]
-    picture = Image.fromarray(np.ascontiguousarray(image))
-    if max(height, width) > MEASURE_SIDE:  # box averaging by a whole factor: the fastest
-        picture = picture.reduce(math.ceil(max(height, width) / MEASURE_SIDE))
-    small = np.asarray(picture)
-    thumb = np.asarray(picture.resize((_THUMB, _THUMB), Image.Resampling.BOX))
-    kept, border = _trim_borders(small)
-    if border:
-        picture = Image.fromarray(np.ascontiguousarray(kept))
-    content = np.asarray(picture.resize((_THUMB, _THUMB), Image.Resampling.BOX)
-                         ) if border else thumb
-    rgb = content.astype(np.float32)
-    value, luma = _levels(rgb)
-    pixels = None
-    if full_scale:
-        shape = b"px" + height.to_bytes(4, "little") + width.to_bytes(4, "little")
-        pixels = _checksum(np.ascontiguousarray(image).data, shape)
-    return Fingerprint(
-        digest=_checksum(data, len(data).to_bytes(8, "little")),
-        pixels=pixels,
-        vectors=np.concatenate([_vectors(rgb, value, luma), _turned_vectors(rgb, value, luma)]
-                               ).astype(np.float16),
-        measures=_measures(small, thumb, size or (width, height)),
-        file_size=file_size,
-        mtime_ns=mtime_ns,
-        border=round(border, 4),
-    )
+    return fingerprints([sketch(data, image, size=size, full_scale=full_scale,
+                                file_size=file_size, mtime_ns=mtime_ns)])[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -731,10 +791,17 @@ class LeakedPair:
                 "distance": round(self.distance, 4)}
 
 
+#: How far two fingerprint vectors of the same pixels may differ, number by number: two
+#: float16 steps near 1 (vectors computed in different batches round differently).
+_SAME_PIXELS_TOLERANCE = 2e-3
+
+
 def _exact_key(a: Fingerprint, b: Fingerprint) -> bool:
-    """Same bytes or same pixels: equal checksums and equal fingerprint vectors."""
+    """Same bytes or same pixels: equal checksums, and fingerprint vectors equal to their
+    rounding (a checksum collision between two different images could not pass)."""
     same = a.digest == b.digest or (a.pixels is not None and a.pixels == b.pixels)
-    return same and np.array_equal(a.vectors, b.vectors)
+    return same and bool(np.allclose(a.vectors, b.vectors, rtol=0.0,
+                                     atol=_SAME_PIXELS_TOLERANCE))
 
 
 def _by_checksum(prints: Sequence[Fingerprint]) -> dict[bytes, list[int]]:
