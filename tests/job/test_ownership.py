@@ -15,6 +15,7 @@ import pytest
 import fruitclf
 from _paths import SRC
 from _runs import QUICK, tree
+from _shell import AS_FROM_A_TERMINAL
 from fruitclf import ExportError, RunFolderError, run
 from fruitclf._files import TMP_MARK
 from fruitclf._ownership import EVALUATION_FILES, RUN_FILES
@@ -259,7 +260,8 @@ def test_ctrl_c_during_start_up_is_one_line(image_folder, tmp_path, delay):
 
     src = SRC
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from fruitclf.cli import entry_point; entry_point()",
+        [sys.executable, "-c",
+         AS_FROM_A_TERMINAL + "from fruitclf.cli import entry_point; entry_point()",
          "train", str(image_folder), "--out", str(tmp_path / "run"), "--epochs", "1"],
         env={**os.environ, "PYTHONPATH": str(src)}, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
@@ -281,6 +283,7 @@ def test_ctrl_c_turned_into_an_import_error_is_still_an_interrupt(tmp_path):
     import sys
 
     script = (
+        AS_FROM_A_TERMINAL + "\n"
         "import os, signal, time\n"
         "import fruitclf.cli as cli\n"
         "def build_parser():\n"

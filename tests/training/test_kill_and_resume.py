@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _shell import AS_FROM_A_TERMINAL
 from fruitclf import load_model
 from fruitclf._files import TMP_MARK
 
@@ -28,7 +29,8 @@ ROUNDS = ("epoch", "checkpoint", "epoch", "checkpoint", "final")
 
 
 def _command(train: Path, test: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-c", "import sys; from fruitclf.cli import main; sys.exit(main())",
+    return [sys.executable, "-c",
+            AS_FROM_A_TERMINAL + "import sys; from fruitclf.cli import main; sys.exit(main())",
             "train", str(train), "--test", str(test), "--out", str(out), *ARGS, *extra]
 
 

@@ -662,7 +662,7 @@ def _decode_for_check(data: bytes, ratio: int, orientation: int, prepare: Prepar
     import tensorflow as tf
 
     background = prepare.background if prepare is not None else WHITE
-    decoder = _compiled_decoder(background, None if prepare is None else prepare.finish)
+    decoder = _decoder_for(prepare)
     try:
         outputs = decoder(tf.constant(data), tf.constant(SCALE_RATIOS.index(ratio)),
                           tf.constant(orientation))
@@ -672,6 +672,13 @@ def _decode_for_check(data: bytes, ratio: int, orientation: int, prepare: Prepar
         outputs = (decoded,) if finished is None else (decoded, finished)
     arrays = [o.numpy() for o in outputs]
     return arrays[0], (arrays[1] if len(arrays) > 1 else None)
+
+
+def _decoder_for(prepare: Prepare | None) -> Callable[..., Any]:
+    """The compiled decoder the check uses with ``prepare``."""
+    if prepare is None:
+        return _compiled_decoder(WHITE, None)
+    return _compiled_decoder(prepare.background, prepare.finish)
 
 
 @functools.lru_cache(maxsize=16)
@@ -787,6 +794,8 @@ def check_files(
 
     start = time.perf_counter()
     workers = num_workers or min(32, os.cpu_count() or 1)
+    if files:
+        _decoder_for(prepare)  # traced here once, not by each thread at its first file
     problems: list[FileProblem] = []
     sizes: dict[str, tuple[int, int]] = {}
     images: dict[str, Any] = {}
