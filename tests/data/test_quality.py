@@ -254,6 +254,29 @@ def test_fingerprints_in_a_batch_equal_one_at_a_time_to_their_rounding(photos):
     assert fingerprints([]) == []
 
 
+def test_the_check_keeps_vectors_in_one_array_that_the_search_reads_in_place(tmp_path,
+                                                                             photos):
+    """Check that the check writes the readable files' vectors, in file order, into one
+    array (a refused file takes no row), that the duplicate search reads them as a view of
+    it, and that other sequences of vectors are stacked as numpy would."""
+    from fruitclf.data.quality import _stacked
+
+    folder = _copy_tree(photos, tmp_path / "photos")
+    (folder / "class_0" / "broken.jpg").write_bytes(b"\xff\xd8\xff" + b"\x00" * 40)
+    ds = fruitclf.ImageFolderDataset(folder)
+    report = ds.check(progress=False)
+    assert [p.relpath for p in report.problems] == ["class_0/broken.jpg"]
+    vectors = [report.fingerprints[path].vectors for path in ds.paths
+               if path in report.fingerprints]
+    together = _stacked(vectors)
+    assert together.base is vectors[0].base and np.shares_memory(together, vectors[-1])
+    assert np.array_equal(together, np.stack(vectors))
+    for picked in (vectors[::2], vectors[::-1], [v.copy() for v in vectors[:3]]):
+        stacked = _stacked(picked)
+        assert np.array_equal(stacked, np.stack(picked))
+        assert not np.shares_memory(stacked, vectors[0])
+
+
 def test_the_check_compiles_its_decoder_once_per_preprocessing(tmp_path, photos):
     """Check that checking a folder twice with the same preprocessing reuses the compiled
     decoder (a small run pays its tracing once), and that the kept arrays equal what the

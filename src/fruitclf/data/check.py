@@ -18,9 +18,19 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import numpy as np
+
 from .. import _files
 from .orientation import UPRIGHT, exif_orientation, orient, upright_size
-from .quality import MEASURE_SIDE, Fingerprint, Sketch, fingerprints, sketch
+from .quality import (
+    MEASURE_SIDE,
+    VECTOR_SIZE,
+    WINDOW_COUNT,
+    Fingerprint,
+    Sketch,
+    fingerprints,
+    sketch,
+)
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -801,9 +811,13 @@ def check_files(
     images: dict[str, Any] = {}
     prints: dict[str, Fingerprint] = {}
     sketches: dict[str, Sketch] = {}
+    # The readable files' vectors, in file order, in one array (rows of refused files are
+    # never written, so never take memory): the duplicate search reads it without a copy.
+    store = np.empty((len(files), WINDOW_COUNT, VECTOR_SIZE), np.float16)
 
     def fingerprint_sketches() -> None:
-        prints.update(zip(sketches, fingerprints(list(sketches.values()))))
+        rows = store[len(prints):len(prints) + len(sketches)]
+        prints.update(zip(sketches, fingerprints(list(sketches.values()), out=rows)))
         sketches.clear()
 
     # libjpeg writes its own notes on damaged files to standard error (the report says it):

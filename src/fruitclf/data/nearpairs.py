@@ -25,7 +25,8 @@ vectors give the same pairs on every run.
 
 The plan is made from a sample of 1,024 query views by 1,024 windows. Memory stays with the
 inputs: the vectors are read in place and the pairs are measured in blocks; a hashed search
-holds a key and a position per window and table for a group of tables at a time.
+holds a key and a position per window and table for a group of tables at a time (at most
+2^22 keys, 32 MB).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ _BLOCK = 1 << 21  # numbers (products or gathered values) handled at once: ~8-16
 _CANDIDATES = 1 << 16  # candidate pairs gathered at once: ~60 MB
 _PROJECTED = 12  # main axes of the shadows that rule out most candidates
 _TREE_AXES = 8  # main axes of a k-d tree
-_KEYS = 1 << 24  # keys held at once (128 MB): how many tables are made together
+_KEYS = 1 << 22  # keys held at once (32 MB): how many tables are made together
 _SAMPLE = 1024  # vectors a side in the sample of distances that plans a search
 _PLANNING = 1.0  # estimated seconds of measuring every pair above which a search is planned
 _BITS = range(8, 61, 4)  # signs per key that the plan chooses among

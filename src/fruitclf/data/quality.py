@@ -56,6 +56,7 @@ __all__ = [
     "SPREAD_REFERENCE",
     "STRUCTURE_WEIGHT",
     "TURN_SHARE",
+    "VECTOR_SIZE",
     "WINDOW_COUNT",
     "DuplicateGroup",
     "Fingerprint",
@@ -136,6 +137,8 @@ _WINDOWS = _crop_windows()
 _TURNED_WINDOW = (_TURN_CUT, _TURN_CUT, 1 - _TURN_CUT, 1 - _TURN_CUT)
 #: Vectors per image: the whole image, the crop windows and the two turned centres.
 WINDOW_COUNT = len(_WINDOWS) + 2
+#: Numbers per vector: value structure, colour layout, luma structure.
+VECTOR_SIZE = _DIM
 #: A match with a turned centre counts under this share of the threshold: a slightly
 #: turned copy lands well inside it (flowers12: 0.010 at most), while two distinct soft,
 #: featureless pictures can meet one of the turned poses at half the threshold.
@@ -503,14 +506,23 @@ def sketch(data: bytes, image: np.ndarray, *, size: tuple[int, int] | None = Non
     )
 
 
-def fingerprints(sketches: Sequence[Sketch]) -> list[Fingerprint]:
-    """The :class:`Fingerprint` of each sketch, their vectors computed together."""
+def fingerprints(sketches: Sequence[Sketch], *, out: np.ndarray | None = None
+                 ) -> list[Fingerprint]:
+    """The :class:`Fingerprint` of each sketch, their vectors computed together.
+
+    ``out``: ``(len(sketches), WINDOW_COUNT, 174)`` ``float16`` rows to write the vectors to
+    (each fingerprint's vectors are then a view of its row): the check keeps a folder's
+    vectors in one array, which the duplicate search reads without a copy.
+    """
     if not sketches:
         return []
     rgb = np.stack([s.content for s in sketches]).astype(np.float32)
     value, luma = _levels(rgb)
     vectors = np.concatenate([_vectors(rgb, value, luma), _turned_vectors(rgb, value, luma)],
                              axis=1).astype(np.float16)
+    if out is not None:
+        out[...] = vectors
+        vectors = out
     return [Fingerprint(digest=s.digest, pixels=s.pixels, vectors=v, measures=s.measures,
                         file_size=s.file_size, mtime_ns=s.mtime_ns, border=s.border)
             for s, v in zip(sketches, vectors)]
@@ -653,7 +665,7 @@ def _pairs_both_ways(queries: Sequence[Fingerprint], index: Sequence[Fingerprint
     if not queries or not index:
         return {}
     whole = np.stack([fp.vectors[0] for fp in queries])
-    windows = np.stack([fp.vectors for fp in index])
+    windows = _stacked([fp.vectors for fp in index])
     grey_queries = [i for i, fp in enumerate(queries) if fp.grey]
     grey_index = [i for i, fp in enumerate(index) if fp.grey]
     grey = set(grey_queries), set(grey_index)
@@ -683,6 +695,26 @@ def _pairs_both_ways(queries: Sequence[Fingerprint], index: Sequence[Fingerprint
         keep(_near_pairs(whole[rows], windows[cols], threshold * GREY_SHARE, "luma"),
              rows, cols)
     return found
+
+
+def _stacked(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """``np.stack(arrays)``, without the copy when they are consecutive rows of one array
+    (the check keeps a folder's fingerprint vectors so): a view of those rows."""
+    first, base = arrays[0], arrays[0].base
+    if base is None or not (first.flags.c_contiguous and base.flags.c_contiguous):
+        return np.stack(arrays)
+    starts = np.fromiter((a.__array_interface__["data"][0] for a in arrays), np.int64,
+                         len(arrays))
+    offset = int(starts[0]) - base.__array_interface__["data"][0]
+    consecutive = (np.all(np.diff(starts) == first.nbytes)
+                   and all(a.base is base and a.shape == first.shape and a.dtype == first.dtype
+                           for a in arrays)
+                   and offset >= 0 and offset + len(arrays) * first.nbytes <= base.nbytes)
+    if not consecutive:
+        return np.stack(arrays)
+    view: np.ndarray = np.ndarray((len(arrays), *first.shape), first.dtype, buffer=base,
+                                  offset=offset)
+    return view
 
 
 def _kind(a: Fingerprint, b: Fingerprint, match: _Match) -> str:
