@@ -176,9 +176,9 @@ def test_fingerprint_index_is_compact_and_finds_what_the_folders_find(tmp_path, 
     the fingerprints', and the same leaked test images as the folder comparison (exact,
     resized, mirrored, grey, a crop of the test photo), none of the distinct ones."""
     from fruitclf.data.quality import (
+        _PARTS_COMPARED,
         INDEX_RECORD_BYTES,
         FingerprintIndex,
-        _value_and_colour,
     )
 
     train = _copy_tree(photos, tmp_path / "train")
@@ -202,7 +202,8 @@ def test_fingerprint_index_is_compact_and_finds_what_the_folders_find(tmp_path, 
     assert again.records == index.records
     originals = np.stack([ds._decoded.prints[p].vectors[0] for p in ds.paths])
     stored = np.stack([fp.vectors[0] for fp in index.prints()])
-    distance = 1 - (_value_and_colour(originals) * _value_and_colour(stored)).sum(axis=1)
+    compared = _PARTS_COMPARED["value and colour"]
+    distance = 1 - (compared(originals) * compared(stored)).sum(axis=1)
     assert np.median(distance) < 0.004 and distance.max() < 0.01
     with pytest.raises(ValueError, match="not base64"):
         FingerprintIndex.from_dict({**index.to_dict(), "data": "%%%"})

@@ -671,14 +671,14 @@ def _decode_for_check(data: bytes, ratio: int, orientation: int, prepare: Prepar
     A file it refuses is decoded again eagerly, for TensorFlow's own message."""
     import tensorflow as tf
 
-    background = prepare.background if prepare is not None else WHITE
-    decoder = _decoder_for(prepare)
+    background, finish = _decoding(prepare)
+    decoder = _compiled_decoder(background, finish)
     try:
         outputs = decoder(tf.constant(data), tf.constant(SCALE_RATIOS.index(ratio)),
                           tf.constant(orientation))
     except tf.errors.OpError:
         decoded = decode_image(tf.constant(data), ratio, orientation, background)
-        finished = None if prepare is None else prepare.finish(decoded)
+        finished = None if finish is None else finish(decoded)
         outputs = (decoded,) if finished is None else (decoded, finished)
     arrays = [o.numpy() for o in outputs]
     return arrays[0], (arrays[1] if len(arrays) > 1 else None)
@@ -686,9 +686,15 @@ def _decode_for_check(data: bytes, ratio: int, orientation: int, prepare: Prepar
 
 def _decoder_for(prepare: Prepare | None) -> Callable[..., Any]:
     """The compiled decoder the check uses with ``prepare``."""
+    return _compiled_decoder(*_decoding(prepare))
+
+
+def _decoding(prepare: Prepare | None
+              ) -> tuple[tuple[int, int, int], Callable[[Any], Any] | None]:
+    """``(background, finish)``: how the check decodes a file with ``prepare``."""
     if prepare is None:
-        return _compiled_decoder(WHITE, None)
-    return _compiled_decoder(prepare.background, prepare.finish)
+        return WHITE, None
+    return prepare.background, prepare.finish
 
 
 @functools.lru_cache(maxsize=16)

@@ -477,7 +477,16 @@ class Sketch:
 
 def sketch(data: bytes, image: np.ndarray, *, size: tuple[int, int] | None = None,
            full_scale: bool = True, file_size: int = 0, mtime_ns: int = 0) -> Sketch:
-    """The :class:`Sketch` of a decoded image; see :func:`fingerprint` for the parameters."""
+    """The :class:`Sketch` of a decoded image; see :func:`fingerprint` for the parameters.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((40, 60, 3), np.uint8)
+    >>> drawn = sketch(b"bytes", image)
+    >>> drawn.content.shape, drawn.measures.width, drawn.measures.height
+    ((64, 64, 3), 60, 40)
+    """
     from PIL import Image
 
     height, width = image.shape[:2]
@@ -513,16 +522,23 @@ def fingerprints(sketches: Sequence[Sketch], *, out: np.ndarray | None = None
     ``out``: ``(len(sketches), WINDOW_COUNT, 174)`` ``float16`` rows to write the vectors to
     (each fingerprint's vectors are then a view of its row): the check keeps a folder's
     vectors in one array, which the duplicate search reads without a copy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> images = [np.full((40, 60, 3), level, np.uint8) for level in (0, 200)]
+    >>> prints = fingerprints([sketch(b"%d" % i, image) for i, image in enumerate(images)])
+    >>> [fp.vectors.shape == (WINDOW_COUNT, VECTOR_SIZE) for fp in prints]
+    [True, True]
     """
     if not sketches:
         return []
     rgb = np.stack([s.content for s in sketches]).astype(np.float32)
     value, luma = _levels(rgb)
+    if out is None:
+        out = np.empty((len(sketches), WINDOW_COUNT, VECTOR_SIZE), np.float16)
     vectors = np.concatenate([_vectors(rgb, value, luma), _turned_vectors(rgb, value, luma)],
-                             axis=1).astype(np.float16)
-    if out is not None:
-        out[...] = vectors
-        vectors = out
+                             axis=1, out=out, casting="same_kind")
     return [Fingerprint(digest=s.digest, pixels=s.pixels, vectors=v, measures=s.measures,
                         file_size=s.file_size, mtime_ns=s.mtime_ns, border=s.border)
             for s, v in zip(sketches, vectors)]
@@ -612,13 +628,6 @@ _PARTS_COMPARED = {
                                   np.ones(_COLOURED - _STRUCTURE)].astype(np.float32)),
     "luma": Part(np.arange(_COLOURED, _DIM), np.ones(_STRUCTURE, np.float32)),
 }
-
-
-def _value_and_colour(vectors: np.ndarray) -> np.ndarray:
-    """Value structure and colour layout (weighted): what two colour images are compared on
-    (``_PARTS_COMPARED["value and colour"]``, the leading numbers of the vector; a shorter
-    vector is taken whole)."""
-    return np.asarray(vectors[..., :_COLOURED], dtype=np.float32)
 
 
 @functools.cache
@@ -866,8 +875,12 @@ def _exact_links(prints: Sequence[Fingerprint]) -> list[tuple[int, int]]:
 
 def median_pair_distance(vectors: np.ndarray, *, pairs: int = 20_000) -> float:
     """Median distance between two different images (whole-image vectors), estimated on up
-    to ``pairs`` random pairs."""
-    full = _value_and_colour(vectors)
+    to ``pairs`` random pairs: on what two colour images are compared on when the vectors
+    are fingerprints, on the whole vectors otherwise."""
+    if vectors.shape[-1] == _DIM:
+        full = _PARTS_COMPARED["value and colour"](vectors)
+    else:
+        full = np.asarray(vectors, np.float32)
     if len(full) < 2:
         return 1.0
     rng = np.random.default_rng(0)
