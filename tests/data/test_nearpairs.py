@@ -137,3 +137,61 @@ def test_the_poses_of_the_fingerprints_are_signed_permutations():
         np.testing.assert_array_equal(matrix @ x, x[order] * signs)
     with pytest.raises(ValueError, match="move and negate"):
         signed_permutation(np.array([[0.5, 0.5], [0.0, 1.0]]))
+
+
+def test_keys_read_only_the_numbers_a_part_compares():
+    """Check the hashed keys of a part that reads some of the numbers, moved and weighted
+    (as the luma part of a fingerprint does): the same signs as the part's products with
+    the planes, bit by bit, in 32-bit keys up to 32 signs and 64-bit keys above; and a
+    hashed search on such a part finds what measuring every pair finds."""
+    from fruitclf.data.nearpairs import _keys
+
+    rng = np.random.default_rng(3)
+    columns = np.r_[30:DIM, 10:30]
+    part = Part(columns, np.r_[np.full(10, 0.5), np.ones(20)].astype(np.float32))
+    assert part.span() == slice(10, DIM)
+    vectors = rng.normal(size=(300, DIM)).astype(np.float16)
+    for bits, key_type in ((20, np.uint32), (40, np.uint64)):
+        planes = [rng.standard_normal((len(columns), bits)).astype(np.float32)
+                  for _ in range(3)]
+        keys = _keys(vectors, part, planes, bits)
+        assert keys.dtype == key_type and keys.shape == (300, 3)
+        for table, p in enumerate(planes):
+            signs = part(vectors) @ p > 0
+            expected = (signs.astype(np.uint64) << np.arange(bits, dtype=np.uint64)).sum(1)
+            assert np.array_equal(keys[:, table].astype(np.uint64), expected)
+        posed = part.posed(_poses()[1])
+        assert np.array_equal(_keys(vectors, posed, planes, bits)[:, 0].astype(np.uint64),
+                              ((posed(vectors) @ planes[0] > 0).astype(np.uint64)
+                               << np.arange(bits, dtype=np.uint64)).sum(1))
+
+    # The planted vectors behind 10 numbers the search does not compare.
+    queries, index, planted = _planted(rng, 800, 3, 300)
+    queries = np.concatenate([rng.normal(size=(800, 10)).astype(np.float16), queries], 1)
+    index = np.concatenate([rng.normal(size=(800, 3, 10)).astype(np.float16), index], 2)
+    shifted = Part(np.arange(10, 10 + DIM), np.ones(DIM, np.float32))
+    poses = [(np.r_[np.arange(10), order + 10], np.r_[np.ones(10), signs].astype(np.float32))
+             for order, signs in _poses()]
+    limits = np.full(3, THRESHOLD, np.float32)
+    exact = _found(near_pairs(queries, index, limits, shifted, poses, plan=Plan("every pair")))
+    hashed = _found(near_pairs(queries, index, limits, shifted, poses,
+                               plan=Plan("hashed", bits=16, tables=40)))
+    inside = {key for key, d in planted.items() if d <= THRESHOLD * 0.999}
+    assert len(inside) == 270 and inside <= exact.keys() and hashed.keys() == exact.keys()
+
+
+def test_keys_in_order_keep_equal_keys_in_their_positions():
+    """Check the joined sort of 32-bit keys against NumPy's stable argsort (many equal
+    keys, the largest key), and 64-bit keys by argsort."""
+    from fruitclf.data.nearpairs import _in_order
+
+    rng = np.random.default_rng(5)
+    for key_type, high in ((np.uint32, 1 << 32), (np.uint32, 50), (np.uint64, 1 << 63)):
+        keys = rng.integers(0, high, 10_000, dtype=np.uint64).astype(key_type)
+        keys[::97] = high - 1
+        order, in_order = _in_order(keys)
+        expected = np.argsort(keys, kind="stable")
+        assert np.array_equal(order, expected) and np.array_equal(in_order, keys[expected])
+        assert in_order.dtype == key_type
+    empty_order, empty = _in_order(np.zeros(0, np.uint32))
+    assert len(empty_order) == len(empty) == 0

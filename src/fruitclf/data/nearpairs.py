@@ -26,7 +26,7 @@ vectors give the same pairs on every run.
 The plan is made from a sample of 1,024 query views by 1,024 windows. Memory stays with the
 inputs: the vectors are read in place and the pairs are measured in blocks; a hashed search
 holds a key and a position per window and table for a group of tables at a time (at most
-2^22 keys, 32 MB).
+32 MB of keys).
 """
 
 from __future__ import annotations
@@ -47,15 +47,15 @@ _BLOCK = 1 << 21  # numbers (products or gathered values) handled at once: ~8-16
 _CANDIDATES = 1 << 16  # candidate pairs gathered at once: ~60 MB
 _PROJECTED = 12  # main axes of the shadows that rule out most candidates
 _TREE_AXES = 8  # main axes of a k-d tree
-_KEYS = 1 << 22  # keys held at once (32 MB): how many tables are made together
+_KEY_BYTES = 1 << 25  # keys held at once (32 MB): how many tables are made together
 _SAMPLE = 1024  # vectors a side in the sample of distances that plans a search
 _PLANNING = 1.0  # estimated seconds of measuring every pair above which a search is planned
 _BITS = range(8, 61, 4)  # signs per key that the plan chooses among
 # Estimated seconds per unit of work on one core, measured on a 2-core x86 machine; only
 # their ratios matter (which of the two ways, how many signs).
-_COST_PRODUCT = 1e-10  # one multiply-add in a blocked matrix product
-_COST_KEY = 2e-8  # sorting or looking up one key
-_COST_MEASURE = 2e-7  # ruling out (or measuring) one candidate pair
+_COST_PRODUCT = 7e-11  # one multiply-add in a blocked matrix product
+_COST_KEY = 5e-9  # sorting or looking up one key
+_COST_MEASURE = 1e-7  # ruling out (or measuring) one candidate pair
 _COST_TREE = 8e-6  # visiting a k-d tree, per pair within the radius on its axes
 
 
@@ -79,10 +79,14 @@ class Part:
         order, signs = pose
         return Part(order[self.columns], (signs[self.columns] * self.weights).astype(np.float32))
 
-    def lifted(self, planes: np.ndarray, dim: int) -> np.ndarray:
-        """``(dim, k)``: ``x @ lifted == part(x) @ planes`` for whole vectors ``x``."""
-        out = np.zeros((dim, planes.shape[1]), np.float32)
-        np.add.at(out, self.columns, self.weights[:, None] * planes)
+    def span(self) -> slice:
+        """The fewest consecutive numbers of a vector that hold every column compared."""
+        return slice(int(self.columns.min()), int(self.columns.max()) + 1)
+
+    def lifted(self, planes: np.ndarray, span: slice) -> np.ndarray:
+        """``(span's length, k)``: ``x[..., span] @ lifted == part(x) @ planes``."""
+        out = np.zeros((span.stop - span.start, planes.shape[1]), np.float32)
+        np.add.at(out, self.columns - span.start, self.weights[:, None] * planes)
         return out
 
 
@@ -270,19 +274,29 @@ def _every_pair(queries: np.ndarray, windows: np.ndarray, query_part: Part, keep
         yield keep(rows + at, cols, distance[rows, cols])
 
 
-def _keys(vectors: np.ndarray, planes: np.ndarray, bits: int) -> np.ndarray:
-    """``(len(vectors), tables)`` uint64: the signs of each vector's products with the
-    ``(dim, tables * bits)`` planes, ``bits`` to a key."""
-    tables = planes.shape[1] // bits
-    keys = np.empty((len(vectors), tables), np.uint64)
-    step = max(1, _BLOCK // max(vectors.shape[1], planes.shape[1]))
+def _key_type(bits: int) -> type[np.unsignedinteger]:
+    """The unsigned integer that holds a key of ``bits`` signs."""
+    return np.uint32 if bits <= 32 else np.uint64
+
+
+def _keys(vectors: np.ndarray, part: Part, planes: Sequence[np.ndarray], bits: int
+          ) -> np.ndarray:
+    """``(len(vectors), len(planes))``: per table, the signs of the products of each vector's
+    ``part`` with that table's ``(compared numbers, bits)`` planes, as one integer. Only the
+    span of the vector that the part reads is converted, once for all the tables."""
+    span = part.span()
+    lifted = np.hstack([part.lifted(p, span) for p in planes])
+    key_type = _key_type(bits)
+    size = np.dtype(key_type).itemsize
+    keys = np.empty((len(vectors), len(planes)), key_type)
+    step = max(1, _BLOCK // max(span.stop - span.start, lifted.shape[1]))
     for at in range(0, len(vectors), step):
-        signs = np.asarray(vectors[at:at + step], np.float32) @ planes > 0
-        packed = np.packbits(signs.reshape(len(signs), tables, bits), axis=2,
+        signs = np.asarray(vectors[at:at + step, span], np.float32) @ lifted > 0
+        packed = np.packbits(signs.reshape(len(signs), len(planes), bits), axis=2,
                              bitorder="little")
-        wide = np.zeros((len(packed), tables, 8), np.uint8)
+        wide = np.zeros((len(packed), len(planes), size), np.uint8)
         wide[:, :, :packed.shape[2]] = packed
-        keys[at:at + step] = wide.view(np.uint64)[:, :, 0]
+        keys[at:at + step] = wide.view(key_type)[:, :, 0]
     return keys
 
 
@@ -307,16 +321,14 @@ class _Shadow:
             excess[at:at + step] = np.einsum("ij,ij->i", compared, compared) - 1.0
         return cls(points, excess)
 
-    def sorted_by(self, order: np.ndarray) -> _Shadow:
-        """The same shadows in ``order``."""
-        return _Shadow(self.points[order], self.excess[order])
-
     def may_meet(self, other: _Shadow, rows: np.ndarray, cols: np.ndarray,
                  limits: np.ndarray) -> np.ndarray:
         """Whether each (row of self, col of other) pair can be within its limit (1 - cosine):
         |a - b|^2 = |a|^2 + |b|^2 - 2 a.b, so 1 - a.b <= limit needs the projected squared
         distance <= 2 limit + both excesses."""
-        gap = self.points[rows] - other.points[cols]
+        # np.take gathers rows several times faster than indexing with an array.
+        gap = np.take(self.points, rows, axis=0)
+        gap -= np.take(other.points, cols, axis=0)
         room = 2.0 * limits + self.excess[rows] + other.excess[cols] + 1e-5
         within: np.ndarray = np.einsum("ij,ij->i", gap, gap) <= room
         return within
@@ -362,30 +374,41 @@ def _hashed(queries: np.ndarray, flat: np.ndarray, part: Part,
     shadows do not rule out, measured (a pair that shares several keys is measured, and
     returned, once per table). The keys of a group of tables are made in one pass."""
     rng = np.random.default_rng(0)
-    dim = flat.shape[1]
     axes = _main_axes(flat, part, _PROJECTED)
     shadow = _Shadow.of(flat, part, axes)
     posed = [part.posed(pose) for pose in poses]
     query_shadows = [_Shadow.of(queries, p, axes) for p in posed]
-    group = max(1, min(plan.tables, _KEYS // len(flat)))
+    size = np.dtype(_key_type(plan.bits)).itemsize
+    group = max(1, min(plan.tables, _KEY_BYTES // (size * len(flat))))
     for start in range(0, plan.tables, group):
         planes = [rng.standard_normal((len(part.columns), plan.bits)).astype(np.float32)
                   for _ in range(min(group, plan.tables - start))]
-        window_keys = _keys(flat, np.hstack([part.lifted(p, dim) for p in planes]), plan.bits)
-        query_keys = [_keys(queries, np.hstack([p.lifted(q, dim) for q in planes]), plan.bits)
-                      for p in posed]
+        window_keys = _keys(flat, part, planes, plan.bits)
+        query_keys = [_keys(queries, p, planes, plan.bits) for p in posed]
         for table in range(len(planes)):
-            # Windows in the order of their keys: those sharing a key are read in a row.
-            order = np.argsort(window_keys[:, table])
-            sorted_keys = window_keys[order, table]
-            sorted_shadow, sorted_limits = shadow.sorted_by(order), keep.limits[order]
+            # The windows' keys in order: those sharing a key are found in a row.
+            order, sorted_keys = _in_order(window_keys[:, table])
             for s, p in enumerate(posed):
                 for rows, at in _sharing(query_keys[s][:, table], sorted_keys):
-                    near = query_shadows[s].may_meet(sorted_shadow, rows, at, sorted_limits[at])
-                    rows, cols = keep.others(rows[near], order[at[near]])
+                    cols = order[at]
+                    near = query_shadows[s].may_meet(shadow, rows, cols, keep.limits[cols])
+                    rows, cols = keep.others(rows[near], cols[near])
                     rows, cols, distance = keep(rows, cols, _distances(
                         queries, flat, rows, cols, p, part))
                     yield rows, cols, np.full(len(rows), s, np.int64), distance
+
+
+def _in_order(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(order, keys[order])`` with ``keys[order]`` sorted. A 32-bit key and its position
+    are sorted as one 64-bit number (NumPy sorts numbers several times faster than it
+    sorts positions by them); equal keys keep their positions' order."""
+    if keys.dtype != np.uint32 or len(keys) >= 1 << 32:
+        order = np.argsort(keys, kind="stable")
+        return order, keys[order]
+    joined = np.sort((keys.astype(np.uint64) << np.uint64(32))
+                     | np.arange(len(keys), dtype=np.uint64))
+    return ((joined & np.uint64(0xFFFFFFFF)).astype(np.intp),
+            (joined >> np.uint64(32)).astype(np.uint32))
 
 
 def _sharing(query_keys: np.ndarray, sorted_keys: np.ndarray
@@ -415,7 +438,7 @@ def _distances(queries: np.ndarray, flat: np.ndarray, rows: np.ndarray, cols: np
     out = np.empty(len(rows), np.float32)
     step = max(1, _BLOCK // len(part.columns))
     for at in range(0, len(rows), step):
-        a = query_part(queries[rows[at:at + step]])
-        b = part(flat[cols[at:at + step]])
+        a = query_part(np.take(queries, rows[at:at + step], axis=0))
+        b = part(np.take(flat, cols[at:at + step], axis=0))
         out[at:at + step] = 1.0 - np.einsum("ij,ij->i", a, b)
     return out

@@ -863,13 +863,16 @@ def _exact_twins(fp: Fingerprint, prints: Sequence[Fingerprint],
 
 
 def _exact_links(prints: Sequence[Fingerprint]) -> list[tuple[int, int]]:
-    """Each image linked to the first earlier image it exactly equals (enough for groups)."""
+    """Each image linked to the first earlier image it exactly equals (enough for groups);
+    only images that share a checksum with an earlier one are compared."""
     index = _by_checksum(prints)
     links = []
     for j, fp in enumerate(prints):
-        earlier = [i for i in _exact_twins(fp, prints, index) if i < j]
-        if earlier:
-            links.append((min(earlier), j))
+        earlier = sorted({i for key in (fp.digest, fp.pixels) if key is not None
+                          for i in index[key] if i < j})
+        first = next((i for i in earlier if _exact_key(prints[i], fp)), None)
+        if first is not None:
+            links.append((first, j))
     return links
 
 
