@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 import fruitclf
 from _images import cropped, photo_like, reencoded, write_photo_folder
 from _paths import DATASETS
-from fruitclf.data.quality import QualityThresholds, fingerprint
+from fruitclf.data.quality import VECTOR_SIZE, QualityThresholds, fingerprint
 
 
 @pytest.fixture(scope="session")
@@ -258,9 +258,10 @@ def test_fingerprints_in_a_batch_equal_one_at_a_time_to_their_rounding(photos):
 def test_the_check_keeps_vectors_in_one_array_that_the_search_reads_in_place(tmp_path,
                                                                              photos):
     """Check that the check writes the readable files' vectors, in file order, into one
-    array (a refused file takes no row), that the duplicate search reads them as a view of
-    it, and that other sequences of vectors are stacked as numpy would."""
-    from fruitclf.data.quality import _stacked
+    array (a refused file takes no row), that the duplicate search reads them, and the
+    whole-image vectors, as views of it, and that other sequences of vectors are stacked
+    as numpy would."""
+    from fruitclf.data.quality import _stacked, _whole_vectors
 
     folder = _copy_tree(photos, tmp_path / "photos")
     (folder / "class_0" / "broken.jpg").write_bytes(b"\xff\xd8\xff" + b"\x00" * 40)
@@ -272,10 +273,17 @@ def test_the_check_keeps_vectors_in_one_array_that_the_search_reads_in_place(tmp
     together = _stacked(vectors)
     assert together.base is vectors[0].base and np.shares_memory(together, vectors[-1])
     assert np.array_equal(together, np.stack(vectors))
+    prints = [report.fingerprints[path] for path in ds.paths if path in report.fingerprints]
+    whole = _whole_vectors(prints)
+    assert np.shares_memory(whole, vectors[0]) and whole.shape == (len(prints), VECTOR_SIZE)
+    assert np.array_equal(whole, np.stack([v[0] for v in vectors]))
     for picked in (vectors[::2], vectors[::-1], [v.copy() for v in vectors[:3]]):
         stacked = _stacked(picked)
         assert np.array_equal(stacked, np.stack(picked))
         assert not np.shares_memory(stacked, vectors[0])
+    for chosen in (prints[::-1], prints[:1]):
+        assert np.array_equal(_whole_vectors(chosen), np.stack([fp.vectors[0] for fp in chosen]))
+    assert _whole_vectors([]).shape == (0, VECTOR_SIZE)
 
 
 def test_the_check_compiles_its_decoder_once_per_preprocessing(tmp_path, photos):

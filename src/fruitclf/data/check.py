@@ -14,8 +14,9 @@ import logging
 import os
 import struct
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -789,6 +790,21 @@ class CheckReport:
 _SKETCH_BATCH = 64
 
 
+def _in_flight(pool: ThreadPoolExecutor, work: Callable[[Any], _Verdict], items: Iterable[Any],
+               *, ahead: int) -> Iterator[_Verdict]:
+    """``work(item)`` of each item, in order, computed by ``pool`` with at most ``ahead``
+    items submitted and not yet taken: the results waiting to be read, and the work an
+    interrupt waits for, stay bounded whatever the folder's size (``pool.map`` submits
+    every item at once)."""
+    pending: deque[Future[_Verdict]] = deque()
+    for item in items:
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+        pending.append(pool.submit(work, item))
+    while pending:
+        yield pending.popleft().result()
+
+
 def check_files(
     files: Sequence[tuple[str, str]],
     *,
@@ -835,7 +851,8 @@ def check_files(
             desc="Checking and decoding images" if prepare is not None else "Checking images",
             disable=None if progress is None else not progress) as bar, threadpool_limits(
             limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=workers) as pool:
-        verdicts = pool.map(lambda f: _check_one(f[0], f[1], max_pixels, prepare), files)
+        verdicts = _in_flight(pool, lambda f: _check_one(f[0], f[1], max_pixels, prepare),
+                              files, ahead=workers * _SKETCH_BATCH)
         for (path, _), verdict in zip(files, verdicts):
             bar.update(1)
             if verdict.problem is not None:

@@ -219,7 +219,6 @@ def near_pairs(queries: np.ndarray, index: np.ndarray, limits: np.ndarray, part:
             plan = plan_search(views, len(flat), dim, threshold,
                                sample_pairs(queries, flat, part, poses, threshold))
     keep = _Keep(np.tile(limits.astype(np.float32), m), windows, skip_self)
-    queries = np.asarray(queries, np.float32)
     if plan.method == "every pair":
         compared = part(flat)
         for s, pose in enumerate(poses):
@@ -405,8 +404,10 @@ def _in_order(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if keys.dtype != np.uint32 or len(keys) >= 1 << 32:
         order = np.argsort(keys, kind="stable")
         return order, keys[order]
-    joined = np.sort((keys.astype(np.uint64) << np.uint64(32))
-                     | np.arange(len(keys), dtype=np.uint64))
+    joined = keys.astype(np.uint64)
+    joined <<= np.uint64(32)
+    joined |= np.arange(len(keys), dtype=np.uint64)
+    joined.sort()
     return ((joined & np.uint64(0xFFFFFFFF)).astype(np.intp),
             (joined >> np.uint64(32)).astype(np.uint32))
 

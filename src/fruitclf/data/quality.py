@@ -673,7 +673,7 @@ def _pairs_both_ways(queries: Sequence[Fingerprint], index: Sequence[Fingerprint
     the index, and no image is paired with itself."""
     if not queries or not index:
         return {}
-    whole = np.stack([fp.vectors[0] for fp in queries])
+    whole = _whole_vectors(queries)
     windows = _stacked([fp.vectors for fp in index])
     grey_queries = [i for i, fp in enumerate(queries) if fp.grey]
     grey_index = [i for i, fp in enumerate(index) if fp.grey]
@@ -709,9 +709,25 @@ def _pairs_both_ways(queries: Sequence[Fingerprint], index: Sequence[Fingerprint
 def _stacked(arrays: Sequence[np.ndarray]) -> np.ndarray:
     """``np.stack(arrays)``, without the copy when they are consecutive rows of one array
     (the check keeps a folder's fingerprint vectors so): a view of those rows."""
+    view = _rows_view(arrays)
+    return np.stack(arrays) if view is None else view
+
+
+def _whole_vectors(prints: Sequence[Fingerprint]) -> np.ndarray:
+    """``(len(prints), 174)``: the whole-image vector of each print; a view of the check's
+    array when the prints are its rows in order."""
+    if not prints:
+        return np.zeros((0, VECTOR_SIZE), np.float16)
+    view = _rows_view([fp.vectors for fp in prints])
+    return np.stack([fp.vectors[0] for fp in prints]) if view is None else view[:, 0]
+
+
+def _rows_view(arrays: Sequence[np.ndarray]) -> np.ndarray | None:
+    """``np.stack(arrays)`` as a view when they are consecutive rows of one array, else
+    None."""
     first, base = arrays[0], arrays[0].base
     if base is None or not (first.flags.c_contiguous and base.flags.c_contiguous):
-        return np.stack(arrays)
+        return None
     starts = np.fromiter((a.__array_interface__["data"][0] for a in arrays), np.int64,
                          len(arrays))
     offset = int(starts[0]) - base.__array_interface__["data"][0]
@@ -720,7 +736,7 @@ def _stacked(arrays: Sequence[np.ndarray]) -> np.ndarray:
                            for a in arrays)
                    and offset >= 0 and offset + len(arrays) * first.nbytes <= base.nbytes)
     if not consecutive:
-        return np.stack(arrays)
+        return None
     view: np.ndarray = np.ndarray((len(arrays), *first.shape), first.dtype, buffer=base,
                                   offset=offset)
     return view
@@ -880,16 +896,16 @@ def median_pair_distance(vectors: np.ndarray, *, pairs: int = 20_000) -> float:
     """Median distance between two different images (whole-image vectors), estimated on up
     to ``pairs`` random pairs: on what two colour images are compared on when the vectors
     are fingerprints, on the whole vectors otherwise."""
-    if vectors.shape[-1] == _DIM:
-        full = _PARTS_COMPARED["value and colour"](vectors)
-    else:
-        full = np.asarray(vectors, np.float32)
-    if len(full) < 2:
+    if len(vectors) < 2:
         return 1.0
     rng = np.random.default_rng(0)
-    first = rng.integers(0, len(full), pairs)
-    second = (first + rng.integers(1, len(full), pairs)) % len(full)
-    return float(np.median(1.0 - np.einsum("ij,ij->i", full[first], full[second])))
+    first = rng.integers(0, len(vectors), pairs)
+    second = (first + rng.integers(1, len(vectors), pairs)) % len(vectors)
+    a, b = (np.asarray(np.take(vectors, i, axis=0), np.float32) for i in (first, second))
+    if vectors.shape[-1] == _DIM:
+        part = _PARTS_COMPARED["value and colour"]
+        a, b = part(a), part(b)
+    return float(np.median(1.0 - np.einsum("ij,ij->i", a, b)))
 
 
 def resolve_threshold(threshold: float | None, vectors: np.ndarray) -> float:
@@ -925,8 +941,7 @@ def find_duplicates(
 
     See :meth:`~fruitclf.ImageFolderDataset.find_duplicates`.
     """
-    whole = np.stack([fp.vectors[0] for fp in prints]) if prints else np.zeros((0, 1))
-    threshold = resolve_threshold(threshold, whole)
+    threshold = resolve_threshold(threshold, _whole_vectors(prints))
     parent = list(range(len(items)))
 
     def root(i: int) -> int:
