@@ -219,6 +219,9 @@ def near_pairs(queries: np.ndarray, index: np.ndarray, limits: np.ndarray, part:
             plan = plan_search(views, len(flat), dim, threshold,
                                sample_pairs(queries, flat, part, poses, threshold))
     keep = _Keep(np.tile(limits.astype(np.float32), m), windows, skip_self)
+    # One contiguous float32 copy: every candidate pair reads its query (fewer than the
+    # windows, which are read in place).
+    queries = np.asarray(queries, np.float32)
     if plan.method == "every pair":
         compared = part(flat)
         for s, pose in enumerate(poses):
