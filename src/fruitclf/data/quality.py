@@ -871,11 +871,17 @@ def _by_checksum(prints: Sequence[Fingerprint]) -> dict[bytes, list[int]]:
     return index
 
 
+def _sharing_checksum(fp: Fingerprint, index: dict[bytes, list[int]]) -> set[int]:
+    """Indices (in :func:`_by_checksum`'s ``index``) of the prints that share a checksum
+    with ``fp``: the only candidates for its exact twins."""
+    return {i for key in (fp.digest, fp.pixels) if key is not None
+            for i in index.get(key, [])}
+
+
 def _exact_twins(fp: Fingerprint, prints: Sequence[Fingerprint],
                  index: dict[bytes, list[int]]) -> set[int]:
     """Indices of the ``prints`` (indexed by :func:`_by_checksum`) exactly equal to ``fp``."""
-    return {i for key in (fp.digest, fp.pixels) if key is not None
-            for i in index.get(key, []) if _exact_key(prints[i], fp)}
+    return {i for i in _sharing_checksum(fp, index) if _exact_key(prints[i], fp)}
 
 
 def _exact_links(prints: Sequence[Fingerprint]) -> list[tuple[int, int]]:
@@ -884,8 +890,7 @@ def _exact_links(prints: Sequence[Fingerprint]) -> list[tuple[int, int]]:
     index = _by_checksum(prints)
     links = []
     for j, fp in enumerate(prints):
-        earlier = sorted({i for key in (fp.digest, fp.pixels) if key is not None
-                          for i in index[key] if i < j})
+        earlier = sorted(i for i in _sharing_checksum(fp, index) if i < j)
         first = next((i for i in earlier if _exact_key(prints[i], fp)), None)
         if first is not None:
             links.append((first, j))
