@@ -1066,21 +1066,47 @@ def _cli_wording(message: str, parser: argparse.ArgumentParser | None) -> str:
 _interrupt_received = False
 
 
+def _importing(frame: Any) -> bool:
+    """Whether an import is under way at ``frame`` (the frame a signal handler was given)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+#: How often a Ctrl-C held back during an import asks again whether the import is done.
+_DEFERRED_POLL = 0.05
+
+
 def _record_interrupts() -> None:
     """Make Ctrl-C set :data:`_interrupt_received`, then raise ``KeyboardInterrupt`` as
     Python's own handler does. Only the command installs it; a program that imports
-    fruitclf keeps its own handler."""
+    fruitclf keeps its own handler.
+
+    A ``KeyboardInterrupt`` raised while a module is being imported can surface inside an
+    import that an extension module started from C, which prints its own traceback of it
+    and goes on. So during an import the interrupt is held back and raised as soon as the
+    import returns (a timer asks every 50 ms); a second Ctrl-C raises at once. Without
+    ``signal.setitimer`` (Windows) it is raised at once.
+    """
     import signal
 
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         return
+    can_wait = hasattr(signal, "setitimer") and hasattr(signal, "SIGALRM")
 
-    def handler(signum: int, frame: object) -> None:
+    def interrupt(signum: int, frame: Any) -> None:
         global _interrupt_received
+        again = _interrupt_received and signum == signal.SIGINT
         _interrupt_received = True
+        if can_wait and not again and _importing(frame):
+            signal.signal(signal.SIGALRM, interrupt)
+            signal.setitimer(signal.ITIMER_REAL, _DEFERRED_POLL)
+            return
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGINT, interrupt)
 
 
 def _interrupted(exc: BaseException) -> bool:

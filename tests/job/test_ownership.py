@@ -301,6 +301,42 @@ def test_ctrl_c_turned_into_an_import_error_is_still_an_interrupt(tmp_path):
     assert done.stderr.strip() == "fruitclf: interrupted."
 
 
+@pytest.mark.cli
+def test_ctrl_c_during_an_import_waits_for_the_import_to_return(tmp_path):
+    """Check that Ctrl-C while a module is being imported is raised once the import returns:
+    code that an extension module's import runs from C can print a ``KeyboardInterrupt``
+    raised inside it and go on (here a module that does the same in Python), which left a
+    traceback above ``fruitclf: interrupted``."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "slow_module.py").write_text(
+        "import os, signal, time, traceback\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(0.5)\n"
+        "except KeyboardInterrupt:\n"
+        "    traceback.print_exc()\n"
+        "FINISHED = True\n")
+    script = (
+        AS_FROM_A_TERMINAL + "\n"
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "import fruitclf.cli as cli\n"
+        "def build_parser():\n"
+        "    import slow_module\n"
+        "    print('imported', slow_module.FINISHED, file=sys.stderr)\n"
+        "    time.sleep(5)\n"
+        "cli.build_parser = build_parser\n"
+        "cli.entry_point()\n")
+    done = subprocess.run([sys.executable, "-c", script, "scan", str(tmp_path)],
+                          env={**os.environ, "PYTHONPATH": str(SRC)}, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip() == "imported True\nfruitclf: interrupted.", done.stderr
+
+
 def test_an_output_that_reaches_an_image_folder_through_a_link_is_refused(image_folder,
                                                                           tmp_path):
     """Check that --out given as a link into the training folder is refused like the
