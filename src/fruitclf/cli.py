@@ -1075,8 +1075,20 @@ def _importing(frame: Any) -> bool:
     return False
 
 
-#: How often a Ctrl-C held back during an import asks again whether the import is done.
+#: Where TensorFlow's and Keras's Python code lies (their C++ calls back into it).
+_CALLED_BACK = tuple(f"{os.sep}{name}{os.sep}" for name in ("tensorflow", "keras"))
+
+
+def _in_tensorflow(frame: Any) -> bool:
+    """Whether ``frame`` runs TensorFlow's or Keras's own Python code."""
+    return frame is not None and any(part in frame.f_code.co_filename
+                                     for part in _CALLED_BACK)
+
+
+#: How often a held-back Ctrl-C asks again whether it can be raised.
 _DEFERRED_POLL = 0.05
+#: How long a Ctrl-C waits for TensorFlow's code to return (an import waits to its end).
+_DEFERRED_MOST = 1.0
 
 
 def _record_interrupts() -> None:
@@ -1084,10 +1096,12 @@ def _record_interrupts() -> None:
     Python's own handler does. Only the command installs it; a program that imports
     fruitclf keeps its own handler.
 
-    A ``KeyboardInterrupt`` raised while a module is being imported can surface inside an
-    import that an extension module started from C, which prints its own traceback of it
-    and goes on. So during an import the interrupt is held back and raised as soon as the
-    import returns (a timer asks every 50 ms); a second Ctrl-C raises at once. Without
+    Code that C or C++ calls back (what an extension module runs while it is imported,
+    TensorFlow's tracing and nest utilities) can print a ``KeyboardInterrupt`` raised inside
+    it as a traceback of its own, or turn it into a ``SystemError``, and go on. So the
+    interrupt is held back while a module is being imported (to the import's end) and while
+    TensorFlow's or Keras's code runs (up to a second), and raised at the first moment
+    outside them (a timer asks every 50 ms); a second Ctrl-C raises at once. Without
     ``signal.setitimer`` (Windows) it is raised at once.
     """
     import signal
@@ -1095,15 +1109,24 @@ def _record_interrupts() -> None:
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         return
     can_wait = hasattr(signal, "setitimer") and hasattr(signal, "SIGALRM")
+    since = [0.0]
 
     def interrupt(signum: int, frame: Any) -> None:
         global _interrupt_received
-        again = _interrupt_received and signum == signal.SIGINT
+        if signum == signal.SIGINT:
+            if _interrupt_received:  # the second
+                if can_wait:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                raise KeyboardInterrupt
+            since[0] = time.monotonic()
         _interrupt_received = True
-        if can_wait and not again and _importing(frame):
+        if can_wait and (_importing(frame) or (
+                _in_tensorflow(frame) and time.monotonic() - since[0] < _DEFERRED_MOST)):
             signal.signal(signal.SIGALRM, interrupt)
             signal.setitimer(signal.ITIMER_REAL, _DEFERRED_POLL)
             return
+        if can_wait:
+            signal.setitimer(signal.ITIMER_REAL, 0)  # none left to ask
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, interrupt)

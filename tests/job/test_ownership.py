@@ -337,6 +337,51 @@ def test_ctrl_c_during_an_import_waits_for_the_import_to_return(tmp_path):
     assert done.stderr.strip() == "imported True\nfruitclf: interrupted.", done.stderr
 
 
+@pytest.mark.cli
+@pytest.mark.parametrize("swallowed", [True, False])
+def test_ctrl_c_in_tensorflows_code_is_raised_once_it_returns_or_after_a_second(tmp_path,
+                                                                               swallowed):
+    """Check that Ctrl-C while TensorFlow's Python code runs (which its C++ calls back, and
+    which may print an interrupt and go on) is raised once that code returns, and, when it
+    runs on, after about a second inside it."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    body = ("def work():\n"
+            "    import os, signal, time, traceback\n"
+            "    try:\n"
+            "        os.kill(os.getpid(), signal.SIGINT)\n"
+            "        time.sleep(0.3 if SWALLOWED else 8)\n"
+            "    except KeyboardInterrupt:\n"
+            "        if SWALLOWED:\n"
+            "            traceback.print_exc()\n"
+            "        raise\n")
+    script = (
+        AS_FROM_A_TERMINAL + "\n"
+        "import os, sys, time\n"
+        "import fruitclf.cli as cli\n"
+        f"code = {body!r}\n"
+        f"namespace = {{'SWALLOWED': {swallowed}}}\n"
+        "exec(compile(code, os.path.join('site-packages', 'tensorflow', 'nest.py'), 'exec'),"
+        " namespace)\n"
+        "def build_parser():\n"
+        "    namespace['work']()\n"
+        "    print('returned', file=sys.stderr)\n"
+        "    time.sleep(5)\n"
+        "cli.build_parser = build_parser\n"
+        "cli.entry_point()\n")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script, "scan", str(tmp_path)],
+                          env={**os.environ, "PYTHONPATH": str(SRC)}, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 130, done.stderr
+    expected = ("returned\n" if swallowed else "") + "fruitclf: interrupted."
+    assert done.stderr.strip() == expected, done.stderr
+    assert time.monotonic() - started < (8 if swallowed else 6)
+
+
 def test_an_output_that_reaches_an_image_folder_through_a_link_is_refused(image_folder,
                                                                           tmp_path):
     """Check that --out given as a link into the training folder is refused like the
