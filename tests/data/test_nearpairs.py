@@ -4,12 +4,14 @@ every pair finds, plans follow the work, poses are signed permutations."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fruitclf.data import quality
 from fruitclf.data.nearpairs import (
+    _BLOCK,
     MISS,
     Part,
     Plan,
@@ -88,6 +90,70 @@ def test_tree_and_hashed_searches_find_every_pair_that_measuring_every_pair_find
     inside = {key for key, d in planted.items() if d <= THRESHOLD * 0.999}
     assert len(inside) == 540 and inside <= exact.keys()  # the planted pairs within it
     assert not {key for key, d in planted.items() if d > THRESHOLD} & exact.keys()
+
+
+def test_vectors_kept_in_a_file_give_the_same_pairs_and_their_pages_are_handed_back(
+        monkeypatch):
+    """Check that windows (and queries) kept in a temporary file, as a large folder's are,
+    give the same pairs as in memory, with each search handing the pages it read back to
+    the system as it goes."""
+    from fruitclf.data import _mapped
+
+    rng = np.random.default_rng(2)
+    queries, index, _ = _planted(rng, 400, 4, 100)
+    mapped = _mapped.array(index.shape, np.float16, in_memory_bytes=0)
+    mapped[:] = index
+    mapped_queries = _mapped.array(queries.shape, np.float16, in_memory_bytes=0)
+    mapped_queries[:] = queries
+    assert isinstance(mapped, np.memmap) and isinstance(mapped_queries, np.memmap)
+    released = []
+    release = _mapped.Pages.release
+
+    def counted(self: _mapped.Pages) -> None:
+        if self._mapping is not None:
+            released.append(self._held)
+        release(self)
+
+    monkeypatch.setattr(_mapped, "RESIDENT_BYTES", 1 << 16)
+    monkeypatch.setattr(_mapped.Pages, "release", counted)
+    part = Part(np.arange(DIM), np.ones(DIM, np.float32))
+    limits = np.full(4, THRESHOLD, np.float32)
+    for plan in (Plan("tree"), Plan("hashed", bits=12, tables=12)):
+        in_memory = _found(near_pairs(queries, index, limits, part, _poses(), plan=plan))
+        assert not released
+        in_file = _found(near_pairs(mapped_queries, mapped, limits, part, _poses(), plan=plan))
+        assert in_file == in_memory and len(in_file) >= 90, plan
+        # handed back once past the limit: at most one block or one stretch of rows over
+        assert len(released) > 4
+        assert max(released) <= (1 << 16) + _mapped.TOUCH_BYTES + _BLOCK // DIM * 2 * DIM
+        released.clear()
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_pages_handed_back_leave_the_process_and_keep_their_data():
+    """Check that handing back the pages of an array kept in a file lowers what the
+    process holds of it (``RssFile``) by about its size, and that the data reads back."""
+    from fruitclf.data import _mapped
+
+    def held_kib() -> int:
+        status = Path("/proc/self/status").read_text()
+        return int(status.split("RssFile:")[1].split()[0])
+
+    values = _mapped.array((8 << 20,), np.float32, in_memory_bytes=0)  # 32 MiB
+    values[:] = np.arange(len(values), dtype=np.float32)
+    written = held_kib()
+    _mapped.Pages(values).release()
+    assert written - held_kib() > 30 << 10
+    assert values[-1] == len(values) - 1 and float(values[:1000].sum()) == 499500.0
+    _mapped.Pages(np.zeros(3)).release()  # an array in memory: nothing to hand back
+
+    # rows picked at random are read in file order, a stretch at a time, and handed back
+    rows = values.reshape(-1, 64)
+    picked = np.random.default_rng(0).integers(0, len(rows), 5000)
+    before = held_kib()
+    gathered = _mapped.gather(rows, picked, _mapped.Pages(rows, limit=4 << 20))
+    assert held_kib() - before < (4 + 2 + 2 + 2) << 10  # limit, stretch, one large page
+    assert np.array_equal(gathered, rows[picked])
 
 
 def test_skip_self_and_limits_per_window():

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 import fruitclf
 from _images import cropped, photo_like, reencoded, write_photo_folder
 from _paths import DATASETS
-from fruitclf.data.quality import VECTOR_SIZE, QualityThresholds, fingerprint
+from fruitclf.data.quality import VECTOR_SIZE, FingerprintIndex, QualityThresholds, fingerprint
 
 
 @pytest.fixture(scope="session")
@@ -284,6 +284,40 @@ def test_the_check_keeps_vectors_in_one_array_that_the_search_reads_in_place(tmp
     for chosen in (prints[::-1], prints[:1]):
         assert np.array_equal(_whole_vectors(chosen), np.stack([fp.vectors[0] for fp in chosen]))
     assert _whole_vectors([]).shape == (0, VECTOR_SIZE)
+
+
+def test_a_check_that_keeps_its_vectors_in_a_file_finds_the_same_groups(tmp_path, photos,
+                                                                      monkeypatch):
+    """Check that the vectors of a folder too large for memory go to a temporary file, and
+    that the duplicate groups, the leaked test photos and a training part's index made
+    from it are the ones made from memory."""
+    from fruitclf.data import _mapped
+
+    folder = _copy_tree(photos, tmp_path / "photos")
+    for name, make in (("copy.png", lambda im: im), ("small.jpg", lambda im: im.resize((60, 60))),
+                       ("mirror.jpg", ImageOps.mirror)):
+        make(Image.open(folder / "class_2" / "photo_003.jpg").convert("RGB")).save(
+            folder / "class_0" / name)
+    test = write_photo_folder(tmp_path / "test", 3, 4, seed=99)
+    shutil.copyfile(folder / "class_1" / "photo_007.jpg", test / "class_1" / "same.jpg")
+
+    def found() -> tuple[list[object], list[object], bytes]:
+        ds = fruitclf.ImageFolderDataset(folder)
+        training, _ = ds.split(0.25, seed=0)  # rows of the check's array, in another order
+        prints = [ds.check(progress=False).fingerprints[p] for p in training.paths]
+        index = FingerprintIndex.from_prints(prints)
+        return (ds.find_duplicates(progress=False),
+                ds.find_leakage(fruitclf.ImageFolderDataset(test), progress=False),
+                index.records)
+
+    expected = found()
+    assert len(expected[0]) == 1 and len(expected[0][0].paths) == 4 and len(expected[1]) == 1
+    monkeypatch.setattr(_mapped, "IN_MEMORY_BYTES", 0)
+    monkeypatch.setattr(_mapped, "RESIDENT_BYTES", 1 << 16)
+    ds = fruitclf.ImageFolderDataset(folder)
+    vectors = next(iter(ds.check(progress=False).fingerprints.values())).vectors
+    assert isinstance(vectors.base, np.memmap)
+    assert found() == expected
 
 
 def test_the_check_compiles_its_decoder_once_per_preprocessing(tmp_path, photos):

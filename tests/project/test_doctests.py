@@ -23,7 +23,8 @@ from _images import photo_like
 MODULES = ["_arrays", "_validation", "config", "data.check", "data.folder", "data.pipeline",
            "data.quality", "data.split", "demo", "distribute", "evaluation", "export", "io",
            "job", "model", "plotting", "spec", "training.trainer", "settings", "data.entries",
-           "data.findings", "data.cleaning", "data.quarantine", "data.loading", "data.nearpairs"]
+           "data.findings", "data.cleaning", "data.quarantine", "data.loading", "data.nearpairs",
+           "data._mapped"]
 FRUITS = ["acai", "cupuacu", "graviola", "guarana", "pupunha", "tucuma"]
 
 

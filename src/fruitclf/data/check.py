@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from .. import _files
+from . import _mapped
 from .orientation import UPRIGHT, exif_orientation, orient, upright_size
 from .quality import (
     MEASURE_SIDE,
@@ -835,11 +836,15 @@ def check_files(
     sketches: dict[str, Sketch] = {}
     # The readable files' vectors, in file order, in one array (rows of refused files are
     # never written, so never take memory): the duplicate search reads it without a copy.
-    store = np.empty((len(files), WINDOW_COUNT, VECTOR_SIZE), np.float16)
+    # A large folder's is kept in a temporary file, and what the check wrote of it handed
+    # back to the system as it goes.
+    store = _mapped.array((len(files), WINDOW_COUNT, VECTOR_SIZE), np.float16)
+    pages = _mapped.Pages(store)
 
     def fingerprint_sketches() -> None:
         rows = store[len(prints):len(prints) + len(sketches)]
         prints.update(zip(sketches, fingerprints(list(sketches.values()), out=rows)))
+        pages.read(rows.nbytes)
         sketches.clear()
 
     # libjpeg writes its own notes on damaged files to standard error (the report says it):
@@ -867,6 +872,7 @@ def check_files(
                 if len(sketches) == _SKETCH_BATCH:
                     fingerprint_sketches()
         fingerprint_sketches()
+    pages.release()
     problems.sort(key=lambda p: p.relpath)
     return CheckReport(root, len(files), problems, sizes, time.perf_counter() - start, images,
                        prints)

@@ -26,7 +26,9 @@ vectors give the same pairs on every run.
 The plan is made from a sample of 1,024 query views by 1,024 windows. Memory stays with the
 inputs: the vectors are read in place and the pairs are measured in blocks; a hashed search
 holds a key and a position per window and table for a group of tables at a time (at most
-32 MB of keys).
+32 MB of keys). Vectors kept in a file (a large folder's, see
+:mod:`fruitclf.data._mapped`) are read the same way, and the pages read are handed back to
+the system every 64 MB.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+
+from ._mapped import Pages, copy, gather
 
 __all__ = ["MISS", "Part", "Plan", "Sample", "near_pairs", "plan_search", "sample_pairs",
            "signed_permutation"]
@@ -140,9 +144,10 @@ def sample_pairs(queries: np.ndarray, windows: np.ndarray, part: Part,
     rng = np.random.default_rng(0)
     take = rng.choice(len(queries), min(len(queries), _SAMPLE // len(poses) + 1),
                       replace=False)
-    views = np.concatenate([part.posed(pose)(np.asarray(queries[take])) for pose in poses])
-    compared = part(windows[rng.choice(len(windows), min(len(windows), _SAMPLE),
-                                       replace=False)])
+    taken = gather(queries, take)
+    views = np.concatenate([part.posed(pose)(taken) for pose in poses])
+    compared = part(gather(windows, rng.choice(len(windows), min(len(windows), _SAMPLE),
+                                               replace=False)))
     cosines = np.clip(views @ compared.T, -1.0, 1.0)
     axes = _main_axes(windows, part, _TREE_AXES)
     a, b = views @ axes, compared @ axes
@@ -220,17 +225,21 @@ def near_pairs(queries: np.ndarray, index: np.ndarray, limits: np.ndarray, part:
                                sample_pairs(queries, flat, part, poses, threshold))
     keep = _Keep(np.tile(limits.astype(np.float32), m), windows, skip_self)
     # One contiguous float32 copy: every candidate pair reads its query (fewer than the
-    # windows, which are read in place).
-    queries = np.asarray(queries, np.float32)
+    # windows, which are read in place; in blocks, and the pages read handed back, when
+    # they are kept in a file).
+    query_pages, pages = Pages(queries), Pages(index)
+    queries = copy(queries, np.float32, query_pages)
+    query_pages.release()
     if plan.method == "every pair":
         compared = part(flat)
         for s, pose in enumerate(poses):
             for rows, cols, distance in _every_pair(queries, compared, part.posed(pose), keep):
                 found.append((rows, cols, np.full(len(rows), s, np.int64), distance))
     elif plan.method == "tree":
-        found.extend(_tree(queries, flat, part, poses, keep))
+        found.extend(_tree(queries, flat, part, poses, keep, pages))
     else:
-        found.extend(_hashed(queries, flat, part, poses, keep, plan))
+        found.extend(_hashed(queries, flat, part, poses, keep, plan, pages))
+    pages.release()
     return _stack(found)
 
 
@@ -281,8 +290,8 @@ def _key_type(bits: int) -> type[np.unsignedinteger]:
     return np.uint32 if bits <= 32 else np.uint64
 
 
-def _keys(vectors: np.ndarray, part: Part, planes: Sequence[np.ndarray], bits: int
-          ) -> np.ndarray:
+def _keys(vectors: np.ndarray, part: Part, planes: Sequence[np.ndarray], bits: int,
+          pages: Pages | None = None) -> np.ndarray:
     """``(len(vectors), len(planes))``: per table, the signs of the products of each vector's
     ``part`` with that table's ``(compared numbers, bits)`` planes, as one integer. Only the
     span of the vector that the part reads is converted, once for all the tables."""
@@ -299,6 +308,8 @@ def _keys(vectors: np.ndarray, part: Part, planes: Sequence[np.ndarray], bits: i
         wide = np.zeros((len(packed), len(planes), size), np.uint8)
         wide[:, :, :packed.shape[2]] = packed
         keys[at:at + step] = wide.view(key_type)[:, :, 0]
+        if pages is not None:
+            pages.read(vectors[at:at + step].nbytes)
     return keys
 
 
@@ -313,7 +324,8 @@ class _Shadow:
     excess: np.ndarray  # (n,) float32: |part|^2 - 1
 
     @classmethod
-    def of(cls, vectors: np.ndarray, part: Part, axes: np.ndarray) -> _Shadow:
+    def of(cls, vectors: np.ndarray, part: Part, axes: np.ndarray,
+           pages: Pages | None = None) -> _Shadow:
         points = np.empty((len(vectors), axes.shape[1]), np.float32)
         excess = np.empty(len(vectors), np.float32)
         step = max(1, _BLOCK // vectors.shape[1])
@@ -321,6 +333,8 @@ class _Shadow:
             compared = part(vectors[at:at + step])
             points[at:at + step] = compared @ axes
             excess[at:at + step] = np.einsum("ij,ij->i", compared, compared) - 1.0
+            if pages is not None:
+                pages.read(vectors[at:at + step].nbytes)
         return cls(points, excess)
 
     def may_meet(self, other: _Shadow, rows: np.ndarray, cols: np.ndarray,
@@ -338,19 +352,20 @@ class _Shadow:
 
 def _main_axes(flat: np.ndarray, part: Part, count: int) -> np.ndarray:
     """``(compared numbers, count)``: the main axes of a sample of the windows' parts."""
-    sample = part(flat[:: max(1, len(flat) // 4096)])
+    sample = part(gather(flat, np.arange(0, len(flat), max(1, len(flat) // 4096))))
     _, _, axes = np.linalg.svd(sample - sample.mean(axis=0), full_matrices=False)
     return np.ascontiguousarray(axes[:count].T)
 
 
 def _tree(queries: np.ndarray, flat: np.ndarray, part: Part,
-          poses: Sequence[tuple[np.ndarray, np.ndarray]], keep: _Keep) -> Iterator[_Found]:
+          poses: Sequence[tuple[np.ndarray, np.ndarray]], keep: _Keep, pages: Pages
+          ) -> Iterator[_Found]:
     """The (query, window) pairs within the largest limit on the windows' main axes (a
     k-d tree of their shadows, searched on every core), measured."""
     from scipy.spatial import cKDTree
 
     axes = _main_axes(flat, part, _TREE_AXES)
-    shadow = _Shadow.of(flat, part, axes)
+    shadow = _Shadow.of(flat, part, axes, pages)
     tree = cKDTree(shadow.points)
     widest = 2.0 * float(keep.limits.max()) + max(0.0, float(shadow.excess.max())) + 1e-5
     for s, pose in enumerate(poses):
@@ -364,20 +379,20 @@ def _tree(queries: np.ndarray, flat: np.ndarray, part: Part,
                 continue
             rows, cols = keep.others(rows, np.concatenate([np.asarray(h, np.int64)
                                                            for h in hits]))
-            rows, cols, distance = keep(rows, cols,
-                                        _distances(queries, flat, rows, cols, posed, part))
+            rows, cols, distance = keep(rows, cols, _distances(queries, flat, rows, cols,
+                                                               posed, part, pages))
             yield rows, cols, np.full(len(rows), s, np.int64), distance
 
 
 def _hashed(queries: np.ndarray, flat: np.ndarray, part: Part,
-            poses: Sequence[tuple[np.ndarray, np.ndarray]], keep: _Keep, plan: Plan
-            ) -> Iterator[_Found]:
+            poses: Sequence[tuple[np.ndarray, np.ndarray]], keep: _Keep, plan: Plan,
+            pages: Pages) -> Iterator[_Found]:
     """The (query, window) pairs that share a key in at least one table and that their
     shadows do not rule out, measured (a pair that shares several keys is measured, and
     returned, once per table). The keys of a group of tables are made in one pass."""
     rng = np.random.default_rng(0)
     axes = _main_axes(flat, part, _PROJECTED)
-    shadow = _Shadow.of(flat, part, axes)
+    shadow = _Shadow.of(flat, part, axes, pages)
     posed = [part.posed(pose) for pose in poses]
     query_shadows = [_Shadow.of(queries, p, axes) for p in posed]
     size = np.dtype(_key_type(plan.bits)).itemsize
@@ -385,7 +400,7 @@ def _hashed(queries: np.ndarray, flat: np.ndarray, part: Part,
     for start in range(0, plan.tables, group):
         planes = [rng.standard_normal((len(part.columns), plan.bits)).astype(np.float32)
                   for _ in range(min(group, plan.tables - start))]
-        window_keys = _keys(flat, part, planes, plan.bits)
+        window_keys = _keys(flat, part, planes, plan.bits, pages)
         query_keys = [_keys(queries, p, planes, plan.bits) for p in posed]
         for table in range(len(planes)):
             # The windows' keys in order: those sharing a key are found in a row.
@@ -396,7 +411,7 @@ def _hashed(queries: np.ndarray, flat: np.ndarray, part: Part,
                     near = query_shadows[s].may_meet(shadow, rows, cols, keep.limits[cols])
                     rows, cols = keep.others(rows[near], cols[near])
                     rows, cols, distance = keep(rows, cols, _distances(
-                        queries, flat, rows, cols, p, part))
+                        queries, flat, rows, cols, p, part, pages))
                     yield rows, cols, np.full(len(rows), s, np.int64), distance
 
 
@@ -437,12 +452,13 @@ def _sharing(query_keys: np.ndarray, sorted_keys: np.ndarray
 
 
 def _distances(queries: np.ndarray, flat: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-               query_part: Part, part: Part) -> np.ndarray:
-    """``1 - cosine`` of the parts of each (query, window) pair."""
+               query_part: Part, part: Part, pages: Pages | None = None) -> np.ndarray:
+    """``1 - cosine`` of the parts of each (query, window) pair (the windows gathered
+    with :func:`~fruitclf.data._mapped.gather`, counted to ``pages``)."""
     out = np.empty(len(rows), np.float32)
     step = max(1, _BLOCK // len(part.columns))
     for at in range(0, len(rows), step):
         a = query_part(np.take(queries, rows[at:at + step], axis=0))
-        b = part(np.take(flat, cols[at:at + step], axis=0))
+        b = part(gather(flat, cols[at:at + step], pages))
         out[at:at + step] = 1.0 - np.einsum("ij,ij->i", a, b)
     return out

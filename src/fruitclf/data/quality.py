@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from ..settings import NEAR_DUPLICATE_THRESHOLD as _NEAR_DUPLICATE_THRESHOLD
+from ._mapped import Pages, copy, gather
 from .nearpairs import Part, near_pairs, signed_permutation
 
 __all__ = [
@@ -708,37 +709,64 @@ def _pairs_both_ways(queries: Sequence[Fingerprint], index: Sequence[Fingerprint
 
 def _stacked(arrays: Sequence[np.ndarray]) -> np.ndarray:
     """``np.stack(arrays)``, without the copy when they are consecutive rows of one array
-    (the check keeps a folder's fingerprint vectors so): a view of those rows."""
-    view = _rows_view(arrays)
-    return np.stack(arrays) if view is None else view
+    (the check keeps a folder's fingerprint vectors so): a view of those rows; rows of one
+    array in another order are read in the order they lie in it (:func:`_mapped.gather`)."""
+    found = _rows_of(arrays)
+    if found is None:
+        return np.stack(arrays)
+    rows, index = found
+    return rows[index[0]:index[0] + len(index)] if _consecutive(index) else gather(rows, index)
 
 
 def _whole_vectors(prints: Sequence[Fingerprint]) -> np.ndarray:
     """``(len(prints), 174)``: the whole-image vector of each print; a view of the check's
-    array when the prints are its rows in order."""
+    array when the prints are its rows in order (read from it in its order when they are
+    its rows in another)."""
     if not prints:
         return np.zeros((0, VECTOR_SIZE), np.float16)
-    view = _rows_view([fp.vectors for fp in prints])
-    return np.stack([fp.vectors[0] for fp in prints]) if view is None else view[:, 0]
+    found = _rows_of([fp.vectors for fp in prints])
+    if found is None:
+        return np.stack([fp.vectors[0] for fp in prints])
+    rows, index = found
+    if _consecutive(index):
+        return rows[index[0]:index[0] + len(index), 0]
+    return gather(rows[:, 0], index)
+
+
+def _consecutive(index: np.ndarray) -> bool:
+    return bool(len(index)) and bool(np.all(np.diff(index) == 1))
+
+
+def _rows_of(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(rows, index)`` with ``arrays[i]`` the row ``rows[index[i]]`` when the arrays are
+    all rows of one array (as the check's fingerprint vectors are), else None."""
+    if not len(arrays):
+        return None
+    first, base = arrays[0], arrays[0].base
+    if (base is None or not isinstance(base, np.ndarray) or first.nbytes == 0
+            or not (first.flags.c_contiguous and base.flags.c_contiguous)):
+        return None
+    if not all(a.base is base and a.shape == first.shape and a.dtype == first.dtype
+               for a in arrays):
+        return None
+    starts = np.fromiter((a.__array_interface__["data"][0] for a in arrays), np.int64,
+                         len(arrays)) - base.__array_interface__["data"][0]
+    size = first.nbytes
+    if starts.min() < 0 or starts.max() + size > base.nbytes or np.any(starts % size):
+        return None
+    rows: np.ndarray = np.ndarray((base.nbytes // size, *first.shape), first.dtype,
+                                  buffer=base)
+    return rows, starts // size
 
 
 def _rows_view(arrays: Sequence[np.ndarray]) -> np.ndarray | None:
     """``np.stack(arrays)`` as a view when they are consecutive rows of one array, else
     None."""
-    first, base = arrays[0], arrays[0].base
-    if base is None or not (first.flags.c_contiguous and base.flags.c_contiguous):
+    found = _rows_of(arrays)
+    if found is None or not _consecutive(found[1]):
         return None
-    starts = np.fromiter((a.__array_interface__["data"][0] for a in arrays), np.int64,
-                         len(arrays))
-    offset = int(starts[0]) - base.__array_interface__["data"][0]
-    consecutive = (np.all(np.diff(starts) == first.nbytes)
-                   and all(a.base is base and a.shape == first.shape and a.dtype == first.dtype
-                           for a in arrays)
-                   and offset >= 0 and offset + len(arrays) * first.nbytes <= base.nbytes)
-    if not consecutive:
-        return None
-    view: np.ndarray = np.ndarray((len(arrays), *first.shape), first.dtype, buffer=base,
-                                  offset=offset)
+    rows, index = found
+    view: np.ndarray = rows[index[0]:index[0] + len(index)]
     return view
 
 
@@ -906,7 +934,7 @@ def median_pair_distance(vectors: np.ndarray, *, pairs: int = 20_000) -> float:
     rng = np.random.default_rng(0)
     first = rng.integers(0, len(vectors), pairs)
     second = (first + rng.integers(1, len(vectors), pairs)) % len(vectors)
-    a, b = (np.asarray(np.take(vectors, i, axis=0), np.float32) for i in (first, second))
+    a, b = (np.asarray(gather(vectors, i), np.float32) for i in (first, second))
     if vectors.shape[-1] == _DIM:
         part = _PARTS_COMPARED["value and colour"]
         a, b = part(a), part(b)
@@ -946,7 +974,8 @@ def find_duplicates(
 
     See :meth:`~fruitclf.ImageFolderDataset.find_duplicates`.
     """
-    threshold = resolve_threshold(threshold, _whole_vectors(prints))
+    whole = _whole_vectors(prints)
+    threshold = resolve_threshold(threshold, whole)
     parent = list(range(len(items)))
 
     def root(i: int) -> int:
@@ -988,6 +1017,7 @@ def find_duplicates(
             kind=kind, distance=0.0 if all_exact else round(widest.get(r, 0.0), 6),
             classes=[items[i][2] for i in idx],
         ))
+    Pages(whole).release()  # what the links read of vectors kept in a file
     return sorted(groups, key=lambda g: g.relpaths[0])
 
 
@@ -1004,8 +1034,9 @@ def find_leakage(
     ``train`` and ``test`` are ``(path, relpath)`` pairs. See
     :meth:`~fruitclf.ImageFolderDataset.find_leakage`.
     """
-    both = [fp.vectors[0] for fp in (*train_prints, *test_prints)]
-    threshold = resolve_threshold(threshold, np.stack(both) if both else np.zeros((0, 1)))
+    both = np.concatenate([copy(_whole_vectors(p), np.float16)
+                           for p in (train_prints, test_prints)])
+    threshold = resolve_threshold(threshold, both)
     index = _by_checksum(train_prints)
     pairs: dict[tuple[int, int], tuple[str, float]] = {
         (i, j): ("exact", 0.0)
@@ -1114,10 +1145,12 @@ class FingerprintIndex:
     def from_prints(cls, prints: Iterable[Fingerprint]) -> FingerprintIndex:
         """The index of these fingerprints (their whole-image vectors)."""
         records = bytearray()
-        for fp in prints:
+        prints = list(prints)
+        whole = copy(_whole_vectors(prints), np.float32)  # in the order they lie in a file
+        for fp, vector in zip(prints, whole):
             records += fp.digest[-3:]
             records.append(min(255, round(fp.measures.colourfulness * 255)))
-            records += _encode(fp.vectors[0].astype(np.float32))
+            records += _encode(vector)
         return cls(bytes(records))
 
     def prints(self) -> list[Fingerprint]:
