@@ -1087,8 +1087,6 @@ def _in_tensorflow(frame: Any) -> bool:
 
 #: How often a held-back Ctrl-C asks again whether it can be raised.
 _DEFERRED_POLL = 0.05
-#: How long a Ctrl-C waits for TensorFlow's code to return (an import waits to its end).
-_DEFERRED_MOST = 1.0
 
 
 def _record_interrupts() -> None:
@@ -1098,10 +1096,10 @@ def _record_interrupts() -> None:
 
     Code that C or C++ calls back (what an extension module runs while it is imported,
     TensorFlow's tracing and nest utilities) can print a ``KeyboardInterrupt`` raised inside
-    it as a traceback of its own, or turn it into a ``SystemError``, and go on. So the
-    interrupt is held back while a module is being imported (to the import's end) and while
-    TensorFlow's or Keras's code runs (up to a second), and raised at the first moment
-    outside them (a timer asks every 50 ms); a second Ctrl-C raises at once. Without
+    it as a traceback of its own, or turn it into a ``SystemError``, and go on (losing the
+    interrupt). So the interrupt is held back while a module is being imported and while
+    the code running is TensorFlow's or Keras's, and raised at the first moment outside
+    them (a timer asks every 50 ms); a second Ctrl-C raises at once. Without
     ``signal.setitimer`` (Windows) it is raised at once.
     """
     import signal
@@ -1109,19 +1107,15 @@ def _record_interrupts() -> None:
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         return
     can_wait = hasattr(signal, "setitimer") and hasattr(signal, "SIGALRM")
-    since = [0.0]
 
     def interrupt(signum: int, frame: Any) -> None:
         global _interrupt_received
-        if signum == signal.SIGINT:
-            if _interrupt_received:  # the second
-                if can_wait:
-                    signal.setitimer(signal.ITIMER_REAL, 0)
-                raise KeyboardInterrupt
-            since[0] = time.monotonic()
+        if signum == signal.SIGINT and _interrupt_received:  # the second
+            if can_wait:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            raise KeyboardInterrupt
         _interrupt_received = True
-        if can_wait and (_importing(frame) or (
-                _in_tensorflow(frame) and time.monotonic() - since[0] < _DEFERRED_MOST)):
+        if can_wait and (_importing(frame) or _in_tensorflow(frame)):
             signal.signal(signal.SIGALRM, interrupt)
             signal.setitimer(signal.ITIMER_REAL, _DEFERRED_POLL)
             return
