@@ -110,7 +110,7 @@ def test_vectors_kept_in_a_file_give_the_same_pairs_and_their_pages_are_handed_b
     release = _mapped.Pages.release
 
     def counted(self: _mapped.Pages) -> None:
-        if self._mapping is not None:
+        if self.mapped:
             released.append(self._held)
         release(self)
 

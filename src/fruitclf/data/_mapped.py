@@ -92,7 +92,8 @@ class Pages:
         return self._mapping is not None
 
     def read(self, nbytes: int) -> None:
-        """Count ``nbytes`` more read (a gathered row counts as a whole page)."""
+        """Count ``nbytes`` more read (a stretch of picked rows counts from its first row
+        to its last, and one large page more)."""
         if self._mapping is None:
             return
         self._held += nbytes

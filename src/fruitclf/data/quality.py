@@ -759,17 +759,6 @@ def _rows_of(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | No
     return rows, starts // size
 
 
-def _rows_view(arrays: Sequence[np.ndarray]) -> np.ndarray | None:
-    """``np.stack(arrays)`` as a view when they are consecutive rows of one array, else
-    None."""
-    found = _rows_of(arrays)
-    if found is None or not _consecutive(found[1]):
-        return None
-    rows, index = found
-    view: np.ndarray = rows[index[0]:index[0] + len(index)]
-    return view
-
-
 def _kind(a: Fingerprint, b: Fingerprint, match: _Match) -> str:
     """What turns one image of a near pair into the other (either way round), as far as
     the fingerprints tell: ``grayscale``, ``mirrored``, ``rotated``, ``bordered``,
