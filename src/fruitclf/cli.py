@@ -1075,17 +1075,7 @@ def _importing(frame: Any) -> bool:
     return False
 
 
-#: Where TensorFlow's and Keras's Python code lies (their C++ calls back into it).
-_CALLED_BACK = tuple(f"{os.sep}{name}{os.sep}" for name in ("tensorflow", "keras"))
-
-
-def _in_tensorflow(frame: Any) -> bool:
-    """Whether ``frame`` runs TensorFlow's or Keras's own Python code."""
-    return frame is not None and any(part in frame.f_code.co_filename
-                                     for part in _CALLED_BACK)
-
-
-#: How often a held-back Ctrl-C asks again whether it can be raised.
+#: How often a Ctrl-C held back during an import asks again whether the import is done.
 _DEFERRED_POLL = 0.05
 
 
@@ -1094,12 +1084,10 @@ def _record_interrupts() -> None:
     Python's own handler does. Only the command installs it; a program that imports
     fruitclf keeps its own handler.
 
-    Code that C or C++ calls back (what an extension module runs while it is imported,
-    TensorFlow's tracing and nest utilities) can print a ``KeyboardInterrupt`` raised inside
-    it as a traceback of its own, or turn it into a ``SystemError``, and go on (losing the
-    interrupt). So the interrupt is held back while a module is being imported and while
-    the code running is TensorFlow's or Keras's, and raised at the first moment outside
-    them (a timer asks every 50 ms); a second Ctrl-C raises at once. Without
+    A ``KeyboardInterrupt`` raised while a module is being imported can surface inside an
+    import that an extension module started from C, which prints its own traceback of it
+    and goes on. So during an import the interrupt is held back and raised as soon as the
+    import returns (a timer asks every 50 ms); a second Ctrl-C raises at once. Without
     ``signal.setitimer`` (Windows) it is raised at once.
     """
     import signal
@@ -1110,17 +1098,12 @@ def _record_interrupts() -> None:
 
     def interrupt(signum: int, frame: Any) -> None:
         global _interrupt_received
-        if signum == signal.SIGINT and _interrupt_received:  # the second
-            if can_wait:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-            raise KeyboardInterrupt
+        again = _interrupt_received and signum == signal.SIGINT
         _interrupt_received = True
-        if can_wait and (_importing(frame) or _in_tensorflow(frame)):
+        if can_wait and not again and _importing(frame):
             signal.signal(signal.SIGALRM, interrupt)
             signal.setitimer(signal.ITIMER_REAL, _DEFERRED_POLL)
             return
-        if can_wait:
-            signal.setitimer(signal.ITIMER_REAL, 0)  # none left to ask
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, interrupt)

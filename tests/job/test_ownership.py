@@ -7,7 +7,10 @@ the file is untouched and the command says why it refused.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -252,10 +255,7 @@ def test_samples_out_replaces_only_its_own_image(image_folder, tmp_path, capsys)
 def test_ctrl_c_during_start_up_is_one_line(image_folder, tmp_path, delay):
     """Check that Ctrl-C while the command builds its parser or loads TensorFlow prints
     ``fruitclf: interrupted`` and exits 130, without a traceback."""
-    import os
     import signal
-    import subprocess
-    import sys
     import time
 
     src = SRC
@@ -273,30 +273,31 @@ def test_ctrl_c_during_start_up_is_one_line(image_folder, tmp_path, delay):
     assert err.strip().startswith("fruitclf: interrupted")
 
 
+def _scan_parsing_with(tmp_path: Path, code: str) -> subprocess.CompletedProcess[str]:
+    """``fruitclf scan tmp_path`` as run from a terminal, with ``code`` (which defines a
+    ``build_parser``) in place of the command's own parser."""
+    script = (AS_FROM_A_TERMINAL + "\nimport fruitclf.cli as cli\n" + code
+              + "cli.build_parser = build_parser\ncli.entry_point()\n")
+    return subprocess.run([sys.executable, "-c", script, "scan", str(tmp_path)],
+                          env={**os.environ, "PYTHONPATH": str(SRC)}, capture_output=True,
+                          text=True, timeout=60)
+
+
 @pytest.mark.cli
 def test_ctrl_c_turned_into_an_import_error_is_still_an_interrupt(tmp_path):
     """Check that Ctrl-C landing in an extension module's import, which Python reports as an
     ``ImportError`` without the ``KeyboardInterrupt`` (numpy's ``PyCapsule_Import`` of
     ``datetime``), still ends the command with ``fruitclf: interrupted`` and status 130."""
-    import os
-    import subprocess
-    import sys
 
-    script = (
-        AS_FROM_A_TERMINAL + "\n"
+    done = _scan_parsing_with(
+        tmp_path,
         "import os, signal, time\n"
-        "import fruitclf.cli as cli\n"
         "def build_parser():\n"
         "    try:\n"
         "        os.kill(os.getpid(), signal.SIGINT)\n"
         "        time.sleep(5)\n"
         "    except KeyboardInterrupt:\n"
-        "        raise ImportError('PyCapsule_Import could not import module \"datetime\"')\n"
-        "cli.build_parser = build_parser\n"
-        "cli.entry_point()\n")
-    done = subprocess.run([sys.executable, "-c", script, "scan", str(tmp_path)],
-                          env={**os.environ, "PYTHONPATH": str(SRC)}, capture_output=True,
-                          text=True, timeout=60)
+        "        raise ImportError('PyCapsule_Import could not import module \"datetime\"')\n")
     assert done.returncode == 130, done.stderr
     assert done.stderr.strip() == "fruitclf: interrupted."
 
@@ -307,9 +308,6 @@ def test_ctrl_c_during_an_import_waits_for_the_import_to_return(tmp_path):
     code that an extension module's import runs from C can print a ``KeyboardInterrupt``
     raised inside it and go on (here a module that does the same in Python), which left a
     traceback above ``fruitclf: interrupted``."""
-    import os
-    import subprocess
-    import sys
 
     (tmp_path / "slow_module.py").write_text(
         "import os, signal, time, traceback\n"
@@ -319,69 +317,16 @@ def test_ctrl_c_during_an_import_waits_for_the_import_to_return(tmp_path):
         "except KeyboardInterrupt:\n"
         "    traceback.print_exc()\n"
         "FINISHED = True\n")
-    script = (
-        AS_FROM_A_TERMINAL + "\n"
+    done = _scan_parsing_with(
+        tmp_path,
         "import sys, time\n"
         f"sys.path.insert(0, {str(tmp_path)!r})\n"
-        "import fruitclf.cli as cli\n"
         "def build_parser():\n"
         "    import slow_module\n"
         "    print('imported', slow_module.FINISHED, file=sys.stderr)\n"
-        "    time.sleep(5)\n"
-        "cli.build_parser = build_parser\n"
-        "cli.entry_point()\n")
-    done = subprocess.run([sys.executable, "-c", script, "scan", str(tmp_path)],
-                          env={**os.environ, "PYTHONPATH": str(SRC)}, capture_output=True,
-                          text=True, timeout=60)
+        "    time.sleep(5)\n")
     assert done.returncode == 130, done.stderr
     assert done.stderr.strip() == "imported True\nfruitclf: interrupted.", done.stderr
-
-
-@pytest.mark.cli
-@pytest.mark.parametrize("presses", [1, 2])
-def test_ctrl_c_in_tensorflows_code_is_raised_once_it_returns(tmp_path, presses):
-    """Check that Ctrl-C while TensorFlow's Python code runs (which its C++ calls back, and
-    which may print an interrupt, or turn it into a ``SystemError``, and go on) is raised
-    once that code returns, and that a second Ctrl-C stops it at once."""
-    import os
-    import subprocess
-    import sys
-    import time
-
-    body = ("def work():\n"
-            "    import os, signal, time, traceback\n"
-            "    try:\n"
-            "        os.kill(os.getpid(), signal.SIGINT)\n"
-            "        time.sleep(0.3)\n"
-            "        if PRESSES == 2:\n"
-            "            os.kill(os.getpid(), signal.SIGINT)\n"
-            "            time.sleep(8)\n"
-            "    except KeyboardInterrupt:\n"
-            "        if PRESSES == 1:\n"
-            "            traceback.print_exc()\n"
-            "        raise\n")
-    script = (
-        AS_FROM_A_TERMINAL + "\n"
-        "import os, sys, time\n"
-        "import fruitclf.cli as cli\n"
-        f"code = {body!r}\n"
-        f"namespace = {{'PRESSES': {presses}}}\n"
-        "exec(compile(code, os.path.join('site-packages', 'tensorflow', 'nest.py'), 'exec'),"
-        " namespace)\n"
-        "def build_parser():\n"
-        "    namespace['work']()\n"
-        "    print('returned', file=sys.stderr)\n"
-        "    time.sleep(5)\n"
-        "cli.build_parser = build_parser\n"
-        "cli.entry_point()\n")
-    started = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", script, "scan", str(tmp_path)],
-                          env={**os.environ, "PYTHONPATH": str(SRC)}, capture_output=True,
-                          text=True, timeout=60)
-    assert done.returncode == 130, done.stderr
-    expected = ("returned\n" if presses == 1 else "") + "fruitclf: interrupted."
-    assert done.stderr.strip() == expected, done.stderr
-    assert time.monotonic() - started < 6
 
 
 def test_an_output_that_reaches_an_image_folder_through_a_link_is_refused(image_folder,
