@@ -1066,16 +1066,23 @@ def _cli_wording(message: str, parser: argparse.ArgumentParser | None) -> str:
 _interrupt_received = False
 
 
-def _importing(frame: Any) -> bool:
-    """Whether an import is under way at ``frame`` (the frame a signal handler was given)."""
+#: The packages whose Python code C or C++ calls back into: the import system, TensorFlow,
+#: Keras.
+_CALLED_BACK = frozenset({"_frozen_importlib", "_frozen_importlib_external", "importlib",
+                          "tensorflow", "keras", "tf_keras"})
+
+
+def _held_back_at(frame: Any) -> bool:
+    """Whether a Ctrl-C arriving at ``frame`` (the frame a signal handler was given) must
+    wait: an import, or TensorFlow's or Keras's code, is anywhere on the stack."""
     while frame is not None:
-        if frame.f_code.co_filename.startswith("<frozen importlib"):
+        if str(frame.f_globals.get("__name__", "")).partition(".")[0] in _CALLED_BACK:
             return True
         frame = frame.f_back
     return False
 
 
-#: How often a Ctrl-C held back during an import asks again whether the import is done.
+#: How often a held-back Ctrl-C asks again whether it can be raised.
 _DEFERRED_POLL = 0.05
 
 
@@ -1084,11 +1091,13 @@ def _record_interrupts() -> None:
     Python's own handler does. Only the command installs it; a program that imports
     fruitclf keeps its own handler.
 
-    A ``KeyboardInterrupt`` raised while a module is being imported can surface inside an
-    import that an extension module started from C, which prints its own traceback of it
-    and goes on. So during an import the interrupt is held back and raised as soon as the
-    import returns (a timer asks every 50 ms); a second Ctrl-C raises at once. Without
-    ``signal.setitimer`` (Windows) it is raised at once.
+    A ``KeyboardInterrupt`` raised inside code that C or C++ called back (what an extension
+    module runs while it is imported; TensorFlow's tracing and nest utilities) can be printed
+    there as a traceback, or turned into a ``SystemError``, and lost. So while an import, or
+    TensorFlow's or Keras's code, is anywhere on the stack, the interrupt is held back and
+    raised at the first moment the stack holds neither (a timer asks every 50 ms), as
+    Python itself waits for a long TensorFlow operation to return; a second Ctrl-C raises at
+    once. Without ``signal.setitimer`` (Windows) it is raised at once.
     """
     import signal
 
@@ -1100,13 +1109,23 @@ def _record_interrupts() -> None:
         global _interrupt_received
         again = _interrupt_received and signum == signal.SIGINT
         _interrupt_received = True
-        if can_wait and not again and _importing(frame):
+        if can_wait and not again and _held_back_at(frame):
             signal.signal(signal.SIGALRM, interrupt)
             signal.setitimer(signal.ITIMER_REAL, _DEFERRED_POLL)
             return
+        _stop_asking()
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, interrupt)
+
+
+def _stop_asking() -> None:
+    """Cancel the timer of a held-back Ctrl-C: once the interrupt is raised, or the command
+    is done, its signal would end the process unhandled."""
+    import signal
+
+    if hasattr(signal, "setitimer"):
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def _interrupted(exc: BaseException) -> bool:
@@ -1188,6 +1207,7 @@ def entry_point() -> None:
             raise
         print("fruitclf: interrupted.", file=sys.stderr)
         code = 130
+    _stop_asking()
     if "tensorflow" not in sys.modules:
         sys.exit(code)
     logging.shutdown()

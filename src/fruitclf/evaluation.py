@@ -545,8 +545,17 @@ class Evaluator:
         Every call feeds the model the same kind of input, ``float32`` batches of the
         model's image shape, so Keras traces its predict function once per model instead of
         once per pipeline, array and view (which TensorFlow warns about as retracing).
+        TensorFlow counts the traces of every model's predict function together (they share
+        their code), so predicting with one model after another (a run's model, then the
+        same model loaded from its file) read as retracing too; those one-time traces are
+        left out of its count.
         """
         import tensorflow as tf
+
+        self.model.make_predict_function()  # Keras's own, which predict() reuses
+        predict_function = self.model.predict_function
+        if hasattr(predict_function, "_omit_frequent_tracing_warning"):
+            predict_function._omit_frequent_tracing_warning = True
 
         if not _is_tf_dataset(inputs):
             inputs = tf.data.Dataset.from_tensor_slices(

@@ -91,6 +91,42 @@ def test_predict_from_arrays_files_and_folders(trained, tmp_path):
     assert records[1]["top_k"][0]["label"] == records[1]["label"]
 
 
+def test_predicting_with_one_model_after_another_is_not_reported_as_retracing(caplog):
+    """Check that predicting with several fresh models in turn (a run's model, then the same
+    model loaded from its file) makes TensorFlow warn about nothing, while each model's
+    predict function is traced at most twice (its batch size, then any) over many calls."""
+    import logging
+
+    import keras
+
+    tensorflow_logger = logging.getLogger("tensorflow")
+    level = tensorflow_logger.level
+    tensorflow_logger.setLevel(logging.WARNING)  # as in a fresh process
+    rng = np.random.default_rng(0)
+
+    def fresh_evaluator() -> Evaluator:
+        model = keras.Sequential([
+            keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3),
+            keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2, activation="softmax")])
+        return Evaluator(model, ["a", "b"])
+
+    try:
+        evaluator = fresh_evaluator()
+        for count in (5, 9, 3, 4, 1):
+            probs = evaluator._probabilities(
+                rng.random((count, 8, 8, 3), dtype=np.float32), batch_size=4, tta=2)
+            assert probs.shape == (count, 2)
+        assert evaluator.model.predict_function.experimental_get_tracing_count() <= 2
+        for _ in range(6):  # one short prediction each: six traces in six calls
+            fresh_evaluator()._probabilities(rng.random((2, 8, 8, 3), dtype=np.float32),
+                                             batch_size=4)
+    finally:
+        tensorflow_logger.setLevel(level)
+    warned = [r.getMessage() for r in caplog.records
+              if r.name == "tensorflow" and r.levelno >= logging.WARNING]
+    assert warned == []
+
+
 def test_predict_errors(trained, tmp_path):
     """Check clear errors for wrong shapes, missing files and mismatched classes."""
     evaluator = Evaluator(trained["model"], trained["dataset"].class_names)

@@ -329,6 +329,42 @@ def test_ctrl_c_during_an_import_waits_for_the_import_to_return(tmp_path):
     assert done.stderr.strip() == "imported True\nfruitclf: interrupted.", done.stderr
 
 
+@pytest.mark.cli
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_under_tensorflows_code_is_raised_once_it_returns(tmp_path, presses):
+    """Check that Ctrl-C in code that TensorFlow's code called (as its C++ calls back into
+    Python while it traces or flattens, and may print the interrupt, or turn it into a
+    ``SystemError``, and go on) is raised once TensorFlow's code returns, and that a second
+    Ctrl-C stops at once."""
+    import time
+
+    done_at = time.monotonic()
+    done = _scan_parsing_with(
+        tmp_path,
+        "import os, signal, sys, time, traceback\n"
+        "tensorflow_code = {'__name__': 'tensorflow.python.util.nest_util'}\n"
+        "exec('def flatten(callback):\\n    return callback()\\n', tensorflow_code)\n"
+        "def callback():\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        time.sleep(0.3)\n"
+        f"        if {presses} == 2:\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "            time.sleep(8)\n"
+        "    except KeyboardInterrupt:\n"
+        f"        if {presses} == 1:\n"
+        "            traceback.print_exc()\n"
+        "        raise\n"
+        "def build_parser():\n"
+        "    tensorflow_code['flatten'](callback)\n"
+        "    print('returned', file=sys.stderr)\n"
+        "    time.sleep(5)\n")
+    assert done.returncode == 130, done.stderr
+    expected = ("returned\n" if presses == 1 else "") + "fruitclf: interrupted."
+    assert done.stderr.strip() == expected, done.stderr
+    assert time.monotonic() - done_at < 6
+
+
 def test_an_output_that_reaches_an_image_folder_through_a_link_is_refused(image_folder,
                                                                           tmp_path):
     """Check that --out given as a link into the training folder is refused like the

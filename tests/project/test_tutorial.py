@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import textwrap
 import time
@@ -29,6 +30,7 @@ def test_tutorial_runs_as_written(tmp_path, monkeypatch, capsys, caplog):
     that fruitclf's calls make TensorFlow warn about nothing (retracing, caches)."""
     matplotlib.use("Agg")
     monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.WARNING, logger="tensorflow")  # as in a fresh process
     blocks = code_blocks(TUTORIAL.read_text(encoding="utf-8"))
     assert len(blocks) >= 9 and "write_demo_dataset" in blocks[0]
     namespace: dict[str, object] = {}
