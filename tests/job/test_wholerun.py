@@ -63,6 +63,44 @@ def test_check_alone_keeps_no_images_and_the_kept_ones_equal_the_pipeline(image_
     assert prepared.check(progress=False, preprocessing=prep, cache_budget=10).images == {}
 
 
+def test_the_kept_images_exist_once_and_shuffled_pipelines_read_them_as_from_files(
+        image_folder):
+    """Check that a prepared check keeps its images in one array that TensorFlow reads in
+    place (its pipelines gather rows of it: no copy per pipeline), read-only to the caller,
+    and that shuffled training batches equal those of a pipeline decoding the files."""
+    prep = Preprocessing(image_size=(20, 20))
+    prepared = ImageFolderDataset(image_folder)
+    report = prepared.check(progress=False, preprocessing=prep)
+    assert report.kept is not None
+    one = next(iter(report.images.values()))
+    assert not one.flags.writeable
+    import tensorflow as tf
+
+    capsule = tf.experimental.dlpack.to_dlpack(report.kept.tensor)
+
+    class Exported:  # what numpy asks of a DLPack producer
+        def __dlpack__(self, **_: object) -> object:
+            return capsule
+
+        def __dlpack_device__(self) -> tuple[int, int]:
+            return (1, 0)  # the CPU
+
+    assert np.shares_memory(np.from_dlpack(Exported()), one)  # the same memory, not a copy
+    train, val = prepared.split(0.25, seed=3)
+    plain_train, _ = ImageFolderDataset(image_folder).split(0.25, seed=3)
+    for epoch in range(2):
+        kept = [(x.numpy(), y.numpy()) for x, y in train.to_tf_dataset(
+            preprocessing=prep, batch_size=4, shuffle=True, seed=5)]
+        read = [(x.numpy(), y.numpy()) for x, y in plain_train.to_tf_dataset(
+            preprocessing=prep, batch_size=4, shuffle=True, seed=5, cache=None)]
+        assert len(kept) == len(read), epoch
+        for (kx, ky), (rx, ry) in zip(kept, read):
+            np.testing.assert_array_equal(kx, rx)
+            np.testing.assert_array_equal(ky, ry)
+    assert np.concatenate([y.numpy() for _, y in val.to_tf_dataset(
+        preprocessing=prep, batch_size=4)]).tolist() == list(val.labels)
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["train", "{tmp}/missing", "--out", "{tmp}/r"], "Image folder not found"),
     (["train", "{file}", "--out", "{tmp}/r"], "got a file"),

@@ -45,6 +45,8 @@ __all__ = [
     "CheckReport",
     "FileProblem",
     "ImageHeader",
+    "ImageStore",
+    "KeptImages",
     "check_files",
     "decode_image",
     "decode_image_scaled",
@@ -540,6 +542,65 @@ class _Verdict:
     sketch: Sketch | None = None  # made a fingerprint with others, in a batch
 
 
+#: The alignment TensorFlow needs to read an array's memory in place (without it, it copies).
+_TENSOR_ALIGNMENT = 64
+
+
+class ImageStore:
+    """The check's model-ready ``uint8`` images, in one array, and the row of each path.
+
+    A run's pipelines (its training and validation parts, the label-error pass) read their
+    images from the one TensorFlow tensor :attr:`tensor`, by row: the array is allocated at
+    TensorFlow's alignment, so that the tensor is the same memory (DLPack), not a copy. The
+    images exist once, whatever the number of pipelines.
+    """
+
+    def __init__(self, count: int, shape: tuple[int, ...]) -> None:
+        size = count * int(np.prod(shape))
+        raw = np.empty(size + _TENSOR_ALIGNMENT, np.uint8)
+        skip = -raw.ctypes.data % _TENSOR_ALIGNMENT
+        self._array = raw[skip:skip + size].reshape(count, *shape)
+        self.rows: dict[str, int] = {}
+
+    def add(self, path: str, image: np.ndarray) -> None:
+        """Keep ``image`` as the next row."""
+        self._array[len(self.rows)] = image
+        self.rows[path] = len(self.rows)
+
+    def views(self) -> dict[str, np.ndarray]:
+        """Each path's image: a read-only view of its row."""
+        kept = self._array[:len(self.rows)].view()
+        kept.flags.writeable = False
+        return {path: kept[row] for path, row in self.rows.items()}
+
+    def rows_of(self, paths: Sequence[str]) -> np.ndarray | None:
+        """The rows of ``paths``, in their order; None if one of them is not kept."""
+        rows = [self.rows.get(p) for p in paths]
+        if not rows or None in rows:
+            return None
+        return np.asarray(rows, np.int64)
+
+    @functools.cached_property
+    def tensor(self) -> Any:
+        """The images as one TensorFlow tensor over the same memory (a copy only where
+        TensorFlow cannot read it in place)."""
+        import tensorflow as tf
+
+        kept = self._array[:len(self.rows)]
+        try:
+            return tf.experimental.dlpack.from_dlpack(kept.__dlpack__())
+        except (BufferError, TypeError, ValueError, tf.errors.InvalidArgumentError):
+            return tf.convert_to_tensor(kept)
+
+
+@dataclasses.dataclass(frozen=True)
+class KeptImages:
+    """The images of a pipeline's files, as rows of an :class:`ImageStore`, in order."""
+
+    store: ImageStore
+    rows: np.ndarray  #: ``int64`` row of each file
+
+
 @dataclasses.dataclass(frozen=True)
 class Prepare:
     """How the check turns a decoded file into the array a pipeline would make of it.
@@ -736,10 +797,14 @@ class CheckReport:
         Wall time of the check.
     images : dict
         The model-ready ``uint8`` arrays of the readable files, keyed by path, when the check
-        was asked to prepare them (``check(preprocessing=...)``); else empty.
+        was asked to prepare them (``check(preprocessing=...)``); else empty. Read-only views
+        of :attr:`kept`.
     fingerprints : dict
         The :class:`~fruitclf.data.quality.Fingerprint` of each readable file, keyed by path:
         what the duplicate, leakage and quality checks read.
+    kept : ImageStore or None
+        The prepared images in one array, which the pipelines read by row; None when none
+        were prepared.
 
     Examples
     --------
@@ -755,6 +820,7 @@ class CheckReport:
     seconds: float
     images: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
     fingerprints: dict[str, Fingerprint] = dataclasses.field(default_factory=dict, repr=False)
+    kept: ImageStore | None = dataclasses.field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -831,7 +897,7 @@ def check_files(
         _decoder_for(prepare)  # traced here once, not by each thread at its first file
     problems: list[FileProblem] = []
     sizes: dict[str, tuple[int, int]] = {}
-    images: dict[str, Any] = {}
+    kept: ImageStore | None = None
     prints: dict[str, Fingerprint] = {}
     sketches: dict[str, Sketch] = {}
     # The readable files' vectors, in file order, in one array (rows of refused files are
@@ -866,7 +932,9 @@ def check_files(
             if verdict.size is not None:
                 sizes[path] = verdict.size
             if verdict.image is not None:
-                images[path] = verdict.image
+                if kept is None:
+                    kept = ImageStore(len(files), verdict.image.shape)
+                kept.add(path, verdict.image)
             if verdict.sketch is not None:
                 sketches[path] = verdict.sketch
                 if len(sketches) == _SKETCH_BATCH:
@@ -874,5 +942,5 @@ def check_files(
         fingerprint_sketches()
     pages.release()
     problems.sort(key=lambda p: p.relpath)
-    return CheckReport(root, len(files), problems, sizes, time.perf_counter() - start, images,
-                       prints)
+    return CheckReport(root, len(files), problems, sizes, time.perf_counter() - start,
+                       kept.views() if kept is not None else {}, prints, kept)

@@ -60,7 +60,7 @@ class Decoded:
 
     def __init__(self) -> None:
         self.preprocessing: Preprocessing | None = None
-        self.images: dict[str, np.ndarray] = {}
+        self.kept: _check.ImageStore | None = None
         self.prints: dict[str, Fingerprint] = {}
         self.checked: set[str] = set()
 
@@ -72,19 +72,19 @@ class Decoded:
         for problem in report.problems:
             self.prints.pop(problem.path, None)
 
-    def keep(self, preprocessing: Preprocessing, images: dict[str, np.ndarray]) -> None:
-        self.preprocessing, self.images = preprocessing, images
+    def keep(self, preprocessing: Preprocessing, kept: _check.ImageStore | None) -> None:
+        self.preprocessing, self.kept = preprocessing, kept
+
+    def rows(self, preprocessing: Preprocessing, paths: Sequence[str]) -> np.ndarray | None:
+        """The rows of ``paths`` in the kept images, if every one was kept for this
+        preprocessing."""
+        if preprocessing != self.preprocessing or self.kept is None:
+            return None
+        return self.kept.rows_of(paths)
 
     def covers(self, preprocessing: Preprocessing, paths: Sequence[str]) -> bool:
         """True when every one of ``paths`` was decoded (so checked) for ``preprocessing``."""
-        return (preprocessing == self.preprocessing and bool(paths)
-                and all(p in self.images for p in paths))
-
-    def stack(self, preprocessing: Preprocessing, paths: Sequence[str]) -> np.ndarray | None:
-        """All of ``paths`` as one array, if every one was kept for this preprocessing."""
-        if not self.covers(preprocessing, paths):
-            return None
-        return np.stack([self.images[p] for p in paths])
+        return self.rows(preprocessing, paths) is not None
 
 
 class FolderState:
@@ -130,8 +130,8 @@ class FolderState:
         preprocessing : Preprocessing, optional
             Also keep the decoded, resized images for the pipelines.
         cache_budget : int, optional
-            Bytes the kept images may take, three copies counted (the arrays and the
-            pipeline's copies); default half the available memory (see :func:`plan_cache`).
+            Bytes the kept images may take (one copy, which the pipelines read in place);
+            default half the available memory (see :func:`plan_cache`).
             Above it nothing is kept and the pipelines decode as usual.
 
         Returns
@@ -153,9 +153,8 @@ class FolderState:
             num_workers = check_int(num_workers, "num_workers", min_value=1)
         prepare = None
         if preprocessing is not None:
-            # Kept images exist up to three times at once (these arrays, the stacked batch
-            # source, TensorFlow's copy of it): keep them only if three copies fit.
-            plan = plan_cache(3 * len(self._entries), preprocessing.image_size,
+            # Kept images exist once: the pipelines read TensorFlow's view of the same array.
+            plan = plan_cache(len(self._entries), preprocessing.image_size,
                               preprocessing.channels, budget=cache_budget)
             prepare = prepare_for(preprocessing) if plan.kind == "memory" else None
         report = _check.check_files(
@@ -167,7 +166,7 @@ class FolderState:
             prepare=prepare,
         )
         if prepare is not None and preprocessing is not None:
-            self._decoded.keep(preprocessing, report.images)
+            self._decoded.keep(preprocessing, report.kept)
         self._decoded.note(report)
         return report
 

@@ -213,7 +213,7 @@ def build_pipeline(
     augment: Callable[[tf.Tensor], tf.Tensor] | None = None,
     drop_remainder: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    decoded: np.ndarray | None = None,
+    decoded: _check.KeptImages | None = None,
 ) -> tf.data.Dataset:
     """The pipeline behind :meth:`ImageFolderDataset.to_tf_dataset`, for any list of files.
 
@@ -222,9 +222,10 @@ def build_pipeline(
     photos upright. Files
     whose decoding would exceed ``max_pixels`` (all frames of a GIF count, as in
     :meth:`ImageFolderDataset.check`) and anything but regular files (a FIFO would block) are
-    refused before anything is read. ``decoded`` (model-ready ``uint8`` arrays aligned with
-    ``paths``, as :meth:`ImageFolderDataset.check` prepares them) replaces reading and
-    decoding.
+    refused before anything is read. ``decoded`` (the rows of ``paths`` among the
+    model-ready images :meth:`ImageFolderDataset.check` prepared) replaces reading and
+    decoding: the pipeline orders the rows and gathers each batch's images from the one
+    tensor of them.
     """
     import tensorflow as tf
 
@@ -243,10 +244,11 @@ def build_pipeline(
     count = max(len(paths), 1)
     buffer = count  # a full shuffle, unless the file cache bounds it
     if decoded is not None:  # decoded by the check already: nothing to read or decode
-        if len(decoded) != len(paths):
-            raise ValueError(f"`decoded` has {len(decoded)} images for {len(paths)} paths.")
+        if len(decoded.rows) != len(paths):
+            raise ValueError(
+                f"`decoded` has {len(decoded.rows)} images for {len(paths)} paths.")
         base = tf.data.Dataset.from_tensor_slices((
-            np.asarray(decoded, dtype=np.uint8), np.asarray(labels, dtype=np.int32)))
+            np.asarray(decoded.rows, dtype=np.int64), np.asarray(labels, dtype=np.int32)))
     else:
         files, load = _file_source(paths, labels, headers, preprocessing)
         if plan.kind == "memory":
@@ -269,8 +271,13 @@ def build_pipeline(
     if decoded is None and base is files:  # streaming: decode after the shuffle
         ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if decoded is not None:  # a batch of rows -> their images
+        kept = decoded.store.tensor
+        ds = ds.map(lambda rows, y: (tf.cast(tf.gather(kept, rows), tf.float32), y),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    else:
+        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if augment is not None:
         ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE,
                     deterministic=True)
