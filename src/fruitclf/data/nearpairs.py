@@ -27,7 +27,7 @@ The plan is made from a sample of 1,024 query views by 1,024 windows. Memory sta
 inputs: the vectors are read in place and the pairs are measured in blocks; a hashed search
 holds a key and a position per window and table for a group of tables at a time (at most
 32 MB of keys). Vectors kept in a file (a large folder's, see
-:mod:`fruitclf.data._mapped`) are read the same way, and the pages read are handed back to
+``fruitclf.data._mapped``) are read the same way, and the pages read are handed back to
 the system every 64 MB.
 """
 
@@ -454,7 +454,7 @@ def _sharing(query_keys: np.ndarray, sorted_keys: np.ndarray
 def _distances(queries: np.ndarray, flat: np.ndarray, rows: np.ndarray, cols: np.ndarray,
                query_part: Part, part: Part, pages: Pages | None = None) -> np.ndarray:
     """``1 - cosine`` of the parts of each (query, window) pair (the windows gathered
-    with :func:`~fruitclf.data._mapped.gather`, counted to ``pages``)."""
+    with ``_mapped.gather``, counted to ``pages``)."""
     out = np.empty(len(rows), np.float32)
     step = max(1, _BLOCK // len(part.columns))
     for at in range(0, len(rows), step):
