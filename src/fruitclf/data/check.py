@@ -573,12 +573,12 @@ class ImageStore:
         kept.flags.writeable = False
         return {path: kept[row] for path, row in self.rows.items()}
 
-    def rows_of(self, paths: Sequence[str]) -> np.ndarray | None:
-        """The rows of ``paths``, in their order; None if one of them is not kept."""
+    def select(self, paths: Sequence[str]) -> KeptImages | None:
+        """The images of ``paths``, in their order; None if one of them is not kept."""
         rows = [self.rows.get(p) for p in paths]
         if not rows or None in rows:
             return None
-        return np.asarray(rows, np.int64)
+        return KeptImages(self, np.asarray(rows, np.int64))
 
     @functools.cached_property
     def tensor(self) -> Any:

@@ -75,16 +75,16 @@ class Decoded:
     def keep(self, preprocessing: Preprocessing, kept: _check.ImageStore | None) -> None:
         self.preprocessing, self.kept = preprocessing, kept
 
-    def rows(self, preprocessing: Preprocessing, paths: Sequence[str]) -> np.ndarray | None:
-        """The rows of ``paths`` in the kept images, if every one was kept for this
-        preprocessing."""
+    def select(self, preprocessing: Preprocessing, paths: Sequence[str]
+               ) -> _check.KeptImages | None:
+        """The kept images of ``paths``, if every one was kept for this preprocessing."""
         if preprocessing != self.preprocessing or self.kept is None:
             return None
-        return self.kept.rows_of(paths)
+        return self.kept.select(paths)
 
     def covers(self, preprocessing: Preprocessing, paths: Sequence[str]) -> bool:
         """True when every one of ``paths`` was decoded (so checked) for ``preprocessing``."""
-        return self.rows(preprocessing, paths) is not None
+        return self.select(preprocessing, paths) is not None
 
 
 class FolderState:

@@ -520,9 +520,7 @@ class ImageFolderDataset(FolderCleaning, FolderSplits):
                 image_size=check_image_size(image_size), interpolation=interpolation,
                 antialias=antialias, color_mode=color_mode, fast_decode=fast_decode,
             )
-        rows = self._decoded.rows(preprocessing, self.paths)
-        decoded = (_check.KeptImages(self._decoded.kept, rows)
-                   if rows is not None and self._decoded.kept is not None else None)
+        decoded = self._decoded.select(preprocessing, self.paths)
         headers = ([_check.UNKNOWN_HEADER] * len(self._entries) if decoded is not None
                    else [self._header(e.path) for e in self._entries])
         return build_pipeline(

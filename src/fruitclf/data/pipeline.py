@@ -271,13 +271,12 @@ def build_pipeline(
     if decoded is None and base is files:  # streaming: decode after the shuffle
         ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    if decoded is not None:  # a batch of rows -> their images
-        kept = decoded.store.tensor
-        ds = ds.map(lambda rows, y: (tf.cast(tf.gather(kept, rows), tf.float32), y),
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    else:
-        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y),
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # Kept images: a batch of rows -> their images.
+    images: Callable[[Any], Any] = (
+        functools.partial(tf.gather, decoded.store.tensor) if decoded is not None
+        else lambda x: x)
+    ds = ds.map(lambda x, y: (tf.cast(images(x), tf.float32), y),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if augment is not None:
         ds = ds.map(lambda x, y: (augment(x), y), num_parallel_calls=tf.data.AUTOTUNE,
                     deterministic=True)
