@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from .data import plan_cache as plan_cache
     from .data.check import CheckReport as CheckReport
     from .data.check import FileProblem as FileProblem
+    from .data.check import ImageStore as ImageStore
     from .data.quality import DuplicateGroup as DuplicateGroup
     from .data.quality import LeakedPair as LeakedPair
     from .data.quality import QualityIssue as QualityIssue
@@ -99,6 +100,7 @@ _LAZY = {
     "CheckReport": "data",
     "CleanReport": "data",
     "FileProblem": "data",
+    "ImageStore": "data",
     "restore_quarantine": "data",
     "RestoredFiles": "data",
     "DuplicateGroup": "data.quality",
@@ -179,6 +181,7 @@ __all__ = [
     "FruitclfError",
     "IgnoredFile",
     "ImageFolderDataset",
+    "ImageStore",
     "LayerRow",
     "LeakedPair",
     "LearningCurve",

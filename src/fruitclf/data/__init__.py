@@ -11,7 +11,7 @@ TensorFlow is imported only when something is decoded or a pipeline is built.
 
 from __future__ import annotations
 
-from .check import IMAGE_EXTENSIONS, CheckReport, FileProblem, describe_problems
+from .check import IMAGE_EXTENSIONS, CheckReport, FileProblem, ImageStore, describe_problems
 from .folder import DatasetSummary, IgnoredFile, ImageFolderDataset, image_files
 from .loading import CheckedImages, load_checked
 from .pipeline import CachePlan, Preprocessing, build_pipeline, plan_cache, set_pipeline_epoch
@@ -29,6 +29,7 @@ __all__ = [
     "FileProblem",
     "IgnoredFile",
     "ImageFolderDataset",
+    "ImageStore",
     "Preprocessing",
     "RestoredFiles",
     "build_pipeline",

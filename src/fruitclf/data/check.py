@@ -552,7 +552,35 @@ class ImageStore:
     A run's pipelines (its training and validation parts, the label-error pass) read their
     images from the one TensorFlow tensor :attr:`tensor`, by row: the array is allocated at
     TensorFlow's alignment, so that the tensor is the same memory (DLPack), not a copy. The
-    images exist once, whatever the number of pipelines.
+    images exist once, whatever the number of pipelines. A prepared check makes one
+    (:attr:`CheckReport.kept`).
+
+    Parameters
+    ----------
+    count : int
+        The most images it will hold.
+    shape : tuple of int
+        The shape of one image, ``(height, width, channels)``.
+
+    Attributes
+    ----------
+    rows : dict
+        The row of each path added, in the order they were added.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> store = ImageStore(3, (2, 2, 3))
+    >>> store.add("a.jpg", np.zeros((2, 2, 3), np.uint8))
+    >>> store.add("b.jpg", np.full((2, 2, 3), 7, np.uint8))
+    >>> store.rows
+    {'a.jpg': 0, 'b.jpg': 1}
+    >>> store.select(["b.jpg", "a.jpg"]).rows.tolist()
+    [1, 0]
+    >>> store.select(["c.jpg"]) is None
+    True
+    >>> int(store.views()["b.jpg"][0, 0, 0])
+    7
     """
 
     def __init__(self, count: int, shape: tuple[int, ...]) -> None:
