@@ -28,6 +28,7 @@ from .config import Recipe, RunConfig
 from .data import DatasetSplit, ImageFolderDataset, Preprocessing
 from .data.check import describe_problems
 from .data.quality import FingerprintIndex, LeakedPair
+from .data.sharing import share_of
 from .distribute import is_chief, make_strategy
 from .evaluation import EvaluationResult, Evaluator, Misclassified, plot_misclassified
 from .exceptions import CorruptedImagesError, DatasetError, RunFolderError, SpecError, TrainingError
@@ -184,9 +185,11 @@ def _resolve_recipe(recipe: str | Recipe | None, spec: str | CNNSpec | os.PathLi
     return Recipe.preset("small-data")
 
 
-def _require_clean(dataset: ImageFolderDataset, role: str, preprocessing: Preprocessing
-                   ) -> None:
-    report = dataset.check(preprocessing=preprocessing)
+def _require_clean(dataset: ImageFolderDataset, role: str, preprocessing: Preprocessing,
+                   strategy: Any = None) -> None:
+    """Check ``dataset`` (shared between the workers of a multi-worker ``strategy``, which
+    all stop here alike on a bad file); raise on files that would crash training."""
+    report = dataset.check(preprocessing=preprocessing, strategy=strategy)
     if report.problems:
         raise CorruptedImagesError(
             f"{len(report.problems)} files in the {role} folder {dataset.root!r} would crash "
@@ -365,7 +368,7 @@ def run(
     policy = resolve_precision(plan.precision if precision is None else precision)
     if not is_chief(distribution):
         return job.work_for_chief(plan, distribution, policy, verbose, cache, resume)
-    leaks = job.check_data()
+    leaks = job.check_data(distribution)
     split = job.dataset.split(job.validation_split, seed=job.seed,
                               group_duplicates=job.group_duplicates)
     epochs = plan.epochs_for(len(split.training)) if job.epochs is None else job.epochs
@@ -485,9 +488,11 @@ class _Job:
                    seed=seed, tta=views, checkpoint_interval=interval, drop_leaked=drop_leaked,
                    training_index=training_index)
 
-    def check_data(self) -> list[LeakedPair]:
-        """Stop on files that would crash training; find leaked test images (one decode)."""
-        _require_clean(self.dataset, "training", self.preprocessing)
+    def check_data(self, strategy: Any = None) -> list[LeakedPair]:
+        """Stop on files that would crash training (the training folder's check shared
+        between the workers of a multi-worker strategy); find leaked test images (one
+        decode)."""
+        _require_clean(self.dataset, "training", self.preprocessing, strategy)
         if self.test is None:
             return []
         _require_clean(self.test, "test", self.preprocessing)
@@ -569,12 +574,15 @@ class _Job:
         return history
 
     def _shard_pipeline(self, split: DatasetSplit, cache: str | None) -> Any:
-        """A function of the input context: this worker's share of the training files (every
-        n-th file), in batches of ``batch_size`` per replica."""
+        """A function of the input context: this worker's share of the training files (those
+        it checked: every n-th file of the folder, whose kept images it holds), in batches of
+        ``batch_size`` per replica."""
 
         def pipeline(context: Any) -> Any:
             paths = split.training.paths
-            mine = set(paths[context.input_pipeline_id::context.num_input_pipelines])
+            checked = share_of(self.dataset.paths, context.input_pipeline_id,
+                               context.num_input_pipelines)
+            mine = set(paths).intersection(checked)
             share = split.training.exclude(p for p in paths if p not in mine)
             logger.info("Worker %d of %d reads %d of %d training images.",
                         context.input_pipeline_id, context.num_input_pipelines, len(share),
@@ -587,8 +595,10 @@ class _Job:
 
     def work_for_chief(self, plan: Recipe, strategy: Any, policy: str, verbose: str | int,
                        cache: str | None, resume: bool) -> RunResult:
-        """A worker other than the chief: the same split and model, its share of the files,
-        no file written. The chief checks the images and writes the run folder."""
+        """A worker other than the chief: its share of the check, the same split and model,
+        its share of the files, no file written. The chief checks the test folder and writes
+        the run folder."""
+        _require_clean(self.dataset, "training", self.preprocessing, strategy)
         files = _run_files(self.out_dir, plan)
         split = self.dataset.split(self.validation_split, seed=self.seed,
                                     group_duplicates=self.group_duplicates)

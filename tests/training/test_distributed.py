@@ -21,10 +21,20 @@ pytestmark = pytest.mark.distributed
 TRAIN = ["--image-size", "24", "--batch-size", "8", "--precision", "float32"]
 
 
+#: A copy and a mirrored copy of one training image: the split keeps the three together.
+COPIES = ("class_0/img_000.png", "class_0/img_copy.png", "class_0/img_mirrored.png")
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, Path]:
+    from PIL import Image
+
     root = tmp_path_factory.mktemp("distributed")
-    return {"train": write_class_folder(root / "train", 3, 16, seed=3),
+    train = write_class_folder(root / "train", 3, 16, seed=3)
+    original = Image.open(train / COPIES[0])
+    original.save(train / COPIES[1])
+    original.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(train / COPIES[2])
+    return {"train": train,
             "test": write_class_folder(root / "test", 3, 10, seed=4, fmt="JPEG")}
 
 
@@ -66,23 +76,34 @@ def _wait_for(log: Path, pattern: str, timeout: float = 180) -> None:
 
 @pytest.mark.slow
 def test_two_workers_train_like_one_process(data, tmp_path):
-    """Check that two workers on 127.0.0.1 both finish, that only the chief writes the run
-    folder, whose model loads and predicts class names, that each worker read only its half
-    of the files, and that the accuracy is in line with one process on the same data."""
+    """Check that two workers on 127.0.0.1 each check half of the files and split the
+    folder as one process does (copies kept together), that both finish, that only the
+    chief writes the run folder, whose model loads and predicts class names, that each
+    worker read only its half of the files, and that the accuracy is in line with one
+    process on the same data."""
     import fruitclf
 
+    split = ("--validation-split", "0.25", "--epochs", "12")
     single = _start([str(data["train"]), "--test", str(data["test"]), "--out",
-                     str(tmp_path / "single"), *TRAIN, "--epochs", "12",
+                     str(tmp_path / "single"), *TRAIN, *split,
                      "--strategy", "one_device"], tmp_path / "single.log")
     assert _wait([single]) == [0], (tmp_path / "single.log").read_text()
     out = tmp_path / "run"
-    codes = _wait(_workers(data, out, tmp_path, "--epochs", "12"))
+    codes = _wait(_workers(data, out, tmp_path, *split))
     logs = [(tmp_path / f"worker{i}.log").read_text() for i in (0, 1)]
     assert codes == [0, 0], logs
-    shares = [re.search(r"Worker (\d) of 2 reads (\d+) of 48 training images", log)
+    for index, log in enumerate(logs):
+        assert f"Worker {index} of 2 checked 25 of 50 images" in log
+    parts = json.loads((out / "split.json").read_text())
+    assert parts == json.loads((tmp_path / "single" / "split.json").read_text())
+    validation = set(parts["validation"])
+    assert 8 <= len(validation) <= 16
+    assert len({name in validation for name in COPIES}) == 1, "copies on both sides"
+    shares = [re.search(r"Worker (\d) of 2 reads (\d+) of (\d+) training images", log)
               for log in logs]
     assert [int(m.group(1)) for m in shares] == [0, 1]
-    assert sum(int(m.group(2)) for m in shares) == 48
+    assert sum(int(m.group(2)) for m in shares) == int(shares[0].group(3)) \
+        == 50 - len(validation)
     splits = {re.search(r"Training split (\w+) \(the same on every worker\)", log).group(1)
               for log in logs}
     assert len(splits) == 1
@@ -96,6 +117,30 @@ def test_two_workers_train_like_one_process(data, tmp_path):
     labels = loaded.predict([str(data["test"])]).labels
     assert len(labels) == 30 and set(labels) <= set(loaded.class_names)
     assert "global_batch_size" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_file_that_would_crash_training_stops_every_worker_alike(data, tmp_path):
+    """Check that a broken file in one worker's share of the check stops both workers at
+    once with the same one-line error (the other worker no longer waits for the chief
+    until the collective timeout)."""
+    import shutil
+
+    from fruitclf.distribute import WORKER_TIMEOUT
+
+    train = tmp_path / "train"
+    shutil.copytree(data["train"], train)
+    (train / "class_1" / "img_zz_broken.png").write_bytes(b"<html>not found</html>")
+    started = time.monotonic()
+    codes = _wait(_workers({"train": train}, tmp_path / "run", tmp_path, "--epochs", "2",
+                           test=False), timeout=WORKER_TIMEOUT)
+    logs = [(tmp_path / f"worker{i}.log").read_text() for i in (0, 1)]
+    assert codes == [1, 1] and time.monotonic() - started < WORKER_TIMEOUT, logs
+    errors = [[line for line in log.splitlines() if line.startswith("fruitclf: error:")]
+              for log in logs]
+    assert errors[0] == errors[1] and len(errors[0]) == 1, logs
+    assert "class_1/img_zz_broken.png: not an image" in errors[0][0]
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ from .. import _files
 from . import _mapped
 from .orientation import UPRIGHT, exif_orientation, orient, upright_size
 from .quality import (
+    FINGERPRINT_BLOCK,
     MEASURE_SIDE,
     VECTOR_SIZE,
     WINDOW_COUNT,
@@ -881,10 +882,6 @@ class CheckReport:
         return "\n".join(lines)
 
 
-#: How many images' fingerprint vectors are computed together.
-_SKETCH_BATCH = 64
-
-
 def _in_flight(pool: ThreadPoolExecutor, work: Callable[[Any], _Verdict], items: Iterable[Any],
                *, ahead: int) -> Iterator[_Verdict]:
     """``work(item)`` of each item, in order, computed by ``pool`` with at most ``ahead``
@@ -951,7 +948,7 @@ def check_files(
             disable=None if progress is None else not progress) as bar, threadpool_limits(
             limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=workers) as pool:
         verdicts = _in_flight(pool, lambda f: _check_one(f[0], f[1], max_pixels, prepare),
-                              files, ahead=workers * _SKETCH_BATCH)
+                              files, ahead=workers * FINGERPRINT_BLOCK)
         for (path, _), verdict in zip(files, verdicts):
             bar.update(1)
             if verdict.problem is not None:
@@ -965,7 +962,7 @@ def check_files(
                 kept.add(path, verdict.image)
             if verdict.sketch is not None:
                 sketches[path] = verdict.sketch
-                if len(sketches) == _SKETCH_BATCH:
+                if len(sketches) == FINGERPRINT_BLOCK:
                     fingerprint_sketches()
         fingerprint_sketches()
     pages.release()

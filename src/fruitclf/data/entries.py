@@ -10,17 +10,20 @@ import dataclasses
 import logging
 import os
 import shlex
+import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from .. import distribute
 from .._validation import check_int
 from ..exceptions import DatasetError
 from . import check as _check
 from .check import DEFAULT_MAX_PIXELS, CheckReport, ImageHeader
 from .pipeline import Preprocessing, plan_cache, prepare_for
 from .quality import Fingerprint
+from .sharing import merge_shares, share_bytes, share_of
 
 if TYPE_CHECKING:
     from .folder import IgnoredFile
@@ -106,6 +109,7 @@ class FolderState:
         progress: bool | None = None,
         preprocessing: Preprocessing | None = None,
         cache_budget: int | None = None,
+        strategy: Any = None,
     ) -> CheckReport:
         """Find every image that training could not decode.
 
@@ -133,6 +137,13 @@ class FolderState:
             Bytes the kept images may take (one copy, which the pipelines read in place);
             default half the available memory (see :func:`plan_cache`).
             Above it nothing is kept and the pipelines decode as usual.
+        strategy : tf.distribute.Strategy, optional
+            Under a multi-worker strategy, share the check between the workers: each checks
+            every n-th file (n workers, from its own index) and keeps the images of those
+            files only, then the workers exchange what they found through TensorFlow's
+            collectives, so every worker returns the report of the whole folder (the same
+            as one process's). Call it on every worker at the same point. Any other
+            strategy, or None, checks every file here.
 
         Returns
         -------
@@ -157,14 +168,26 @@ class FolderState:
             plan = plan_cache(len(self._entries), preprocessing.image_size,
                               preprocessing.channels, budget=cache_budget)
             prepare = prepare_for(preprocessing) if plan.kind == "memory" else None
+        files = [(e.path, e.relpath) for e in self._entries]
+        index, workers = distribute.role(strategy) if strategy is not None else (0, 1)
+        share = share_of(files, index, workers)
+        start = time.perf_counter()
         report = _check.check_files(
-            [(e.path, e.relpath) for e in self._entries],
+            share,
             root=self._root,
             max_pixels=max_pixels,
             num_workers=num_workers,
             progress=progress,
             prepare=prepare,
         )
+        if workers > 1:
+            mine = share_bytes(report, files, index, workers)
+            report = merge_shares(distribute.all_gather_bytes(strategy, mine), files,
+                                  root=self._root, local=report,
+                                  seconds=time.perf_counter() - start)
+            logger.info("Worker %d of %d checked %d of %d images; the workers exchanged "
+                        "what they found (%.1f MB from this one).", index, workers,
+                        len(share), len(files), len(mine) / 1e6)
         if prepare is not None and preprocessing is not None:
             self._decoded.keep(preprocessing, report.kept)
         self._decoded.note(report)

@@ -52,6 +52,7 @@ from .nearpairs import Part, near_pairs, signed_permutation
 
 __all__ = [
     "GREY_SHARE",
+    "FINGERPRINT_BLOCK",
     "INDEX_RECORD_BYTES",
     "NEAR_DUPLICATE_THRESHOLD",
     "SPREAD_REFERENCE",
@@ -516,9 +517,17 @@ def sketch(data: bytes, image: np.ndarray, *, size: tuple[int, int] | None = Non
     )
 
 
+#: Images whose vectors are computed in one block (the last block of a call is padded with
+#: blank images): the matrix products then have the same shapes whatever the images, so an
+#: image's vectors are the same bits wherever it falls in a block and whichever images it is
+#: computed with (one process's check and a check shared between workers agree exactly).
+FINGERPRINT_BLOCK = 64
+
+
 def fingerprints(sketches: Sequence[Sketch], *, out: np.ndarray | None = None
                  ) -> list[Fingerprint]:
-    """The :class:`Fingerprint` of each sketch, their vectors computed together.
+    """The :class:`Fingerprint` of each sketch, their vectors computed together, in blocks
+    of :data:`FINGERPRINT_BLOCK` images.
 
     ``out``: ``(len(sketches), WINDOW_COUNT, 174)`` ``float16`` rows to write the vectors to
     (each fingerprint's vectors are then a view of its row): the check keeps a folder's
@@ -534,21 +543,27 @@ def fingerprints(sketches: Sequence[Sketch], *, out: np.ndarray | None = None
     """
     if not sketches:
         return []
-    rgb = np.stack([s.content for s in sketches]).astype(np.float32)
-    value, luma = _levels(rgb)
     if out is None:
         out = np.empty((len(sketches), WINDOW_COUNT, VECTOR_SIZE), np.float16)
-    vectors = np.concatenate([_vectors(rgb, value, luma), _turned_vectors(rgb, value, luma)],
-                             axis=1, out=out, casting="same_kind")
+    rgb = np.zeros((FINGERPRINT_BLOCK, _THUMB, _THUMB, 3), np.float32)
+    for start in range(0, len(sketches), FINGERPRINT_BLOCK):
+        block = sketches[start:start + FINGERPRINT_BLOCK]
+        rgb[:len(block)] = np.stack([s.content for s in block])
+        rgb[len(block):] = 0
+        value, luma = _levels(rgb)
+        vectors = np.concatenate([_vectors(rgb, value, luma),
+                                  _turned_vectors(rgb, value, luma)], axis=1)
+        out[start:start + len(block)] = vectors[:len(block)]
     return [Fingerprint(digest=s.digest, pixels=s.pixels, vectors=v, measures=s.measures,
                         file_size=s.file_size, mtime_ns=s.mtime_ns, border=s.border)
-            for s, v in zip(sketches, vectors)]
+            for s, v in zip(sketches, out)]
 
 
 def fingerprint(data: bytes, image: np.ndarray, *, size: tuple[int, int] | None = None,
                 full_scale: bool = True, file_size: int = 0, mtime_ns: int = 0) -> Fingerprint:
     """The :class:`Fingerprint` of a decoded image (for many, :func:`sketch` each and
-    :func:`fingerprints` them together: faster).
+    :func:`fingerprints` them together: one image costs a block of
+    :data:`FINGERPRINT_BLOCK`, about as much as 64).
 
     Parameters
     ----------
