@@ -209,11 +209,11 @@ def check_workers_agree(strategy: Any, paths: Sequence[str]) -> str:
 
 #: The most bytes one collective call carries from each worker when :func:`all_gather_bytes`
 #: exchanges data (far below gRPC's 2 GB message limit; a large exchange takes several calls).
-GATHER_CHUNK_BYTES = 64 << 20
+GATHER_CHUNK_BYTES = 16 << 20
 
 
-def all_gather_bytes(strategy: Any, data: bytes, *, chunk_bytes: int = GATHER_CHUNK_BYTES
-                     ) -> list[bytes]:
+def all_gather_bytes(strategy: Any, data: bytes | bytearray, *,
+                     chunk_bytes: int = GATHER_CHUNK_BYTES) -> list[memoryview]:
     """Every worker's ``data``, in worker order, on every worker: TensorFlow's collective
     all-gather under ``strategy``, in calls of at most ``chunk_bytes`` a worker. Every worker
     must call it at the same point; one that has stopped makes the others raise a
@@ -223,7 +223,7 @@ def all_gather_bytes(strategy: Any, data: bytes, *, chunk_bytes: int = GATHER_CH
 
     index, workers = role(strategy)
     if workers == 1:
-        return [data]
+        return [memoryview(data)]
 
     def gather(values: np.ndarray) -> np.ndarray:
         # The collectives carry numbers, not bytes: the data travels as int64 words.
@@ -235,27 +235,29 @@ def all_gather_bytes(strategy: Any, data: bytes, *, chunk_bytes: int = GATHER_CH
         # (worker, length) of every replica: a worker with several devices sends its data
         # from each, and the first copy is kept.
         table = gather(np.array([[index, len(data)]], np.int64)).reshape(-1, 2)
-        length = int(table[:, 1].max())
-        words = -(-length // 8)
-        padded = np.zeros(words * 8, np.uint8)
-        padded[:len(data)] = np.frombuffer(data, np.uint8)
+        first = {int(w): replica for replica, w in reversed(list(enumerate(table[:, 0])))}
+        if sorted(first) != list(range(workers)):
+            raise TrainingError(f"The workers' exchange found workers {sorted(first)}, not 0 "
+                                f"to {workers - 1}: start every worker with the same "
+                                "--workers list.")
+        words = -(-int(table[:, 1].max()) // 8)
+        mine = np.frombuffer(data, np.uint8)
+        received = {w: np.empty(words, np.int64) for w in range(workers)}
         step = max(1, chunk_bytes // 8)
-        parts: list[list[np.ndarray]] = [[] for _ in range(len(table))]
         for start in range(0, words, step):
-            piece = padded.view(np.int64)[start:start + step]
-            for replica, values in enumerate(gather(piece).reshape(len(table), -1)):
-                parts[replica].append(values)
+            piece = np.zeros(min(step, words - start), np.int64)  # zeros past the end
+            part = mine[start * 8:(start + len(piece)) * 8]
+            piece.view(np.uint8)[:len(part)] = part
+            rows = gather(piece).reshape(len(table), -1)
+            for worker, replica in first.items():
+                received[worker][start:start + step] = rows[replica]
     except tf.errors.OpError as exc:
         lost = _lost_worker(exc, workers)
         if lost is not None:
             raise lost from None
         raise
-    first = {int(worker): replica for replica, worker in reversed(list(enumerate(table[:, 0])))}
-    if sorted(first) != list(range(workers)):
-        raise TrainingError(f"The workers' exchange found workers {sorted(first)}, not 0 to "
-                            f"{workers - 1}: start every worker with the same --workers list.")
-    return [np.concatenate(parts[first[w]] or [np.zeros(0, np.int64)]).view(np.uint8)
-            [:int(table[first[w], 1])].tobytes() for w in range(workers)]
+    return [memoryview(received[w].view(np.uint8).data)[:int(table[first[w], 1])]
+            for w in range(workers)]
 
 
 def shard_steps(num_examples: int, per_replica_batch: int, replicas: int) -> int:

@@ -161,6 +161,9 @@ def test_the_stderr_filter_drops_notices_and_keeps_other_lines(capfd):
                     b"cuda/cuda_fft.cc:479] Unable to register cuFFT factory\n")
         os.write(2, b"2026-11-29 07:28:31.000001: I tensorflow/core/platform/cpu_feature_guard"
                     b".cc:210] This TensorFlow binary is optimized\n")
+        os.write(2, b"E0000 00:00:1796218225.997498   17382 util.cc:131] oneDNN supports "
+                    b"DT_UINT8 only on platforms with AVX-512. Falling back to the default "
+                    b"Eigen-based implementation if present.\n")
         os.write(2, b"E0000 00:00:1795934233.970704   27536 kernel.cc:1] a real failure\n")
         os.write(2, b"Traceback (most recent call last): something broke\n")
     err = capfd.readouterr().err.splitlines()

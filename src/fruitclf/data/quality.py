@@ -51,8 +51,8 @@ from ._mapped import Pages, copy, gather
 from .nearpairs import Part, near_pairs, signed_permutation
 
 __all__ = [
-    "GREY_SHARE",
     "FINGERPRINT_BLOCK",
+    "GREY_SHARE",
     "INDEX_RECORD_BYTES",
     "NEAR_DUPLICATE_THRESHOLD",
     "SPREAD_REFERENCE",

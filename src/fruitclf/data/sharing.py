@@ -28,6 +28,7 @@ __all__ = ["merge_shares", "share_bytes", "share_of"]
 _FORMAT = "fruitclf-check-share"
 _VERSION = 1
 _HEADER = 8  # bytes of the JSON part's length, little-endian
+_ROW_BYTES = WINDOW_COUNT * VECTOR_SIZE * 2  # one file's float16 vectors
 
 
 def share_of(files: Sequence[Any], index: int, count: int) -> list[Any]:
@@ -42,7 +43,7 @@ def share_of(files: Sequence[Any], index: int, count: int) -> list[Any]:
 
 
 def share_bytes(report: CheckReport, files: Sequence[tuple[str, str]], index: int,
-                count: int) -> bytes:
+                count: int) -> bytearray:
     """What ``report``, the check of worker ``index``'s share of ``files`` (the
     ``(path, relpath)`` pairs of the whole folder), found, as bytes that :func:`merge_shares`
     reads: a JSON part (verdicts, sizes, the fingerprints less their vectors) and the
@@ -51,7 +52,7 @@ def share_bytes(report: CheckReport, files: Sequence[tuple[str, str]], index: in
     problems = {p.path: p for p in report.problems}
     readable: list[list[Any]] = []
     refused: list[list[Any]] = []
-    vectors: list[np.ndarray] = []
+    vectors: list[np.ndarray] = []  # views of the check's own array
     for position, (path, _) in enumerate(mine):
         where = index + position * count
         problem = problems.get(path)
@@ -70,8 +71,14 @@ def share_bytes(report: CheckReport, files: Sequence[tuple[str, str]], index: in
     header = json.dumps({"format": _FORMAT, "version": _VERSION, "worker": index,
                          "workers": count, "files": len(files), "listing": _listing(files),
                          "readable": readable, "refused": refused}).encode()
-    body = (np.stack(vectors).astype(np.float16, copy=False).tobytes() if vectors else b"")
-    return len(header).to_bytes(_HEADER, "little") + header + body
+    out = bytearray(_HEADER + len(header) + len(vectors) * _ROW_BYTES)
+    out[:_HEADER] = len(header).to_bytes(_HEADER, "little")
+    out[_HEADER:_HEADER + len(header)] = header
+    rows = np.frombuffer(out, np.float16, offset=_HEADER + len(header)).reshape(
+        len(vectors), WINDOW_COUNT, VECTOR_SIZE)
+    for row, values in zip(rows, vectors):
+        row[...] = values
+    return out
 
 
 def _listing(files: Sequence[tuple[str, str]]) -> str:
@@ -79,11 +86,11 @@ def _listing(files: Sequence[tuple[str, str]]) -> str:
     return hashlib.sha256("\n".join(relpath for _, relpath in files).encode()).hexdigest()[:16]
 
 
-def _read(data: bytes, files: Sequence[tuple[str, str]], worker: int, count: int
-          ) -> tuple[dict[str, Any], memoryview]:
+def _read(data: bytes | bytearray | memoryview, files: Sequence[tuple[str, str]],
+          worker: int, count: int) -> tuple[dict[str, Any], memoryview]:
     try:
-        size = int.from_bytes(data[:_HEADER], "little")
-        header = json.loads(data[_HEADER:_HEADER + size])
+        size = int.from_bytes(bytes(data[:_HEADER]), "little")
+        header = json.loads(bytes(data[_HEADER:_HEADER + size]))
     except ValueError:
         header = {}
     expected = {"format": _FORMAT, "version": _VERSION, "worker": worker, "workers": count,
@@ -97,8 +104,9 @@ def _read(data: bytes, files: Sequence[tuple[str, str]], worker: int, count: int
     return header, memoryview(data)[_HEADER + size:]
 
 
-def merge_shares(shares: Sequence[bytes], files: Sequence[tuple[str, str]], *, root: str,
-                 local: CheckReport, seconds: float) -> CheckReport:
+def merge_shares(shares: Sequence[bytes | bytearray | memoryview],
+                 files: Sequence[tuple[str, str]], *, root: str, local: CheckReport,
+                 seconds: float) -> CheckReport:
     """The report of the whole folder from every worker's :func:`share_bytes`, in worker
     order; ``local`` is this worker's own report (its kept images stay in the result)."""
     count = len(shares)
@@ -106,23 +114,25 @@ def merge_shares(shares: Sequence[bytes], files: Sequence[tuple[str, str]], *, r
     readable = sorted(((row, body, position) for header, body in headers
                        for position, row in enumerate(header["readable"])),
                       key=lambda item: item[0][0])
-    row_bytes = WINDOW_COUNT * VECTOR_SIZE * 2
     # One array for every readable file's vectors, in file order, as one check writes it.
     store = _mapped.array((len(readable), WINDOW_COUNT, VECTOR_SIZE), np.float16)
+    pages = _mapped.Pages(store)  # a large folder's: written to its file, not held
     sizes: dict[str, tuple[int, int]] = {}
     prints: dict[str, Fingerprint] = {}
     for row, (record, body, position) in enumerate(readable):
         where, size, digest, pixels, measures, file_size, mtime_ns, border = record
         path = files[where][0]
-        start = position * row_bytes
-        store[row] = np.frombuffer(body[start:start + row_bytes], np.float16).reshape(
+        start = position * _ROW_BYTES
+        store[row] = np.frombuffer(body[start:start + _ROW_BYTES], np.float16).reshape(
             WINDOW_COUNT, VECTOR_SIZE)
+        pages.read(_ROW_BYTES)
         if size is not None:
             sizes[path] = (int(size[0]), int(size[1]))
         prints[path] = Fingerprint(
             digest=bytes.fromhex(digest), pixels=bytes.fromhex(pixels) if pixels else None,
             vectors=store[row], measures=ImageMeasures(*measures), file_size=file_size,
             mtime_ns=mtime_ns, border=border)
+    pages.release()
     problems = [FileProblem(files[where][0], files[where][1], reason, message, size, mtime)
                 for header, _ in headers
                 for where, reason, message, size, mtime in header["refused"]]
