@@ -7,6 +7,7 @@ Usage::
     python benchmarks/bench_scale.py --scan 2000 20000 60000 100000 --train 20000
     python benchmarks/bench_scale.py --data /big/disk/scale   # keep the folders for reruns
     python benchmarks/bench_scale.py --timeout 1800           # stop any command after 30 min
+    python benchmarks/bench_scale.py --scan --train --shared 20000 --workers 2
 
 Each folder holds 320x240 JPEGs (quality 85) in 20 classes, every photo different (smooth
 random shapes and noise, so that JPEG sizes and decode times are those of photos, and no two
@@ -18,6 +19,14 @@ time the command reports for its own work: ``seconds`` in ``scan --json``, ``tra
 throughput is compared with the *in-memory limit*: the same model, precision and batch size
 fitted for one epoch on as many images already decoded in memory, in a fresh process, so the
 ratio says how close the pipeline keeps the loop to what the model itself allows.
+
+``--shared`` measures the check shared between the workers of a cluster: the folder's check
+and split (``check(strategy=...)``, then ``split(0.2)``) in one process, then in
+``--workers`` processes joined as a multi-worker cluster on 127.0.0.1, each checking its
+share and exchanging the rest. It prints each one's check time, photos/s of the check, peak
+memory of the largest worker, and whether every worker's split is the one process's. On one
+machine the workers share its cores: the ratio is what processes gain over threads here, not
+what separate machines would.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -119,6 +129,56 @@ def in_memory_limit(run: Path, count: int) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+SHARED_CHILD = """
+import json, resource, sys, time
+folder, workers, index = sys.argv[1], sys.argv[2], int(sys.argv[3])
+import fruitclf
+from fruitclf import distribute
+strategy = None
+if workers != "-":
+    distribute.set_cluster(workers, index)
+    strategy = distribute.make_strategy("multi_worker")
+ds = fruitclf.ImageFolderDataset(folder)
+start = time.perf_counter()
+report = ds.check(progress=False, strategy=strategy)
+checked = time.perf_counter() - start
+split = ds.split(0.2, seed=1)
+print(json.dumps({"check_s": checked, "split": distribute.digest(split.validation.paths),
+                  "files": len(report.fingerprints) + len(report.problems),
+                  "rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+"""
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` TCP ports free on 127.0.0.1 now."""
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def shared_check(folder: Path, workers: int) -> list[dict[str, Any]]:
+    """The check and split of ``folder`` in one process, then shared by ``workers``."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    results = []
+    for count in (1, workers):
+        cluster = ",".join(f"127.0.0.1:{p}" for p in free_ports(count)) if count > 1 else "-"
+        procs = [subprocess.Popen([sys.executable, "-c", SHARED_CHILD, str(folder), cluster,
+                                   str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, env=env) for i in range(count)]
+        outs = [p.communicate() for p in procs]
+        if any(p.returncode for p in procs):
+            raise SystemExit("the shared check failed:\n" + "\n".join(e for _, e in outs))
+        rows = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+        results.append({"workers": count, "check_s": max(r["check_s"] for r in rows),
+                        "rss_gb": max(r["rss_gb"] for r in rows),
+                        "files": rows[0]["files"], "splits": sorted({r["split"] for r in rows})})
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scan", type=int, nargs="*", default=[2000, 20000],
@@ -129,6 +189,10 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--timeout", type=float, default=None,
                         help="stop a command after this many seconds (reported as stopped)")
+    parser.add_argument("--shared", type=int, nargs="*", default=[],
+                        help="folder sizes to check in one process and shared by --workers")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="workers of the shared check (on this machine)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or Path(tmp)
@@ -160,6 +224,20 @@ def main() -> int:
                          "reported": metrics.get("train_seconds"), "rss_gb": result["rss_gb"],
                          "loop_rate": metrics.get("images_per_second"), "limit": limit})
             table.add(rows[-1])
+        for count in sorted(set(args.shared)):
+            folder = write_folder(data / f"photos-{count}", count)
+            one, shared = shared_check(folder, args.workers)
+            same = one["splits"] == shared["splits"]
+            for row in (one, shared):
+                print(f"check of {count} photos, {row['workers']} worker(s): "
+                      f"{row['check_s']:.1f} s, {count / row['check_s']:.0f} photos/s, peak "
+                      f"{row['rss_gb']:.2f} GB (largest worker)", flush=True)
+            print(f"  shared/one check time: {shared['check_s'] / one['check_s']:.2f}; every "
+                  f"worker's split is one process's: {'yes' if same else 'NO'}", flush=True)
+            rows.append({"work": f"shared check x{args.workers}", "photos": count,
+                         "one_s": one["check_s"], "shared_s": shared["check_s"],
+                         "one_rss_gb": one["rss_gb"], "shared_rss_gb": shared["rss_gb"],
+                         "same_split": same})
         print(f"Generated 320x240 JPEGs in {CLASSES} classes; {os.cpu_count()} CPUs; "
               "peak GB = peak resident memory of the command.")
         if args.json:
