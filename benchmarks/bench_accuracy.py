@@ -9,10 +9,13 @@ Folders:
   (sorted by name, the same test folder). Test images with a twin (an exact or near
   duplicate) in the training folder are counted apart: "w/o twins" is the accuracy on the
   others, as ``test_accuracy_without_leaked`` in a run's metrics.
+- ``food10``: ``../shared/datasets/food10`` (10 dishes, 40 train / 15 test restaurant phone
+  photos each; research use only: read in place, never copied), skipped when absent, and its
+  subsets as for flowers12 (``food10-15``); twins counted apart the same way.
 - ``digits``: scikit-learn's handwritten digits as written by ``fruitclf demo``.
 - ``shapes``: a generated folder of five shapes in random colours, sizes and places.
 
-Run ``python benchmarks/bench_accuracy.py`` (about 45 minutes on 2 cores), or
+Run ``python benchmarks/bench_accuracy.py`` (about an hour on 2 cores), or
 ``--quick`` for one seed of the main rows.
 """
 
@@ -35,7 +38,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[1]
-FLOWERS = ROOT.parent / "shared" / "datasets" / "flowers12"
+DATASETS = ROOT.parent / "shared" / "datasets"
+#: The real folders of ../shared/datasets, read in place.
+REAL = ("flowers12", "food10")
 
 
 def _subset(train: Path, per_class: int, where: Path) -> Path:
@@ -174,7 +179,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--datasets", nargs="+",
-                        default=["flowers12-15", "flowers12", "digits", "shapes"])
+                        default=["flowers12-15", "flowers12", "food10", "digits", "shapes"])
     parser.add_argument("--ablations", nargs="+", default=["flowers12-15"],
                         help="datasets that get the ablation rows")
     parser.add_argument("--quick", action="store_true", help="one seed, no ablations")
@@ -196,14 +201,16 @@ def main() -> int:
         where = Path(tmp)
         folders: dict[str, tuple[Path, Path]] = {}
         for name in args.datasets:
-            if name.startswith("flowers12"):
-                if not FLOWERS.exists():
-                    print(f"{name}: skipped, {FLOWERS} is absent", flush=True)
+            real = name.split("-", 1)[0]
+            if real in REAL:
+                source = DATASETS / real
+                if not source.exists():
+                    print(f"{name}: skipped, {source} is absent", flush=True)
                     continue
-                train = FLOWERS / "train"
-                if name != "flowers12":
+                train = source / "train"
+                if name != real:
                     train = _subset(train, int(name.rsplit("-", 1)[1]), where)
-                folders[name] = (train, FLOWERS / "test")
+                folders[name] = (train, source / "test")
             elif name == "digits":
                 demo = fruitclf.write_demo_dataset(where / "digits")
                 folders[name] = (demo.train_dir, demo.test_dir)
@@ -213,7 +220,7 @@ def main() -> int:
             else:
                 parser.error(f"unknown dataset {name!r}")
         for name, (train, test) in folders.items():
-            twin_set = twins(train, test) if name.startswith("flowers12") else set()
+            twin_set = twins(train, test) if name.split("-", 1)[0] in REAL else set()
             total = len(fruitclf.ImageFolderDataset(test).paths)
             print(f"\n### {name}: {len(fruitclf.ImageFolderDataset(train).paths)} training, "
                   f"{total} test images ({len(twin_set)} with a twin in training)\n", flush=True)
