@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,9 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from _images import free_ports
 
 SIZE = (240, 320)  # height, width
 CLASSES = 20
@@ -147,17 +149,6 @@ print(json.dumps({"check_s": checked, "split": distribute.digest(split.validatio
                   "files": len(report.fingerprints) + len(report.problems),
                   "rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
 """
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` TCP ports free on 127.0.0.1 now."""
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def shared_check(folder: Path, workers: int) -> list[dict[str, Any]]:

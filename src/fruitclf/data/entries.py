@@ -169,7 +169,7 @@ class FolderState:
                               preprocessing.channels, budget=cache_budget)
             prepare = prepare_for(preprocessing) if plan.kind == "memory" else None
         files = [(e.path, e.relpath) for e in self._entries]
-        index, workers = distribute.role(strategy) if strategy is not None else (0, 1)
+        index, workers = distribute.role(strategy)
         share = share_of(files, index, workers)
         start = time.perf_counter()
         report = _check.check_files(

@@ -11,13 +11,14 @@ are those of its share, which its training pipeline reads.
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from ..distribute import digest
 from ..exceptions import DatasetError
 from . import _mapped
 from .check import CheckReport, FileProblem
@@ -62,14 +63,14 @@ def share_bytes(report: CheckReport, files: Sequence[tuple[str, str]], index: in
             continue
         fp = report.fingerprints[path]
         size = report.image_sizes.get(path)
-        m = fp.measures
         readable.append([where, list(size) if size is not None else None, fp.digest.hex(),
                          fp.pixels.hex() if fp.pixels is not None else None,
-                         [m.width, m.height, m.highlights, m.shadows, m.information,
-                          m.sharpness, m.colourfulness], fp.file_size, fp.mtime_ns, fp.border])
+                         list(dataclasses.astuple(fp.measures)), fp.file_size, fp.mtime_ns,
+                         fp.border])
         vectors.append(fp.vectors)
     header = json.dumps({"format": _FORMAT, "version": _VERSION, "worker": index,
-                         "workers": count, "files": len(files), "listing": _listing(files),
+                         "workers": count, "files": len(files),
+                         "listing": digest([relpath for _, relpath in files]),
                          "readable": readable, "refused": refused}).encode()
     out = bytearray(_HEADER + len(header) + len(vectors) * _ROW_BYTES)
     out[:_HEADER] = len(header).to_bytes(_HEADER, "little")
@@ -81,11 +82,6 @@ def share_bytes(report: CheckReport, files: Sequence[tuple[str, str]], index: in
     return out
 
 
-def _listing(files: Sequence[tuple[str, str]]) -> str:
-    """A short digest of the relative paths: workers that list different files differ."""
-    return hashlib.sha256("\n".join(relpath for _, relpath in files).encode()).hexdigest()[:16]
-
-
 def _read(data: bytes | bytearray | memoryview, files: Sequence[tuple[str, str]],
           worker: int, count: int) -> tuple[dict[str, Any], memoryview]:
     try:
@@ -94,7 +90,7 @@ def _read(data: bytes | bytearray | memoryview, files: Sequence[tuple[str, str]]
     except ValueError:
         header = {}
     expected = {"format": _FORMAT, "version": _VERSION, "worker": worker, "workers": count,
-                "files": len(files), "listing": _listing(files)}
+                "files": len(files), "listing": digest([relpath for _, relpath in files])}
     if not isinstance(header, dict) or any(header.get(k) != v for k, v in expected.items()):
         seen = {k: header.get(k) for k in expected} if isinstance(header, dict) else {}
         raise DatasetError(
