@@ -12,6 +12,11 @@ Folders:
 - ``food10``: ``../shared/datasets/food10`` (10 dishes, 40 train / 15 test restaurant phone
   photos each; research use only: read in place, never copied), skipped when absent, and its
   subsets as for flowers12 (``food10-15``); twins counted apart the same way.
+- ``flowers12-15u`` (and ``food10-15u``): the first 15 training files of each class
+  labelled, the other training files given as unlabelled photos (``run(unlabeled=...)``,
+  one folder, no class names), against the same 15 without them. Twins are counted against
+  the whole training folder in every row, so that "w/o twins" scores every row on the same
+  test images; the accuracy of the first model's labels on the unlabelled photos is shown.
 - ``digits``: scikit-learn's handwritten digits as written by ``fruitclf demo``.
 - ``shapes``: a generated folder of five shapes in random colours, sizes and places.
 
@@ -51,6 +56,20 @@ def _subset(train: Path, per_class: int, where: Path) -> Path:
         for file in sorted(class_dir.iterdir())[:per_class]:
             (out / class_dir.name / file.name).symlink_to(file)
     return out
+
+
+def _rest(train: Path, per_class: int, where: Path) -> tuple[Path, dict[str, str]]:
+    """Links to every file after the first ``per_class`` of each class, in one folder under
+    neutral names; and each link's true class."""
+    out = where / f"{train.parent.name}-after-{per_class}"
+    out.mkdir(parents=True, exist_ok=True)
+    truth: dict[str, str] = {}
+    for class_dir in sorted(p for p in train.iterdir() if p.is_dir()):
+        for file in sorted(class_dir.iterdir())[per_class:]:
+            link = out / f"u{len(truth):05d}{file.suffix.lower()}"
+            link.symlink_to(file)
+            truth[str(link)] = class_dir.name
+    return out, truth
 
 
 def _shapes(where: Path, seed: int = 0, per_class: int = 20, size: int = 64) -> Path:
@@ -98,7 +117,23 @@ def twins(train_dir: Path, test_dir: Path) -> set[str]:
 class Row:
     name: str
     kwargs: dict
-    tta: int = 0  # also evaluate the same models with this many TTA views
+    tta: int = 0  # also evaluate the same models with this many TTA views (-1: the first
+    # model of a run with unlabelled photos)
+
+
+def unlabeled_rows(ablations: bool) -> list[Row]:
+    """The default with the unlabelled photos (its first model is the labelled photos
+    alone, scored in the same run), and with every one of them (threshold 0) as an
+    ablation; ``unlabeled`` is filled in by main."""
+    from fruitclf import Recipe
+
+    default = Recipe.preset("small-data").pseudo_label_threshold
+    rows = [Row(f"**default + unlabelled photos (threshold {default:g})**",
+                {"unlabeled": None}, tta=-1)]
+    if ablations:
+        rows.append(Row("default + unlabelled photos, every one (threshold 0)",
+                        {"unlabeled": None, "pseudo_label_threshold": 0.0}, tta=-1))
+    return rows
 
 
 def rows_for(dataset: str, ablations: bool) -> list[Row]:
@@ -106,6 +141,8 @@ def rows_for(dataset: str, ablations: bool) -> list[Row]:
     from fruitclf import Recipe
     from fruitclf.demo import DEMO_AUGMENTATION
 
+    if dataset.endswith("u"):
+        return unlabeled_rows(ablations)
     small = Recipe.preset("small-data")
     extra: dict = {}
     if dataset == "digits":  # as `fruitclf demo`: 32x32, no flips, float32
@@ -134,20 +171,39 @@ def rows_for(dataset: str, ablations: bool) -> list[Row]:
     return out
 
 
-def measure(row: Row, train: Path, test: Path, seed: int, twin_set: set[str]) -> dict:
+def measure(row: Row, train: Path, test: Path, seed: int, twin_set: set[str],
+            unlabeled: tuple[Path, dict[str, str]] | None = None) -> dict:
     import keras
 
     import fruitclf
 
     keras.backend.clear_session()
+    kwargs = dict(row.kwargs)
+    if "unlabeled" in kwargs and unlabeled is not None:
+        kwargs["unlabeled"] = unlabeled[0]
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         result = fruitclf.run(train, test_dir=test, out=Path(out) / "run", seed=seed,
-                              verbose=0, **row.kwargs)
+                              verbose=0, **kwargs)
         seconds = time.perf_counter() - start
         scores = _scores(result.evaluation, twin_set)
         scores.update(seconds=seconds, epochs=result.history.epochs_run)
-        if row.tta:  # the saved model, with its preprocessing, on the same test folder
+        if "pseudo_labels" in result.files and unlabeled is not None:
+            from fruitclf.data.unlabeled import PseudoLabels
+
+            labels = PseudoLabels.load(result.files["pseudo_labels"])
+            kept = labels.kept
+            scores.update(first_seconds=labels.first_model["train_seconds"],
+                          final_seconds=result.metrics["train_seconds"])
+            scores.update(kept=len(kept), unlabeled=len(labels.images),
+                          kept_right=sum(unlabeled[1][p.path] == p.predicted for p in kept))
+            first = fruitclf.load_model(result.files["teacher"])
+            test_ds = fruitclf.ImageFolderDataset(test, class_names=first.class_names)
+            evaluator = fruitclf.Evaluator(first.model, first.class_names,
+                                           preprocessing=first.preprocessing)
+            scores["first"] = _scores(evaluator.evaluate(test_ds, tta=kwargs.get("tta", 4)),
+                                      twin_set)
+        if row.tta > 0:  # the saved model, with its preprocessing, on the same test folder
             loaded = fruitclf.load_model(result.files["model.keras"])
             test_ds = fruitclf.ImageFolderDataset(test, class_names=loaded.class_names)
             evaluator = fruitclf.Evaluator(loaded.model, loaded.class_names,
@@ -159,20 +215,55 @@ def measure(row: Row, train: Path, test: Path, seed: int, twin_set: set[str]) ->
 def _scores(ev, twin_set: set[str]) -> dict:  # type: ignore[no-untyped-def]
     keep = np.array([p not in twin_set for p in ev.paths])
     correct = ev.y_true == ev.y_pred
-    return {"accuracy": float(correct.mean()),
-            "accuracy_no_twins": float(correct[keep].mean()) if keep.any() else None}
+    return {"accuracy": float(correct.mean()), "tested": len(correct),
+            "accuracy_no_twins": float(correct[keep].mean()) if keep.any() else None,
+            "tested_no_twins": int(keep.sum()), "correct": correct.tolist(),
+            "kept_mask": keep.tolist()}
 
 
 def _print_row(name: str, scores: list[dict], results: list[dict], with_twins: bool) -> None:
     no_twins = [s["accuracy_no_twins"] for s in scores if s["accuracy_no_twins"] is not None]
-    print(f"| {name} | {_summary([s['accuracy'] for s in scores])} | "
-          f"{_summary(no_twins) if with_twins and no_twins else '–'} | "
-          f"{int(statistics.median(r['epochs'] for r in results))} | "
-          f"{statistics.median(r['seconds'] for r in results):.0f} |", flush=True)
+    labels = ""
+    if results and all("kept" in r for r in results):  # kept photos, and how many of them are right
+        kept = statistics.median(r["kept"] for r in results)
+        right = statistics.median(r["kept_right"] / max(r["kept"], 1) for r in results)
+        ratio = statistics.median((r["first_seconds"] + r["final_seconds"])
+                                  / r["first_seconds"] for r in results)
+        labels = (f" {kept:.0f} of {results[0]['unlabeled']} photos kept, {right:.0%} right; "
+                  f"training {ratio:.2f}x the first model's;")
+    apart = (_summary(no_twins, scores[0]["tested_no_twins"]) if with_twins and no_twins
+             else "–")
+    epochs = f"{statistics.median(r['epochs'] for r in results):.0f}" if results else "–"
+    seconds = f"{statistics.median(r['seconds'] for r in results):.0f}" if results else "–"
+    print(f"| {name} | {_summary([s['accuracy'] for s in scores], scores[0]['tested'])} | "
+          f"{apart} | {epochs} | {seconds} |{labels}", flush=True)
 
 
-def _summary(values: list[float]) -> str:
-    return f"{statistics.median(values):.3f} ({min(values):.3f}–{max(values):.3f})"
+def _summary(values: list[float], tested: int) -> str:
+    """Median (range) [95% interval]: the Wilson interval of the median run's accuracy on
+    the ``tested`` images (how far the test folder's size lets it vary)."""
+    from fruitclf.stats import wilson_interval
+
+    middle = statistics.median(values)
+    low, high = wilson_interval(round(middle * tested), tested)
+    return f"{middle:.3f} ({min(values):.3f}–{max(values):.3f}) [{low:.3f}–{high:.3f}]"
+
+
+def paired_gain(base: list[dict], other: list[dict], seeds: list[int]) -> str:
+    """The change of ``other`` over ``base`` on the test images without twins, seed by seed
+    (same seed, same images), with Newcombe's paired 95% interval."""
+    from fruitclf.stats import paired_difference_interval
+
+    parts = []
+    for seed, a, b in zip(seeds, base, other):
+        keep = np.array(a["kept_mask"])
+        ra, rb = np.array(a["correct"])[keep], np.array(b["correct"])[keep]
+        low, high = paired_difference_interval(
+            both=int((ra & rb).sum()), only_a=int((ra & ~rb).sum()),
+            only_b=int((~ra & rb).sum()), neither=int((~ra & ~rb).sum()))
+        parts.append(f"seed {seed}: {100 * (rb.mean() - ra.mean()):+.1f} points "
+                     f"[{100 * low:+.1f} to {100 * high:+.1f}]")
+    return "; ".join(parts)
 
 
 def main() -> int:
@@ -200,6 +291,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         where = Path(tmp)
         folders: dict[str, tuple[Path, Path]] = {}
+        unlabeled: dict[str, tuple[Path, dict[str, str]]] = {}
         for name in args.datasets:
             real = name.split("-", 1)[0]
             if real in REAL:
@@ -209,7 +301,10 @@ def main() -> int:
                     continue
                 train = source / "train"
                 if name != real:
-                    train = _subset(train, int(name.rsplit("-", 1)[1]), where)
+                    per_class = int(name.rsplit("-", 1)[1].rstrip("u"))
+                    if name.endswith("u"):
+                        unlabeled[name] = _rest(train, per_class, where)
+                    train = _subset(train, per_class, where)
                 folders[name] = (train, source / "test")
             elif name == "digits":
                 demo = fruitclf.write_demo_dataset(where / "digits")
@@ -220,18 +315,28 @@ def main() -> int:
             else:
                 parser.error(f"unknown dataset {name!r}")
         for name, (train, test) in folders.items():
-            twin_set = twins(train, test) if name.split("-", 1)[0] in REAL else set()
+            real = name.split("-", 1)[0]
+            whole = DATASETS / real / "train" if name in unlabeled else train
+            twin_set = twins(whole, test) if real in REAL else set()
             total = len(fruitclf.ImageFolderDataset(test).paths)
             print(f"\n### {name}: {len(fruitclf.ImageFolderDataset(train).paths)} training, "
                   f"{total} test images ({len(twin_set)} with a twin in training)\n", flush=True)
-            print("| configuration | test accuracy, median (range) | w/o twins | "
+            print("| configuration | test accuracy, median (range) [95% interval] | w/o twins | "
                   "epochs | s / run |\n|---|---|---|---:|---:|", flush=True)
             for row in rows_for(name, name in args.ablations):
-                results = [measure(row, train, test, seed, twin_set) for seed in args.seeds]
+                results = [measure(row, train, test, seed, twin_set, unlabeled.get(name))
+                           for seed in args.seeds]
                 for seed, r in zip(args.seeds, results):
                     runs.append({"dataset": name, "row": row.name, "seed": seed, **r})
+                if row.tta < 0:  # the first model of the same runs: labelled photos only
+                    firsts = [r["first"] for r in results]
+                    _print_row("default, labelled photos only (the first model of the runs "
+                               "below)", firsts, [], True)
                 _print_row(row.name, results, results, bool(twin_set))
-                if row.tta:
+                if row.tta < 0:
+                    print(f"|  | w/o twins, against labelled only: "
+                          f"{paired_gain(firsts, results, args.seeds)} | | | |", flush=True)
+                if row.tta > 0:
                     _print_row(f"**default (small-data recipe, TTA {row.tta})**, same models",
                                [r["tta"] for r in results], results, bool(twin_set))
     if args.json:

@@ -61,6 +61,8 @@ if TYPE_CHECKING:
     from .data.quarantine import CleanReport as CleanReport
     from .data.quarantine import RestoredFiles as RestoredFiles
     from .data.quarantine import restore_quarantine as restore_quarantine
+    from .data.unlabeled import PseudoLabel as PseudoLabel
+    from .data.unlabeled import PseudoLabels as PseudoLabels
     from .demo import DemoDataset as DemoDataset
     from .demo import write_demo_dataset as write_demo_dataset
     from .evaluation import EvaluationResult as EvaluationResult
@@ -107,6 +109,8 @@ _LAZY = {
     "LeakedPair": "data.quality",
     "QualityIssue": "data.quality",
     "QualityThresholds": "data.quality",
+    "PseudoLabel": "data.unlabeled",
+    "PseudoLabels": "data.unlabeled",
     "CachePlan": "data",
     "DatasetSplit": "data",
     "DatasetSummary": "data",
@@ -192,6 +196,8 @@ __all__ = [
     "PlannedLayer",
     "Predictions",
     "Preprocessing",
+    "PseudoLabel",
+    "PseudoLabels",
     "QualityIssue",
     "QualityThresholds",
     "Recipe",

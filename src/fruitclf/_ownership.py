@@ -63,6 +63,12 @@ RUN_FILES: tuple[RunFile, ...] = (
     RunFile("history_json", "history.json", "loss and accuracy per epoch (read by --resume)",
             "training"),
     RunFile("history_csv", "history.csv", "loss and accuracy per epoch, as CSV", "training"),
+    RunFile("teacher", "teacher.keras", "with --unlabeled: the first model, trained on the "
+            "labelled images, that labelled the unlabelled photos (read by --resume)",
+            "training"),
+    RunFile("pseudo_labels", "pseudo_labels.json", "with --unlabeled: each unlabelled photo, "
+            "the first model's class and confidence, and whether it trained the final model",
+            "training"),
     RunFile("model.h5", "model.h5", "the same model in HDF5, for older tools", "final"),
     RunFile("model.keras", "model.keras", "the trained model with its class names (Keras "
             "format)", "final"),

@@ -92,6 +92,13 @@ def _weights(value: str) -> str | None:
     return None if value.lower() == "none" else value
 
 
+#: ``fruitclf train --unlabeled``.
+UNLABELED_HELP = ("photos without a class (sub-folders are read too) to train on as well: a "
+                  "first model trained on the labelled images gives each its class, and those "
+                  "it is confident about (--pseudo-label-threshold) train the final model with "
+                  "the labelled images; about twice the time")
+
+
 def _add_train_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
     """The run settings, one option each, from their declaration (``fruitclf.settings``)."""
     from .demo import DEMO_SETTINGS
@@ -260,6 +267,7 @@ def _add_model_commands(sub: Any) -> None:
     p.add_argument("train_dir", help="training folder, one sub-folder per class")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
     p.add_argument("--test", default=None, metavar="TEST_DIR", help="test folder")
+    p.add_argument("--unlabeled", default=None, metavar="DIR", help=UNLABELED_HELP)
     p.add_argument("--drop-leaked", action="store_true",
                    help="evaluate without the test images that have a twin in the training "
                    "folder (they are reported either way)")
@@ -792,7 +800,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         set_cluster(args.workers, args.task_index)
         strategy = "multi_worker" if strategy == "auto" else strategy
     _watch_connection(args.connect_timeout)
-    result = run(args.train_dir, out=args.out, test_dir=args.test, augment=args.augment,
+    result = run(args.train_dir, out=args.out, test_dir=args.test, unlabeled=args.unlabeled,
+                 augment=args.augment,
                  drop_leaked=args.drop_leaked, follow_links=args.follow_links,
                  training_index=args.training_index, strategy=strategy,
                  **_train_kwargs(args))

@@ -52,6 +52,8 @@ class TrainingChoices:
 
 
 _CHOICES = [f.name for f in dataclasses.fields(TrainingChoices)]
+#: RunConfig's fields that only a run with unlabelled photos records.
+_UNLABELED = ("unlabeled", "pseudo_label_threshold")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +97,8 @@ class Recipe(TrainingChoices):
     precision: str = "auto"
     #: Test-time augmentation views averaged when evaluating the test folder
     tta: int = 4
+    #: With unlabelled photos: the first model's confidence from which a photo trains
+    pseudo_label_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -201,12 +205,17 @@ class RunConfig(TrainingChoices):
     tta: int = 4
     #: Seconds between checkpoint writes (0: every epoch)
     checkpoint_interval: float = SETTINGS["checkpoint_interval"].default
+    #: Folder of unlabelled photos the first model labelled (None: none given)
+    unlabeled: str | None = None
+    #: The first model's confidence from which an unlabelled photo trained (with unlabeled)
+    pseudo_label_threshold: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types: what was trained on, then how (the :class:`TrainingChoices`),
-        then the rest."""
+        then the rest (the unlabelled photos' settings only when there were some)."""
         values = dataclasses.asdict(self)
         values["image_size"] = list(self.image_size)
-        own = [f.name for f in dataclasses.fields(self) if f.name not in _CHOICES]
+        own = [f.name for f in dataclasses.fields(self) if f.name not in _CHOICES
+               and (self.unlabeled is not None or f.name not in _UNLABELED)]
         cut = own.index("augment") + 1
         return {name: values[name] for name in [*own[:cut], *_CHOICES, *own[cut:]]}

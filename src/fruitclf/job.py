@@ -26,9 +26,10 @@ from ._runfolder import RunFolder
 from ._validation import check_image_size
 from .config import Recipe, RunConfig
 from .data import DatasetSplit, ImageFolderDataset, Preprocessing
-from .data.check import describe_problems
+from .data.check import FileProblem, describe_problems
 from .data.quality import FingerprintIndex, LeakedPair
 from .data.sharing import share_of
+from .data.unlabeled import PseudoLabels
 from .distribute import is_chief, make_strategy
 from .evaluation import EvaluationResult, Evaluator, Misclassified, plot_misclassified
 from .exceptions import CorruptedImagesError, DatasetError, RunFolderError, SpecError, TrainingError
@@ -204,6 +205,7 @@ def run(
     *,
     out: str | os.PathLike[str],
     test_dir: str | os.PathLike[str] | None = None,
+    unlabeled: str | os.PathLike[str] | None = None,
     spec: str | CNNSpec | os.PathLike[str] = RunConfig.spec,
     recipe: str | Recipe | None = None,
     image_size: int | tuple[int, int] | None = None,
@@ -217,6 +219,7 @@ def run(
     learning_rate: float | None = None,
     weights: str | os.PathLike[str] | None = "imagenet",
     tta: int | None = None,
+    pseudo_label_threshold: float | None = None,
     precision: str | None = None,
     interpolation: str = RunConfig.interpolation,
     cache: str | None = RunConfig.cache,
@@ -252,6 +255,16 @@ def run(
         temporary names and moved into place together at the end.
     test_dir : path-like, optional
         Test folder with the same classes (a subset is fine).
+    unlabeled : path-like, optional
+        A folder of photos without a class (sub-folders are read too), to train on as well
+        (self-training, see :doc:`/howto/unlabeled`): a first model trains on the labelled
+        images and gives each of these photos its most probable class; the photos it gives
+        a class with a confidence of at least ``pseudo_label_threshold`` then train the final
+        model from scratch with the labelled images. About twice the time of a run without
+        them. The photos are checked like the training folder (files that cannot be decoded
+        are left out and named in a warning) and searched for twins of test images
+        (leakage); ``pseudo_labels.json`` in the run folder lists each photo's class and
+        confidence. Not with a multi-worker strategy.
     spec : str, CNNSpec or path-like, default="small-data"
         A preset name (``CNNSpec.PRESETS``), a spec JSON file, or a spec.
     recipe : str or Recipe, optional
@@ -285,7 +298,12 @@ def run(
         None to train from scratch.
     tta : int, optional
         Test-time augmentation views averaged per test image (see
-        :meth:`Evaluator.evaluate`; recipe: 4 for ``small-data``, 1 otherwise).
+        :meth:`Evaluator.evaluate`; recipe: 4 for ``small-data``, 1 otherwise). The first
+        model of ``unlabeled`` labels each photo with as many views.
+    pseudo_label_threshold : float, optional
+        With ``unlabeled``: the first model's confidence (its probability for the class it
+        gives, with ``tta`` views) from which a photo trains the final model, in [0, 1]; 0
+        trains on every readable photo (recipe: 0.5).
     precision : {"auto", "float32", "mixed_bfloat16", "mixed_float16"}, optional
         Dtype policy (recipe: ``"auto"``: bfloat16 where the hardware computes it natively,
         CPUs with AVX512_BF16 or AMX and recent GPUs, float32 elsewhere).
@@ -355,7 +373,8 @@ def run(
     """
     plan = _resolve_recipe(recipe, spec)
     job = _Job.resolve(
-        plan, train_dir=train_dir, test_dir=test_dir, out=out, spec=spec, augment=augment,
+        plan, train_dir=train_dir, test_dir=test_dir, unlabeled=unlabeled,
+        pseudo_label_threshold=pseudo_label_threshold, out=out, spec=spec, augment=augment,
         weights=weights, image_size=image_size, batch_size=batch_size, epochs=epochs,
         patience=patience, validation_split=validation_split,
         group_duplicates=group_duplicates, seed=seed,
@@ -366,6 +385,10 @@ def run(
     # multi-worker strategy must exist before TensorFlow runs anything else.
     distribution = make_strategy(strategy)
     policy = resolve_precision(plan.precision if precision is None else precision)
+    if job.unlabeled is not None and distribute.role(distribution)[1] > 1:
+        raise ValueError("`unlabeled` trains in one process: a first model labels the photos "
+                         "before the final model trains. Train without a multi-worker "
+                         "cluster (one machine, with all its GPUs), or without `unlabeled`.")
     if not is_chief(distribution):
         return job.work_for_chief(plan, distribution, policy, verbose, cache, resume)
     leaks = job.check_data(distribution)
@@ -374,19 +397,28 @@ def run(
     epochs = plan.epochs_for(len(split.training)) if job.epochs is None else job.epochs
     config = job.config(plan, policy, epochs, cache, os.fspath(spec)
                         if not isinstance(spec, CNNSpec) else job.spec.name)
-    files = _run_files(job.out_dir, plan)
+    files = _run_files(job.out_dir, plan, unlabeled=job.unlabeled is not None)
     trainer = job.trainer(plan, policy, files, verbose, distribution)
     identity = {"config": config.to_dict(), "class_names": job.dataset.class_names,
                 "spec": job.spec.to_dict()}
     with RunFolder(job.out_dir, identity, overwrite=overwrite, resume=resume) as folder:
+        training, pseudo = split.training, None
+        if job.unlabeled is not None:  # the first model labels the photos (or its file)
+            split, pseudo = job.pseudo_label(folder, plan, policy, split, files, cache,
+                                             verbose, distribution, leaks)
+            training = split.training.with_images(job.unlabeled,
+                                                  pseudo.labels(job.dataset.class_names))
+            epochs = plan.epochs_for(len(training)) if job.epochs is None else job.epochs
+            config = dataclasses.replace(config, epochs=epochs)
         if folder.complete_for(epochs):
             logger.info("Nothing to resume: the run in %s is complete.", job.out_dir)
             return _finished_run(job.out_dir, folder, job.dataset.class_names, job.spec)
         split, history = job.train(folder, trainer, split, files, epochs, cache,
-                                   plan.name, policy)
+                                   plan.name, policy, training=training)
         result = job.evaluate_and_report(folder, _plain(trainer), split, history, config,
                                          files, leaks, distribute.describe(distribution,
-                                                                           job.batch_size))
+                                                                           job.batch_size),
+                                         training=training, pseudo=pseudo)
     logger.info("Run written to %s", job.out_dir)
     return result
 
@@ -413,11 +445,16 @@ def _plain(trainer: Trainer) -> keras.Model:
     return copy
 
 
-def _run_files(out_dir: Path, plan: Recipe) -> dict[str, Path]:
+def _run_files(out_dir: Path, plan: Recipe, *, unlabeled: bool = False) -> dict[str, Path]:
     """The files a run writes while training (the final ones are added as written)."""
     roles = [f.role for f in RUN_FILES if f.phase == "training"
-             and (f.role != "checkpoint" or plan.keep == "best")]
+             and (f.role != "checkpoint" or plan.keep == "best")
+             and (f.role not in _UNLABELED_FILES or unlabeled)]
     return {role: out_dir / RUN_FILE[role].name for role in roles}
+
+
+#: The run files of a run with unlabelled photos only.
+_UNLABELED_FILES = ("teacher", "pseudo_labels")
 
 
 @dataclasses.dataclass
@@ -440,10 +477,15 @@ class _Job:
     checkpoint_interval: float
     drop_leaked: bool
     training_index: bool = True
+    unlabeled: ImageFolderDataset | None = None
+    pseudo_label_threshold: float = Recipe.pseudo_label_threshold
+    refused: list[FileProblem] = dataclasses.field(default_factory=list)
 
     @classmethod
     def resolve(cls, plan: Recipe, *, train_dir: str | os.PathLike[str] | ImageFolderDataset,
                 test_dir: str | os.PathLike[str] | None, out: str | os.PathLike[str],
+                unlabeled: str | os.PathLike[str] | None = None,
+                pseudo_label_threshold: float | None = None,
                 spec: str | CNNSpec | os.PathLike[str], augment: bool | Augmentation,
                 weights: str | os.PathLike[str] | None, image_size: Any, batch_size: Any,
                 epochs: Any, patience: Any, validation_split: Any, group_duplicates: Any,
@@ -454,7 +496,8 @@ class _Job:
         """Check every setting (recipe values for those left None), then find the data."""
         given, folder = ((train_dir, train_dir.root) if isinstance(train_dir, ImageFolderDataset)
                          else (None, os.fspath(train_dir)))
-        check_outside(out, {"training folder": folder, "test folder": test_dir}, "out")
+        check_outside(out, {"training folder": folder, "test folder": test_dir,
+                            "unlabeled folder": unlabeled}, "out")
         size = check_image_size(SETTINGS["image_size"].resolve(image_size, plan)
                                 if not isinstance(image_size, (tuple, list)) else image_size)
         batch = SETTINGS["batch_size"].resolve(batch_size, plan)
@@ -466,6 +509,7 @@ class _Job:
         rate = SETTINGS["learning_rate"].resolve(learning_rate, plan)
         seed = SETTINGS["seed"].check(seed)
         views = SETTINGS["tta"].resolve(tta, plan)
+        threshold = SETTINGS["pseudo_label_threshold"].resolve(pseudo_label_threshold, plan)
         SETTINGS["interpolation"].check(interpolation)
         interval = SETTINGS["checkpoint_interval"].check(checkpoint_interval)
         if not isinstance(training_index, bool):
@@ -478,6 +522,8 @@ class _Job:
             dataset.warn_small_classes()
         test = (ImageFolderDataset(test_dir, class_names=dataset.class_names,
                                    follow_links=follow_links) if test_dir else None)
+        photos = (None if unlabeled is None else
+                  _unlabeled(unlabeled, dataset, test, follow_links=follow_links))
         model_spec = _resolve_spec(spec, dataset.num_classes, size, augment, weights)
         height, width, channels = model_spec.input_shape
         preprocessing = Preprocessing(image_size=(height, width), interpolation=interpolation,
@@ -486,17 +532,38 @@ class _Job:
                    epochs=epochs, patience=wait, validation_split=share,
                    group_duplicates=together, learning_rate=rate,
                    seed=seed, tta=views, checkpoint_interval=interval, drop_leaked=drop_leaked,
-                   training_index=training_index)
+                   training_index=training_index, unlabeled=photos,
+                   pseudo_label_threshold=threshold)
 
     def check_data(self, strategy: Any = None) -> list[LeakedPair]:
         """Stop on files that would crash training (the training folder's check shared
         between the workers of a multi-worker strategy); find leaked test images (one
         decode)."""
         _require_clean(self.dataset, "training", self.preprocessing, strategy)
+        if self.unlabeled is not None:
+            self._check_unlabeled()
         if self.test is None:
             return []
         _require_clean(self.test, "test", self.preprocessing)
-        return _leakage(self.dataset, self.test, self.drop_leaked)
+        return _leakage(self.dataset, self.test, self.drop_leaked, self.unlabeled)
+
+    def _check_unlabeled(self) -> None:
+        """Leave out the unlabelled photos that training could not decode, naming them."""
+        assert self.unlabeled is not None
+        report = self.unlabeled.check(preprocessing=self.preprocessing)
+        if not report.problems:
+            return
+        self.refused = list(report.problems)
+        total = len(self.unlabeled)
+        if len(self.refused) == total:
+            raise CorruptedImagesError(
+                f"None of the {total} photos in the unlabeled folder "
+                f"{self.unlabeled.root!r} can be decoded: "
+                f"{describe_problems(report.problems)}.", [p.path for p in report.problems])
+        self.unlabeled = self.unlabeled.exclude(p.path for p in self.refused)
+        logger.warning("%d of %d photos in the unlabeled folder %s cannot be decoded and are "
+                       "left out: %s.", len(self.refused), total, self.unlabeled.root,
+                       describe_problems(self.refused))
 
     def config(self, plan: Recipe, policy: str, epochs: int, cache: str | None,
                spec_name: str) -> RunConfig:
@@ -512,6 +579,9 @@ class _Job:
             freeze_epochs=plan.freeze_epochs, weights=self.spec.weights, precision=policy,
             interpolation=self.preprocessing.interpolation, cache=str(cache), tta=self.tta,
             checkpoint_interval=self.checkpoint_interval,
+            unlabeled=None if self.unlabeled is None else self.unlabeled.root,
+            pseudo_label_threshold=(None if self.unlabeled is None
+                                    else self.pseudo_label_threshold),
         )
 
     def trainer(self, plan: Recipe, policy: str, files: Mapping[str, Path],
@@ -525,65 +595,120 @@ class _Job:
             fine_tune_learning_rate=plan.fine_tune_learning_rate,
             patience=self.patience or None, restore_best=plan.keep == "best",
             checkpoint_path=files.get("checkpoint"),
-            last_checkpoint_path=files["last_checkpoint"], history_path=files["history_json"],
+            last_checkpoint_path=files["last_checkpoint"],
+            history_path=files.get("history_json"),
             checkpoint_interval=self.checkpoint_interval, seed=self.seed, precision=policy,
             preprocessing=self.preprocessing, verbose=verbose, strategy=strategy,
         )
         Evaluator(trainer.model, self.dataset.class_names).check_tta(self.tta)
         return trainer
 
-    def train(self, folder: RunFolder, trainer: Trainer, split: DatasetSplit,
-              files: Mapping[str, Path], epochs: int, cache: str | None, recipe: str,
-              policy: str) -> tuple[DatasetSplit, TrainingHistory]:
-        """Fit in the run folder (resuming its split and checkpoint if it has them)."""
+    def settle_split(self, folder: RunFolder, split: DatasetSplit,
+                     files: Mapping[str, Path]) -> DatasetSplit:
+        """Mark the run folder as training; the split it saved (resuming), or save this one."""
         folder.mark("training")
         if folder.previous is not None and files["split"].exists():
-            split = self.dataset.load_split(files["split"])
-        else:
-            split.save(files["split"])
+            return self.dataset.load_split(files["split"])
+        split.save(files["split"])
+        return split
+
+    def train(self, folder: RunFolder, trainer: Trainer, split: DatasetSplit,
+              files: Mapping[str, Path], epochs: int, cache: str | None, recipe: str,
+              policy: str, *, training: ImageFolderDataset | None = None
+              ) -> tuple[DatasetSplit, TrainingHistory]:
+        """Fit in the run folder (resuming its split and checkpoint if it has them), on
+        ``training`` when given (the split's training images and pseudo-labelled photos)."""
+        split = self.settle_split(folder, split, files)
         return split, self.fit(trainer, split, epochs, cache, recipe, policy,
-                               resume=folder.previous is not None)
+                               resume=folder.previous is not None, training=training)
+
+    def pseudo_label(self, folder: RunFolder, plan: Recipe, policy: str, split: DatasetSplit,
+                     files: Mapping[str, Path], cache: str | None, verbose: str | int,
+                     strategy: Any, leaks: list[LeakedPair]) -> tuple[DatasetSplit, PseudoLabels]:
+        """Train the first model on the labelled images and label the unlabelled photos with
+        it (scoring it on the test folder, to compare with), or read the labels a previous
+        run of this folder wrote."""
+        assert self.unlabeled is not None
+        path = files["pseudo_labels"]
+        if folder.previous is not None and path.exists() and files["split"].exists():
+            labels = PseudoLabels.load(path)
+            logger.info("Resuming with the labels the first model gave the unlabelled photos "
+                        "(%s).", path)
+            return self.dataset.load_split(files["split"]), labels
+        split = self.settle_split(folder, split, files)
+        epochs = plan.epochs_for(len(split.training)) if self.epochs is None else self.epochs
+        logger.info("First, a model of the %d labelled images, to label the %d unlabelled "
+                    "photos.", len(split.training), len(self.unlabeled))
+        teacher = self.trainer(plan, policy, {"last_checkpoint": files["teacher"]}, verbose,
+                               strategy)
+        history = self.fit(teacher, split, epochs, cache, plan.name, policy,
+                           resume=folder.previous is not None and files["teacher"].exists())
+        evaluator = Evaluator(_plain(teacher), self.dataset.class_names,
+                              preprocessing=self.preprocessing)
+        predictions = evaluator.predict(self.unlabeled, batch_size=self.batch_size,
+                                        tta=self.tta)
+        labels = PseudoLabels.from_predictions(self.unlabeled, predictions.probabilities,
+                                               self.pseudo_label_threshold, self.refused)
+        scores = {"train_seconds": round(history.seconds, 3)}
+        if self.test is not None:
+            first = self.evaluate_test(evaluator, leaks)
+            scores["test_accuracy"] = first.accuracy
+            scores.update((k, v) for k, v in _leakage_metrics(leaks, first, self.drop_leaked)
+                          .items() if k == "test_accuracy_without_leaked" and v is not None)
+        labels = dataclasses.replace(labels, first_model=scores)
+        labels.save(path)
+        counts = labels.kept_counts(self.dataset.class_names)
+        logger.info("The first model gave %d of %d unlabelled photos a class with confidence "
+                    ">= %g (%s); they train the final model with the labelled images.",
+                    len(labels.kept), len(labels.images), labels.threshold,
+                    ", ".join(f"{name} {n}" for name, n in counts.items()))
+        return split, labels
 
     def fit(self, trainer: Trainer, split: DatasetSplit, epochs: int, cache: str | None,
-            recipe: str, policy: str, *, resume: bool) -> TrainingHistory:
-        """Build the pipelines (each worker's share of the files under a strategy), fit."""
+            recipe: str, policy: str, *, resume: bool,
+            training: ImageFolderDataset | None = None) -> TrainingHistory:
+        """Build the pipelines (each worker's share of the files under a strategy), fit on
+        ``training`` (default: the split's training images)."""
         strategy = trainer.strategy
+        training = split.training if training is None else training
         where = device_description() + distribute.summary(strategy, self.batch_size)
         logger.info("Training %s on %d images for %d epochs on %s, %s precision (%s recipe).",
-                    self.spec.name, len(split.training), epochs, where, policy, recipe)
+                    self.spec.name, len(training), epochs, where, policy, recipe)
         val_tf = (split.validation.to_tf_dataset(preprocessing=self.preprocessing,
                                                  batch_size=self.batch_size, cache=cache)
                   if len(split.validation) else None)
         steps = None
         train_tf: Any
         if strategy is None:
-            train_tf = split.training.to_tf_dataset(
+            train_tf = training.to_tf_dataset(
                 preprocessing=self.preprocessing, batch_size=self.batch_size, shuffle=True,
                 seed=self.seed, cache=cache)
         else:
             replicas = int(strategy.num_replicas_in_sync)
             if not (resume and _checkpoint_done(trainer, epochs)):  # no step: no collective
                 logger.info("Training split %s (the same on every worker).",
-                            distribute.check_workers_agree(strategy, split.training.paths))
-            train_tf = self._shard_pipeline(split, cache)
-            steps = distribute.shard_steps(len(split.training), self.batch_size, replicas)
+                            distribute.check_workers_agree(strategy, training.paths))
+            train_tf = self._shard_pipeline(training, cache)
+            steps = distribute.shard_steps(len(training), self.batch_size, replicas)
         history = trainer.fit(train_tf, val_tf, epochs=epochs, resume=resume,
-                              num_train_images=len(split.training), steps_per_epoch=steps)
+                              num_train_images=len(training), steps_per_epoch=steps)
         if not history.epochs_run:
             raise TrainingError("Training ran no epoch; nothing to save.")
         return history
 
-    def _shard_pipeline(self, split: DatasetSplit, cache: str | None) -> Any:
+    def _shard_pipeline(self, training: ImageFolderDataset, cache: str | None) -> Any:
         """A function of the input context: this worker's share of the training files (those
         it checked: every n-th file of the folder, whose kept images it holds), in batches of
         ``batch_size`` per replica."""
 
         def pipeline(context: Any) -> Any:
-            paths = split.training.paths
-            checked = share_of(self.dataset.paths, context.input_pipeline_id,
-                               context.num_input_pipelines)
+            paths = training.paths
+            index, count = context.input_pipeline_id, context.num_input_pipelines
+            checked = share_of(self.dataset.paths, index, count)
+            if self.unlabeled is not None:  # one process (multi-worker is refused)
+                checked += share_of(self.unlabeled.paths, index, count)
             mine = set(paths).intersection(checked)
-            share = split.training.exclude(p for p in paths if p not in mine)
+            share = training.exclude(p for p in paths if p not in mine)
             logger.info("Worker %d of %d reads %d of %d training images.",
                         context.input_pipeline_id, context.num_input_pipelines, len(share),
                         len(paths))
@@ -619,26 +744,37 @@ class _Job:
         return RunResult(self.out_dir, metrics, history, None, trainer.model,
                          self.dataset.class_names, self.spec, {}, {}, worker=index)
 
+    def evaluate_test(self, evaluator: Evaluator, leaks: list[LeakedPair]) -> EvaluationResult:
+        """The test folder's evaluation (without the leaked images with ``drop_leaked``)."""
+        assert self.test is not None
+        leaked = {p.test_path for p in leaks}
+        return evaluator.evaluate(self.test.exclude(leaked) if self.drop_leaked else self.test,
+                                  batch_size=self.batch_size, tta=self.tta)
+
     def evaluate_and_report(self, folder: RunFolder, model: keras.Model, split: DatasetSplit,
                             history: TrainingHistory, config: RunConfig,
                             files: dict[str, Path], leaks: list[LeakedPair],
-                            distribution: Mapping[str, Any]) -> RunResult:
+                            distribution: Mapping[str, Any], *,
+                            training: ImageFolderDataset | None = None,
+                            pseudo: PseudoLabels | None = None) -> RunResult:
         """Evaluate, look for label errors, write the final files together, mark complete."""
         evaluator = Evaluator(model, self.dataset.class_names, preprocessing=self.preprocessing)
         evaluation = None
         if self.test is not None:
-            leaked = {p.test_path for p in leaks}
-            evaluation = evaluator.evaluate(
-                self.test.exclude(leaked) if self.drop_leaked else self.test,
-                batch_size=self.batch_size, tta=self.tta)
+            evaluation = self.evaluate_test(evaluator, leaks)
         suspects = _possible_label_errors(evaluator, split, self.batch_size)
         metrics = _metrics(history, evaluation, split_sizes=(len(split.training),
                                                              len(split.validation)))
         metrics.update(distribution)
         if self.test is not None:
             metrics.update(_leakage_metrics(leaks, evaluation, self.drop_leaked))
-        index = (split.training.fingerprint_index(progress=False) if self.training_index
-                 else None)
+        if pseudo is not None:
+            metrics.update(unlabeled_images=len(pseudo.images),
+                           pseudo_labeled_images=len(pseudo.kept),
+                           unlabeled_refused=len(pseudo.refused))
+            metrics.update((f"first_model_{k}", v) for k, v in pseudo.first_model.items())
+        trained = split.training if training is None else training
+        index = trained.fingerprint_index(progress=False) if self.training_index else None
         figures = _write_final_files(folder, files, model, self.dataset, self.test, config,
                                      self.spec, self.preprocessing, history, metrics,
                                      evaluation, self.seed, Findings(leaks, suspects), index)
@@ -662,14 +798,36 @@ class Findings:
 
 #: The warning of a run whose test folder has images with a twin in training (its template:
 #: ``fruitclf learning-curve`` lets it through once for all its runs).
-LEAKAGE_WARNING = ("%d of %d test images have a twin in the training folder (e.g. %s ~ %s, %s), "
+LEAKAGE_WARNING = ("%d of %d test images have a twin in the %s (e.g. %s ~ %s, %s), "
                    "so the test accuracy %s. The report lists them all.")
 
 
-def _leakage(train: ImageFolderDataset, test: ImageFolderDataset, drop_leaked: bool
-             ) -> list[LeakedPair]:
-    """Test images with a twin in training, from the fingerprints the check just took."""
+def _unlabeled(folder: str | os.PathLike[str], dataset: ImageFolderDataset,
+               test: ImageFolderDataset | None, *, follow_links: bool) -> ImageFolderDataset:
+    """The photos of the unlabelled folder, refusing one that holds labelled images."""
+    photos = ImageFolderDataset.unsorted(folder, class_names=dataset.class_names,
+                                         follow_links=follow_links)
+    for role, labelled in (("training", dataset), ("test", test)):
+        if labelled is None:
+            continue
+        theirs = {os.path.realpath(p) for p in labelled.paths}
+        shared = [p for p in photos.paths if os.path.realpath(p) in theirs]
+        if shared:
+            raise DatasetError(
+                f"The unlabeled folder {photos.root!r} holds {len(shared)} images of the "
+                f"{role} folder {labelled.root!r} (e.g. {shared[0]!r}). Pass a folder of "
+                "photos that are in neither, such as photos still to be sorted.")
+    return photos
+
+
+def _leakage(train: ImageFolderDataset, test: ImageFolderDataset, drop_leaked: bool,
+             unlabeled: ImageFolderDataset | None = None) -> list[LeakedPair]:
+    """Test images with a twin in training (or among the unlabelled photos, which train
+    too), from the fingerprints the check just took."""
     leaks = train.find_leakage(test, progress=False)
+    if unlabeled is not None:
+        leaks = sorted([*leaks, *unlabeled.find_leakage(test, progress=False)],
+                       key=lambda p: (p.test_path, p.path))
     leaked = sorted({p.test_path for p in leaks})
     if not leaked:
         return leaks
@@ -681,7 +839,9 @@ def _leakage(train: ImageFolderDataset, test: ImageFolderDataset, drop_leaked: b
         )
     first = leaks[0]
     logger.warning(
-        LEAKAGE_WARNING, len(leaked), len(test), first.test_path, first.path, first.kind,
+        LEAKAGE_WARNING, len(leaked), len(test),
+        "training folder" if unlabeled is None else "training or unlabeled folder",
+        first.test_path, first.path, first.kind,
         "is measured without them (--drop-leaked)" if drop_leaked else
         "counts them; --drop-leaked (drop_leaked=True) evaluates without them",
     )

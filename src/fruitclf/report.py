@@ -109,8 +109,10 @@ def run_sections(
 #: The metrics a person reads first, in order: the console summary and the notebook show
 #: these (when the run has them); ``metrics.json`` has all.
 KEY_METRICS = ("val_accuracy", "test_accuracy", "test_accuracy_without_leaked", "test_loss",
-               "num_leaked_test_images", "best_epoch", "epochs_run", "non_finite_epoch",
-               "train_seconds", "images_per_second", "workers", "global_batch_size")
+               "num_leaked_test_images", "pseudo_labeled_images", "first_model_test_accuracy",
+               "first_model_test_accuracy_without_leaked", "best_epoch", "epochs_run",
+               "non_finite_epoch", "train_seconds", "images_per_second", "workers",
+               "global_batch_size")
 
 
 def key_metrics(metrics: Mapping[str, Any]) -> list[tuple[str, Any]]:

@@ -42,7 +42,7 @@ BOUNDED = [(name, value) for name, s in SETTINGS.items() for value in _outside(s
 def test_the_cli_options_are_the_declaration(name):
     """Check that each train option has the declared flag, type, choices, default and help."""
     setting = SETTINGS[name]
-    for command in ("train", "demo"):
+    for command in setting.commands:
         action = _options(command)[name]
         assert setting.flag in action.option_strings
         assert action.help is not None and action.help.startswith(setting.help.split(" (")[0])

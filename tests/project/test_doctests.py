@@ -43,6 +43,9 @@ def examples_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "fruits/train/notes.txt").write_text("photos from the market, May\n")
     Image.open(root / "fruits/train/acai/07.jpg").resize((40, 40)).save(
         root / "fruits/test/acai/t07.png")
+    (root / "fruits/unsorted").mkdir()
+    for i in range(4):
+        Image.fromarray(photo_like(rng, i, 48)).save(root / f"fruits/unsorted/IMG_{i + 1:04d}.jpg")
     raw = root / "downloads" / "fruits"
     shutil.copytree(root / "fruits" / "train", raw)
     data = (raw / "acai" / "07.jpg").read_bytes()

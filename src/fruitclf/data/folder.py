@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -445,6 +445,65 @@ class ImageFolderDataset(FolderCleaning, FolderSplits):
     # ---------------------------------------------------------------- data quality
 
     # ---------------------------------------------------------------- splitting
+
+    # ---------------------------------------------------------------- unlabelled photos
+
+    @classmethod
+    def unsorted(cls, root: str | os.PathLike[str], *, class_names: Sequence[str],
+                 follow_links: bool = False) -> ImageFolderDataset:
+        """Photos not yet sorted into classes: every image under ``root``, at any depth, as
+        a dataset of ``class_names`` in which every label is 0 until a model gives them
+        classes (:meth:`with_images`). Check, fingerprint and predict them as a class folder.
+
+        The files that count are those a class folder or ``predict`` would read (an image
+        extension, not hidden); sub-folders are read whatever their names.
+
+        Raises
+        ------
+        DatasetError
+            If ``root`` is missing, not a folder, or holds no image.
+
+        Examples
+        --------
+        >>> photos = ImageFolderDataset.unsorted("fruits/unsorted", class_names=ds.class_names)
+        >>> len(photos), photos.relpaths[:2]
+        (4, ['IMG_0001.jpg', 'IMG_0002.jpg'])
+        """
+        path = os.fspath(root)
+        if not os.path.isdir(path):
+            where = "is not a folder" if os.path.exists(path) else "does not exist"
+            raise DatasetError(f"The unlabelled folder {path!r} {where}. Pass a folder of "
+                               "photos (sub-folders are read too).")
+        ignored: list[IgnoredFile] = []
+        found = image_files(path, follow_links=follow_links, ignored=ignored)
+        if not found:
+            allowed = " ".join(sorted(IMAGE_EXTENSIONS))
+            raise DatasetError(f"No images found in the unlabelled folder {path!r}. Allowed "
+                               f"extensions: {allowed}")
+        photos = cls.__new__(cls)
+        photos._root, photos._follow_links = path, bool(follow_links)
+        photos._class_names = list(class_names)
+        photos._entries = [Entry(file, relpath, 0) for file, relpath in found]
+        photos._ignored = sorted(ignored, key=lambda i: i.path)
+        photos._headers, photos._decoded = {}, Decoded()
+        return photos
+
+    def with_images(self, other: ImageFolderDataset, labels: Mapping[str, int]
+                    ) -> ImageFolderDataset:
+        """This dataset and the images of ``other`` named in ``labels`` (path -> class
+        index), each with that class: e.g. the training images and the unsorted photos a
+        model gave a class (``run(unlabeled=...)``). A view: nothing on disk changes.
+
+        Examples
+        --------
+        >>> photos = ImageFolderDataset.unsorted("fruits/unsorted", class_names=ds.class_names)
+        >>> both = ds.with_images(photos, {photos.paths[0]: 2})
+        >>> len(both) - len(ds), int(both.labels[-1])
+        (1, 2)
+        """
+        added = [Entry(e.path, e.relpath, int(labels[e.path])) for e in other._entries
+                 if e.path in labels]
+        return self._from_entries(self, [*self._entries, *added])
 
     # ---------------------------------------------------------------- tf.data
 
