@@ -777,7 +777,8 @@ class _Job:
         index = trained.fingerprint_index(progress=False) if self.training_index else None
         figures = _write_final_files(folder, files, model, self.dataset, self.test, config,
                                      self.spec, self.preprocessing, history, metrics,
-                                     evaluation, self.seed, Findings(leaks, suspects), index)
+                                     evaluation, self.seed, Findings(leaks, suspects, pseudo),
+                                     index)
         folder.mark("complete", files, stopped_early=history.stopped_early)
         return RunResult(folder.path, metrics, history, evaluation, model,
                          self.dataset.class_names, self.spec, figures, files, leaks, suspects)
@@ -794,6 +795,7 @@ class Findings:
 
     leakage: list[LeakedPair]
     label_errors: list[Misclassified]
+    pseudo_labels: PseudoLabels | None = None
 
 
 #: The warning of a run whose test folder has images with a twin in training (its template:
@@ -976,16 +978,18 @@ def _metrics(history: TrainingHistory, evaluation: EvaluationResult | None,
     return metrics
 
 
-def _leakage_section(leaks: list[LeakedPair], metrics: Mapping[str, Any]) -> _report.Section:
+def _leakage_section(leaks: list[LeakedPair], metrics: Mapping[str, Any],
+                     unlabeled: bool = False) -> _report.Section:
     title = "Train/test leakage"
+    where = "the training or unlabeled folder" if unlabeled else "the training folder"
     leaked = len({p.test_path for p in leaks})
     if not leaked:
         return _report.Section(title, [_report.text(
-            "No test image has a twin in the training folder.")])
+            f"No test image has a twin in {where}.")])
     total = metrics.get("num_test_images", 0) + (
         leaked if metrics.get("leaked_test_images_dropped") else 0)
     lines = [f"{leaked} of {total} test images have a twin (an exact or near duplicate) in "
-             "the training folder."]
+             f"{where}."]
     if metrics.get("leaked_test_images_dropped"):
         lines += ["They were left out of the evaluation: the test metrics above are measured "
                   f"on the other {metrics.get('num_test_images')}."]
@@ -1000,6 +1004,32 @@ def _leakage_section(leaks: list[LeakedPair], metrics: Mapping[str, Any]) -> _re
     if len(leaks) > 30:
         blocks.append(_report.text(f"... and {len(leaks) - 30} more pairs in `leakage.json`."))
     return _report.Section(title, blocks)
+
+
+def _unlabeled_section(labels: PseudoLabels, metrics: Mapping[str, Any],
+                       class_names: list[str]) -> _report.Section:
+    """What the first model made of the unlabelled photos, and what they bought."""
+    lines = [f"{len(labels.images)} readable photos in `{labels.root}`: the first model, "
+             "trained on the labelled images alone, gave "
+             f"{len(labels.kept)} of them a class with a confidence of at least "
+             f"{labels.threshold:g}, and those trained the final model with the labelled "
+             "images."]
+    if labels.refused:
+        lines.append(f"{len(labels.refused)} could not be decoded and were left out: "
+                     f"{describe_problems(labels.refused)}.")
+    first = labels.first_model.get("test_accuracy")
+    if first is not None and metrics.get("test_accuracy") is not None:
+        lines.append(f"Test accuracy of the first model: {first:.4f}; of the final model: "
+                     f"{metrics['test_accuracy']:.4f}.")
+    counts = labels.kept_counts(class_names)
+    everyone = dict.fromkeys(class_names, 0)
+    for photo in labels.images:
+        everyone[photo.predicted] += 1
+    return _report.Section("Unlabelled photos", [
+        _report.text(" ".join(lines)),
+        _report.table(("class", "photos given it", "kept (trained)"),
+                      [(name, everyone[name], counts[name]) for name in class_names]),
+        _report.text("`pseudo_labels.json` lists every photo with its class and confidence.")])
 
 
 #: Misclassified test images the run's attention figure shows (with one correct per class).
@@ -1088,6 +1118,9 @@ def _report_sections(
         test_summary=str(test.summary()) if test is not None else None,
         settings=config.to_dict(), layers=str(spec.describe()),
         test_set=_test_section(evaluation) if evaluation is not None else None,
-        leakage=_leakage_section(findings.leakage, metrics) if test is not None else None,
+        leakage=(_leakage_section(findings.leakage, metrics, findings.pseudo_labels is not None)
+                 if test is not None else None),
+        unlabeled=(_unlabeled_section(findings.pseudo_labels, metrics, dataset.class_names)
+                   if findings.pseudo_labels is not None else None),
         label_errors=_label_error_section(findings.label_errors, dataset.root),
         files=files, versions=versions())

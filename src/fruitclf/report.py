@@ -77,6 +77,7 @@ def run_sections(
     label_errors: Section,
     files: Mapping[str, Path],
     versions: Mapping[str, str],
+    unlabeled: Section | None = None,
 ) -> list[Section]:
     """The sections of a run's report, in order."""
     data = [pre(data_summary)]
@@ -98,6 +99,8 @@ def run_sections(
         sections.append(test_set)
     if leakage is not None:
         sections.append(leakage)
+    if unlabeled is not None:
+        sections.append(unlabeled)
     sections.append(label_errors)
     sections.append(Section("Files", [items(
         [f"`{path.name}`: {FILE_ROLES.get(role, role)}" for role, path in files.items()])]))

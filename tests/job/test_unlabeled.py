@@ -69,6 +69,11 @@ def test_the_first_model_labels_the_photos_and_they_train_the_final_model(
     assert any(p["path"].endswith("from_test.jpg") for p in leaked)
     assert metrics["num_leaked_test_images"] >= 1
     assert (out / "teacher.keras").exists()
+    report = (out / "report.md").read_text()
+    assert "Unlabelled photos" in report and "1 could not be decoded" in report
+    assert "twin (an exact or near duplicate) in the training or unlabeled folder" in report
+    assert f"Test accuracy of the first model: {metrics['first_model_test_accuracy']:.4f}" \
+        in report
     marker = json.loads((out / "fruitclf-run.json").read_text())
     assert {"teacher.keras", "pseudo_labels.json"} <= set(marker["owns"])
     settings = marker["identity"]["config"]
