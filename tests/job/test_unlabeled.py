@@ -159,3 +159,57 @@ def test_pseudo_labels_keep_photos_from_the_threshold_and_read_back(image_folder
     (tmp_path / "other.json").write_text('{"format": "something else"}')
     with pytest.raises(DatasetError, match=r"other.json.* is not a pseudo-label file"):
         PseudoLabels.load(tmp_path / "other.json")
+
+
+def test_unlabeled_photos_under_several_workers_are_refused(image_folder, photos, tmp_path,
+                                                            monkeypatch):
+    """Check that a multi-worker cluster is refused with one clear line before anything is
+    checked or written (the first model must label the photos before the final one starts)."""
+    from fruitclf import job
+
+    class TwoWorkers:
+        class cluster_resolver:  # the attribute TensorFlow's strategies have
+            task_type, task_id = "worker", 0
+
+            @staticmethod
+            def cluster_spec():  # type: ignore[no-untyped-def]
+                class Spec:
+                    def as_dict(self):  # type: ignore[no-untyped-def]
+                        return {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
+                return Spec()
+
+    monkeypatch.setattr(job, "make_strategy", lambda option: TwoWorkers())
+    with pytest.raises(ValueError, match=r"`unlabeled` trains in one process"):
+        run(image_folder, out=tmp_path / "run", unlabeled=photos, **QUICK)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_stopped_before_the_labels_resumes_the_first_model_where_it_stopped(
+        image_folder, photos, tmp_path, monkeypatch):
+    """Check that a stop between the first model's training and its labels resumes from
+    ``teacher.keras`` without training that model again."""
+    from fruitclf import job
+
+    def stopped(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    common = {"unlabeled": photos, "epochs": 2, "checkpoint_interval": 0.0, **QUICK}
+    with monkeypatch.context() as patch:
+        patch.setattr(job.PseudoLabels, "from_predictions", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            run(image_folder, out=out, **common)
+    teacher = digests(out)["teacher.keras"]
+    assert not (out / "pseudo_labels.json").exists()
+    calls = []
+    original = job.Trainer.fit
+
+    def counted(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        history = original(self, *args, **kwargs)
+        calls.append(history.epochs_run)
+        return history
+
+    monkeypatch.setattr(job.Trainer, "fit", counted)
+    result = run(image_folder, out=out, resume=True, **common)
+    assert digests(out)["teacher.keras"] == teacher
+    assert calls == [2, 2] and result.metrics["pseudo_labeled_images"] > 0
