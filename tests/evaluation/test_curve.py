@@ -63,10 +63,11 @@ def test_the_leakage_warning_is_said_once_for_all_the_runs(
     with caplog.at_level(logging.WARNING, logger="fruitclf"):
         with _leakage_warned_once():
             for leaked in (3, 5):  # the runs on 25% and 50% of the photos
-                log.warning(LEAKAGE_WARNING, leaked, 30, "t.png", "a.png", "mirrored",
-                            "counts them")
+                log.warning(LEAKAGE_WARNING, leaked, 30, "training folder", "t.png", "a.png",
+                            "mirrored", "counts them")
                 log.warning("Run with %d leaked.", leaked)
-        log.warning(LEAKAGE_WARNING, 7, 30, "t.png", "a.png", "exact", "counts them")
+        log.warning(LEAKAGE_WARNING, 7, 30, "training folder", "t.png", "a.png", "exact",
+                    "counts them")
     said = [r.getMessage() for r in caplog.records]
     assert [m[:8] for m in said if "have a twin" in m] == ["3 of 30 ", "7 of 30 "]
     assert "Run with 3 leaked." in said and "Run with 5 leaked." in said
