@@ -96,7 +96,9 @@ def _weights(value: str) -> str | None:
 UNLABELED_HELP = ("photos without a class (sub-folders are read too) to train on as well: a "
                   "first model trained on the labelled images gives each its class, and those "
                   "it is confident about (--pseudo-label-threshold) train the final model with "
-                  "the labelled images; about twice the time")
+                  "the labelled images; about twice the time. It pays only when the first "
+                  "model is mostly right: compare first_model_test_accuracy with "
+                  "test_accuracy")
 
 
 def _add_train_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:

@@ -264,7 +264,11 @@ def run(
         them. The photos are checked like the training folder (files that cannot be decoded
         are left out and named in a warning) and searched for twins of test images
         (leakage); ``pseudo_labels.json`` in the run folder lists each photo's class and
-        confidence. Not with a multi-worker strategy.
+        confidence. It pays only when the first model is mostly right (its test accuracy
+        is in the metrics, ``first_model_test_accuracy``, to compare with): on flowers12
+        with 15 photos a class labelled and 45 unlabelled it gained 2.4–3.8 points, on
+        food10 (a first model right 4 times in 10) it lost 2.7–7.3. Not with a
+        multi-worker strategy.
     spec : str, CNNSpec or path-like, default="small-data"
         A preset name (``CNNSpec.PRESETS``), a spec JSON file, or a spec.
     recipe : str or Recipe, optional
