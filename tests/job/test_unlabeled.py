@@ -34,6 +34,18 @@ def photos(tmp_path_factory):  # type: ignore[no-untyped-def]
     return root
 
 
+def _stopped_at(owner, name, train, out, settings, monkeypatch):  # type: ignore[no-untyped-def]
+    """Run until ``owner.name`` is called, and stop there as Ctrl-C would."""
+
+    def stopped(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(owner, name, stopped)
+        with pytest.raises(KeyboardInterrupt):
+            run(train, out=out, **settings)
+
+
 def test_the_first_model_labels_the_photos_and_they_train_the_final_model(
         image_folder, test_folder, photos, tmp_path, capsys):
     """Check the whole path from the command line: bad photos left out and named, a test
@@ -86,15 +98,9 @@ def test_a_run_stopped_after_the_labels_resumes_without_training_the_first_model
     final model on the same photos, and that a finished run is left as it is."""
     from fruitclf import job
 
-    def stopped(*args, **kwargs):  # type: ignore[no-untyped-def]
-        raise KeyboardInterrupt
-
     out = tmp_path / "run"
     common = {"unlabeled": photos, "epochs": 2, "pseudo_label_threshold": 0.0, **QUICK}
-    with monkeypatch.context() as patch:
-        patch.setattr(job._Job, "train", stopped)
-        with pytest.raises(KeyboardInterrupt):
-            run(image_folder, out=out, **common)
+    _stopped_at(job._Job, "train", image_folder, out, common, monkeypatch)
     written = digests(out)
     assert "pseudo_labels.json" in written and "teacher.keras" in written
 
@@ -190,15 +196,9 @@ def test_a_run_stopped_before_the_labels_resumes_the_first_model_where_it_stoppe
     ``teacher.keras`` without training that model again."""
     from fruitclf import job
 
-    def stopped(*args, **kwargs):  # type: ignore[no-untyped-def]
-        raise KeyboardInterrupt
-
     out = tmp_path / "run"
     common = {"unlabeled": photos, "epochs": 2, "checkpoint_interval": 0.0, **QUICK}
-    with monkeypatch.context() as patch:
-        patch.setattr(job.PseudoLabels, "from_predictions", stopped)
-        with pytest.raises(KeyboardInterrupt):
-            run(image_folder, out=out, **common)
+    _stopped_at(job.PseudoLabels, "from_predictions", image_folder, out, common, monkeypatch)
     teacher = digests(out)["teacher.keras"]
     assert not (out / "pseudo_labels.json").exists()
     calls = []
