@@ -201,8 +201,8 @@ def measure(row: Row, train: Path, test: Path, seed: int, twin_set: set[str],
             test_ds = fruitclf.ImageFolderDataset(test, class_names=first.class_names)
             evaluator = fruitclf.Evaluator(first.model, first.class_names,
                                            preprocessing=first.preprocessing)
-            scores["first"] = _scores(evaluator.evaluate(test_ds, tta=kwargs.get("tta", 4)),
-                                      twin_set)
+            views = kwargs.get("tta", fruitclf.Recipe.preset("small-data").tta)
+            scores["first"] = _scores(evaluator.evaluate(test_ds, tta=views), twin_set)
         if row.tta > 0:  # the saved model, with its preprocessing, on the same test folder
             loaded = fruitclf.load_model(result.files["model.keras"])
             test_ds = fruitclf.ImageFolderDataset(test, class_names=loaded.class_names)
@@ -331,7 +331,7 @@ def main() -> int:
                 if row.tta < 0:  # the first model of the same runs: labelled photos only
                     firsts = [r["first"] for r in results]
                     _print_row("default, labelled photos only (the first model of the runs "
-                               "below)", firsts, [], True)
+                               "below)", firsts, [], bool(twin_set))
                 _print_row(row.name, results, results, bool(twin_set))
                 if row.tta < 0:
                     print(f"|  | w/o twins, against labelled only: "

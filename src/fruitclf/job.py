@@ -657,8 +657,10 @@ class _Job:
         if self.test is not None:
             first = self.evaluate_test(evaluator, leaks)
             scores["test_accuracy"] = first.accuracy
-            scores.update((k, v) for k, v in _leakage_metrics(leaks, first, self.drop_leaked)
-                          .items() if k == "test_accuracy_without_leaked" and v is not None)
+            without = _leakage_metrics(leaks, first, self.drop_leaked).get(
+                "test_accuracy_without_leaked")
+            if without is not None:
+                scores["test_accuracy_without_leaked"] = without
         labels = dataclasses.replace(labels, first_model=scores)
         labels.save(path)
         counts = labels.kept_counts(self.dataset.class_names)
