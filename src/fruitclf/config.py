@@ -97,8 +97,9 @@ class Recipe(TrainingChoices):
     precision: str = "auto"
     #: Test-time augmentation views averaged when evaluating the test folder
     tta: int = 4
-    #: With unlabelled photos: the first model's confidence from which a photo trains
-    pseudo_label_threshold: float = 0.5
+    #: With unlabelled photos: the first model's calibrated confidence from which a photo
+    #: trains
+    pseudo_label_threshold: float = 0.8
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

@@ -29,7 +29,7 @@ from .data import DatasetSplit, ImageFolderDataset, Preprocessing
 from .data.check import FileProblem, describe_problems
 from .data.quality import FingerprintIndex, LeakedPair
 from .data.sharing import share_of
-from .data.unlabeled import PseudoLabels
+from .data.unlabeled import PseudoLabels, calibration_split
 from .distribute import is_chief, make_strategy
 from .evaluation import EvaluationResult, Evaluator, Misclassified, plot_misclassified
 from .exceptions import CorruptedImagesError, DatasetError, RunFolderError, SpecError, TrainingError
@@ -257,18 +257,17 @@ def run(
         Test folder with the same classes (a subset is fine).
     unlabeled : path-like, optional
         A folder of photos without a class (sub-folders are read too), to train on as well
-        (self-training, see :doc:`/howto/unlabeled`): a first model trains on the labelled
-        images and gives each of these photos its most probable class; the photos it gives
-        a class with a confidence of at least ``pseudo_label_threshold`` then train the final
-        model from scratch with the labelled images. About twice the time of a run without
-        them. The photos are checked like the training folder (files that cannot be decoded
-        are left out and named in a warning) and searched for twins of test images
-        (leakage); ``pseudo_labels.json`` in the run folder lists each photo's class and
-        confidence. It pays only when the first model is mostly right (its test accuracy
-        is in the metrics, ``first_model_test_accuracy``, to compare with): on flowers12
-        with 15 photos a class labelled and 45 unlabelled it gained 2.4–3.8 points, on
-        food10 (a first model right 4 times in 10) it lost 2.7–7.3. Not with a
-        multi-worker strategy.
+        (self-training, see :doc:`/howto/unlabeled`): a first model trains on 80% of the
+        labelled images (at least 10 are held out, so ``unlabeled`` needs 20), measures on
+        the rest how often its confidence is right (a temperature), and gives each of these
+        photos its most probable class; the photos whose calibrated confidence is at least
+        ``pseudo_label_threshold`` then train the final model from scratch with all the
+        labelled images. About twice the time of a run without them. A first model that is
+        often wrong is found over-confident and few of its labels are kept, so the photos
+        cannot cost much. The photos are checked like the training folder (files that
+        cannot be decoded are left out and named in a warning) and searched for twins of
+        test images (leakage); ``pseudo_labels.json`` in the run folder lists each photo's
+        class and confidence. Not with a multi-worker strategy.
     spec : str, CNNSpec or path-like, default="small-data"
         A preset name (``CNNSpec.PRESETS``), a spec JSON file, or a spec.
     recipe : str or Recipe, optional
@@ -305,9 +304,11 @@ def run(
         :meth:`Evaluator.evaluate`; recipe: 4 for ``small-data``, 1 otherwise). The first
         model of ``unlabeled`` labels each photo with as many views.
     pseudo_label_threshold : float, optional
-        With ``unlabeled``: the first model's confidence (its probability for the class it
-        gives, with ``tta`` views) from which a photo trains the final model, in [0, 1]; 0
-        trains on every readable photo (recipe: 0.5).
+        With ``unlabeled``: the first model's calibrated confidence (its probability for
+        the class it gives, with ``tta`` views, scaled with the temperature fitted on the
+        held-out labelled images: about the share of such labels that are right) from which
+        a photo trains the final model, in [0, 1]; 0 trains on every readable photo (recipe:
+        0.8).
     precision : {"auto", "float32", "mixed_bfloat16", "mixed_float16"}, optional
         Dtype policy (recipe: ``"auto"``: bfloat16 where the hardware computes it natively,
         CPUs with AVX512_BF16 or AMX and recent GPUs, float32 elsewhere).
@@ -629,9 +630,11 @@ class _Job:
     def pseudo_label(self, folder: RunFolder, plan: Recipe, policy: str, split: DatasetSplit,
                      files: Mapping[str, Path], cache: str | None, verbose: str | int,
                      strategy: Any, leaks: list[LeakedPair]) -> tuple[DatasetSplit, PseudoLabels]:
-        """Train the first model on the labelled images and label the unlabelled photos with
-        it (scoring it on the test folder, to compare with), or read the labels a previous
-        run of this folder wrote."""
+        """Train the first model on most of the labelled images, fit its temperature on the
+        rest, and label the unlabelled photos with it (scoring it on the test folder, to
+        compare with); or read the labels a previous run of this folder wrote."""
+        from .stats import fit_temperature
+
         assert self.unlabeled is not None
         path = files["pseudo_labels"]
         if folder.previous is not None and path.exists() and files["split"].exists():
@@ -640,20 +643,31 @@ class _Job:
                         "(%s).", path)
             return self.dataset.load_split(files["split"]), labels
         split = self.settle_split(folder, split, files)
-        epochs = plan.epochs_for(len(split.training)) if self.epochs is None else self.epochs
-        logger.info("First, a model of the %d labelled images, to label the %d unlabelled "
-                    "photos.", len(split.training), len(self.unlabeled))
+        held = calibration_split(split.training, seed=self.seed,
+                                 group_duplicates=self.group_duplicates)
+        first_split = dataclasses.replace(split, training=held.training)
+        epochs = (plan.epochs_for(len(held.training)) if self.epochs is None
+                  else self.epochs)
+        logger.info("First, a model of %d labelled images, to label the %d unlabelled photos; "
+                    "%d more are held out to measure how far its confidence can be trusted.",
+                    len(held.training), len(self.unlabeled), len(held.validation))
         teacher = self.trainer(plan, policy, {"last_checkpoint": files["teacher"]}, verbose,
                                strategy)
-        history = self.fit(teacher, split, epochs, cache, plan.name, policy,
+        history = self.fit(teacher, first_split, epochs, cache, plan.name, policy,
                            resume=folder.previous is not None and files["teacher"].exists())
         evaluator = Evaluator(_plain(teacher), self.dataset.class_names,
                               preprocessing=self.preprocessing)
+        checked = evaluator.evaluate(held.validation, batch_size=self.batch_size, tta=self.tta)
+        temperature = fit_temperature(checked.probabilities, checked.y_true)
         predictions = evaluator.predict(self.unlabeled, batch_size=self.batch_size,
                                         tta=self.tta)
         labels = PseudoLabels.from_predictions(self.unlabeled, predictions.probabilities,
-                                               self.pseudo_label_threshold, self.refused)
-        scores = {"train_seconds": round(history.seconds, 3)}
+                                               self.pseudo_label_threshold, self.refused,
+                                               temperature=temperature)
+        scores = {"train_seconds": round(history.seconds, 3),
+                  "trained_on": float(len(held.training)),
+                  "calibration_images": float(len(held.validation)),
+                  "calibration_accuracy": checked.accuracy}
         if self.test is not None:
             first = self.evaluate_test(evaluator, leaks)
             scores["test_accuracy"] = first.accuracy
@@ -664,10 +678,12 @@ class _Job:
         labels = dataclasses.replace(labels, first_model=scores)
         labels.save(path)
         counts = labels.kept_counts(self.dataset.class_names)
-        logger.info("The first model gave %d of %d unlabelled photos a class with confidence "
-                    ">= %g (%s); they train the final model with the labelled images.",
-                    len(labels.kept), len(labels.images), labels.threshold,
-                    ", ".join(f"{name} {n}" for name, n in counts.items()))
+        logger.info("The first model was right on %d of %d held-out labelled images "
+                    "(temperature %.2f). It gave %d of %d unlabelled photos a class with "
+                    "calibrated confidence >= %g (%s); they train the final model with the "
+                    "labelled images.", round(checked.accuracy * len(held.validation)),
+                    len(held.validation), temperature, len(labels.kept), len(labels.images),
+                    labels.threshold, ", ".join(f"{name} {n}" for name, n in counts.items()))
         return split, labels
 
     def fit(self, trainer: Trainer, split: DatasetSplit, epochs: int, cache: str | None,
@@ -1015,15 +1031,23 @@ def _leakage_section(leaks: list[LeakedPair], metrics: Mapping[str, Any],
 def _unlabeled_section(labels: PseudoLabels, metrics: Mapping[str, Any],
                        class_names: list[str]) -> _report.Section:
     """What the first model made of the unlabelled photos, and what they bought."""
+    first_model = labels.first_model
     lines = [f"{len(labels.images)} readable photos in `{labels.root}`: the first model, "
-             "trained on the labelled images alone, gave "
-             f"{len(labels.kept)} of them a class with a confidence of at least "
-             f"{labels.threshold:g}, and those trained the final model with the labelled "
+             f"trained on {first_model.get('trained_on', 0):.0f} of the labelled images, gave "
+             f"{len(labels.kept)} of them a class with a calibrated confidence of at least "
+             f"{labels.threshold:g}, and those trained the final model with all the labelled "
              "images."]
+    if "calibration_images" in first_model:
+        right = first_model.get("calibration_accuracy", 0.0)
+        held = first_model["calibration_images"]
+        lines.append(f"The first model was right on {right:.0%} of the {held:.0f} labelled "
+                     "images held out from it; its probabilities were scaled with a temperature of "
+                     f"{labels.temperature:.2f} (above 1: it was over-confident) before the "
+                     "threshold.")
     if labels.refused:
         lines.append(f"{len(labels.refused)} could not be decoded and were left out: "
                      f"{describe_problems(labels.refused)}.")
-    first = labels.first_model.get("test_accuracy")
+    first = first_model.get("test_accuracy")
     if first is not None and metrics.get("test_accuracy") is not None:
         lines.append(f"Test accuracy of the first model: {first:.4f}; of the final model: "
                      f"{metrics['test_accuracy']:.4f}.")

@@ -180,9 +180,10 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             metavar="imagenet|PATH|none"),
     Setting("tta", int, "test-time augmentation: views averaged per test image, 1: off",
             min_value=1, max_value=8, metavar="N"),
-    Setting("pseudo_label_threshold", float, "with --unlabeled: the confidence from which the "
-            "first model's class for an unlabelled photo is trusted, so that the photo "
-            "trains the final model", min_value=0.0, max_value=1.0, commands=("train",),
+    Setting("pseudo_label_threshold", float, "with --unlabeled: the calibrated confidence "
+            "(the share of such labels expected right) from which the first model's class "
+            "for an unlabelled photo is trusted, so that the photo trains the final model",
+            min_value=0.0, max_value=1.0, commands=("train",),
             hint="Use 0 to train on every unlabelled photo", metavar="P"),
     Setting("precision", str, "dtype policy; auto = bfloat16 where the hardware has it "
             "natively", choices=PRECISIONS),

@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from _images import write_class_folder
 from _runs import QUICK, digests
@@ -66,6 +67,12 @@ def test_the_first_model_labels_the_photos_and_they_train_the_final_model(
     labels = PseudoLabels.load(out / "pseudo_labels.json")
     assert labels.root == str(photos) and labels.threshold == 0.4
     assert len(labels.images) == 20
+    # 10 of the 36 labelled images (3 and 4 a class) were held out from the first model to
+    # fit its temperature; the kept photos are those whose scaled confidence is >= 0.4.
+    first = labels.first_model
+    assert first["calibration_images"] >= 10 and first["trained_on"] == 36 - first[
+        "calibration_images"]
+    assert 0.0 <= first["calibration_accuracy"] <= 1.0 and labels.temperature > 0
     assert [p.path for p in labels.refused] == [str(photos / "broken.png")]
     assert all(p.kept == (p.confidence >= 0.4) for p in labels.images)
     # The first model learnt the classes: most photos in a class folder get that class.
@@ -86,6 +93,7 @@ def test_the_first_model_labels_the_photos_and_they_train_the_final_model(
     assert "twin (an exact or near duplicate) in the training or unlabeled folder" in report
     assert f"Test accuracy of the first model: {metrics['first_model_test_accuracy']:.4f}" \
         in report
+    assert f"temperature of {labels.temperature:.2f}" in report
     marker = json.loads((out / "fruitclf-run.json").read_text())
     assert {"teacher.keras", "pseudo_labels.json"} <= set(marker["owns"])
     settings = marker["identity"]["config"]
@@ -142,6 +150,11 @@ def test_unlabeled_folders_that_cannot_work_are_refused_before_training(
     with pytest.raises(CorruptedImagesError, match=r"None of the 1 photos in the unlabeled"):
         run(image_folder, out=out, unlabeled=bad, **QUICK)
     assert not out.exists()
+    few = write_class_folder(tmp_path / "few", 3, 6, seed=3)
+    with pytest.raises(DatasetError, match=r"at least 20 labelled training images; .*few.* "
+                                           r"has 18"):
+        run(few, out=tmp_path / "few-run", unlabeled=test_folder, **QUICK)
+    assert not (tmp_path / "few-run" / "teacher.keras").exists()
 
 
 def test_pseudo_labels_keep_photos_from_the_threshold_and_read_back(image_folder, tmp_path):
@@ -162,6 +175,15 @@ def test_pseudo_labels_keep_photos_from_the_threshold_and_read_back(image_folder
     assert both.class_counts == {"class_0": 12 + 12, "class_1": 12, "class_2": 12 + 18}
     labels.save(tmp_path / "p.json")
     assert PseudoLabels.load(tmp_path / "p.json") == labels
+    # A temperature above 1 (an over-confident first model) flattens the probabilities
+    # before the threshold: 0.8 (of 0.8, 0.1, 0.1) becomes 0.5, 0.5 (of 0.5, 0.3, 0.2)
+    # about 0.39.
+    hot = PseudoLabels.from_predictions(photos, probabilities, 0.45, temperature=3.0)
+    assert hot.kept_counts(["a", "b", "c"]) == {"a": 0, "b": 0, "c": 18}
+    assert hot.temperature == 3.0 and hot.images[-1].confidence == pytest.approx(0.5, 1e-4)
+    assert hot.images[0].confidence == pytest.approx(0.3876, 1e-3)
+    hot.save(tmp_path / "hot.json")
+    assert PseudoLabels.load(tmp_path / "hot.json") == hot
     (tmp_path / "other.json").write_text('{"format": "something else"}')
     with pytest.raises(DatasetError, match=r"other.json.* is not a pseudo-label file"):
         PseudoLabels.load(tmp_path / "other.json")
@@ -197,7 +219,8 @@ def test_a_run_stopped_before_the_labels_resumes_the_first_model_where_it_stoppe
     from fruitclf import job
 
     out = tmp_path / "run"
-    common = {"unlabeled": photos, "epochs": 2, "checkpoint_interval": 0.0, **QUICK}
+    common = {"unlabeled": photos, "epochs": 2, "checkpoint_interval": 0.0,
+              "pseudo_label_threshold": 0.0, **QUICK}
     _stopped_at(job.PseudoLabels, "from_predictions", image_folder, out, common, monkeypatch)
     teacher = digests(out)["teacher.keras"]
     assert not (out / "pseudo_labels.json").exists()
@@ -213,3 +236,37 @@ def test_a_run_stopped_before_the_labels_resumes_the_first_model_where_it_stoppe
     result = run(image_folder, out=out, resume=True, **common)
     assert digests(out)["teacher.keras"] == teacher
     assert calls == [2, 2] and result.metrics["pseudo_labeled_images"] > 0
+
+
+def test_calibration_split_holds_out_a_fifth_or_at_least_ten(image_folder, tmp_path):
+    """Check the held-out share: a fifth of each class, more when that is under 10 images,
+    never a class emptied, the same for the same seed."""
+    from fruitclf.data.unlabeled import calibration_split
+
+    big = ImageFolderDataset(write_class_folder(tmp_path / "big", 4, 20, seed=5))
+    split = calibration_split(big, seed=1)
+    assert split.counts()["validation"] == dict.fromkeys(big.class_names, 4)
+    small = calibration_split(ImageFolderDataset(image_folder), seed=1)
+    assert len(small.validation) >= 10 and min(small.counts()["training"].values()) >= 6
+    assert not set(small.training.paths) & set(small.validation.paths)
+    again = calibration_split(ImageFolderDataset(image_folder), seed=1)
+    assert again.validation.paths == small.validation.paths
+
+
+def test_a_first_model_that_is_often_wrong_keeps_almost_no_photo(tmp_path):
+    """Check the guard against a first model whose labels cannot be trusted: classes of pure
+    noise are learnt by heart but not recognised on the held-out images, so the fitted
+    temperature flattens its probabilities and no photo reaches the default threshold."""
+    rng = np.random.default_rng(0)
+    noise = tmp_path / "noise"
+    for label in range(3):
+        (noise / f"class_{label}").mkdir(parents=True)
+        for i in range(14):
+            Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(
+                noise / f"class_{label}" / f"img_{i:02d}.png")
+    photos = write_class_folder(tmp_path / "photos", 3, 5, seed=9)
+    result = run(noise, out=tmp_path / "run", unlabeled=photos, epochs=30,
+                 learning_rate=0.01, **QUICK)
+    labels = PseudoLabels.load(result.files["pseudo_labels"])
+    assert labels.temperature > 2.0
+    assert len(labels.kept) <= 1 and result.metrics["pseudo_labeled_images"] == len(labels.kept)
