@@ -665,8 +665,8 @@ class _Job:
                                                self.pseudo_label_threshold, self.refused,
                                                temperature=temperature)
         scores = {"train_seconds": round(history.seconds, 3),
-                  "trained_on": float(len(held.training)),
-                  "calibration_images": float(len(held.validation)),
+                  "trained_on": len(held.training),
+                  "calibration_images": len(held.validation),
                   "calibration_accuracy": checked.accuracy}
         if self.test is not None:
             first = self.evaluate_test(evaluator, leaks)
@@ -678,12 +678,21 @@ class _Job:
         labels = dataclasses.replace(labels, first_model=scores)
         labels.save(path)
         counts = labels.kept_counts(self.dataset.class_names)
-        logger.info("The first model was right on %d of %d held-out labelled images "
-                    "(temperature %.2f). It gave %d of %d unlabelled photos a class with "
-                    "calibrated confidence >= %g (%s); they train the final model with the "
-                    "labelled images.", round(checked.accuracy * len(held.validation)),
-                    len(held.validation), temperature, len(labels.kept), len(labels.images),
-                    labels.threshold, ", ".join(f"{name} {n}" for name, n in counts.items()))
+        right = round(checked.accuracy * len(held.validation))
+        if labels.kept:
+            logger.info("The first model was right on %d of %d held-out labelled images "
+                        "(temperature %.2f). It gave %d of %d unlabelled photos a class with "
+                        "calibrated confidence >= %g (%s); they train the final model with "
+                        "the labelled images.", right, len(held.validation), temperature,
+                        len(labels.kept), len(labels.images), labels.threshold,
+                        ", ".join(f"{name} {n}" for name, n in counts.items()))
+        else:
+            logger.warning("The first model was right on %d of %d held-out labelled images "
+                           "(temperature %.2f), and none of the %d unlabelled photos reached "
+                           "a calibrated confidence of %g: the final model trains on the "
+                           "labelled images alone. Labelling more photos helps more here.",
+                           right, len(held.validation), temperature, len(labels.images),
+                           labels.threshold)
         return split, labels
 
     def fit(self, trainer: Trainer, split: DatasetSplit, epochs: int, cache: str | None,

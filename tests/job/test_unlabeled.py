@@ -253,7 +253,7 @@ def test_calibration_split_holds_out_a_fifth_or_at_least_ten(image_folder, tmp_p
     assert again.validation.paths == small.validation.paths
 
 
-def test_a_first_model_that_is_often_wrong_keeps_almost_no_photo(tmp_path):
+def test_a_first_model_that_is_often_wrong_keeps_no_photo(tmp_path, caplog):
     """Check the guard against a first model whose labels cannot be trusted: classes of pure
     noise are learnt by heart but not recognised on the held-out images, so the fitted
     temperature flattens its probabilities and no photo reaches the default threshold."""
@@ -268,5 +268,8 @@ def test_a_first_model_that_is_often_wrong_keeps_almost_no_photo(tmp_path):
     result = run(noise, out=tmp_path / "run", unlabeled=photos, epochs=30,
                  learning_rate=0.01, **QUICK)
     labels = PseudoLabels.load(result.files["pseudo_labels"])
-    assert labels.temperature > 2.0
-    assert len(labels.kept) <= 1 and result.metrics["pseudo_labeled_images"] == len(labels.kept)
+    assert labels.temperature > 2.0 and labels.first_model["calibration_accuracy"] < 0.7
+    assert labels.kept == [] and result.metrics["pseudo_labeled_images"] == 0
+    assert "none of the 15 unlabelled photos reached a calibrated confidence of 0.8" \
+        in caplog.text
+    assert result.metrics["num_train_images"] == 42  # the labelled images alone

@@ -211,7 +211,8 @@ class PseudoLabels:
             labels = cls(str(data["root"]), float(data["threshold"]),
                          [PseudoLabel(**p) for p in data["images"]],
                          [FileProblem(**p) for p in data.get("refused", [])],
-                         {str(k): float(v) for k, v in data.get("first_model", {}).items()},
+                         {str(k): v if isinstance(v, int) else float(v)
+                          for k, v in data.get("first_model", {}).items()},
                          float(data.get("temperature", 1.0)))
             if data.get("format") != PSEUDO_LABELS_FORMAT:
                 raise ValueError(data.get("format"))
