@@ -633,8 +633,6 @@ class _Job:
         """Train the first model on most of the labelled images, fit its temperature on the
         rest, and label the unlabelled photos with it (scoring it on the test folder, to
         compare with); or read the labels a previous run of this folder wrote."""
-        from .stats import fit_temperature
-
         assert self.unlabeled is not None
         path = files["pseudo_labels"]
         if folder.previous is not None and path.exists() and files["split"].exists():
@@ -657,13 +655,7 @@ class _Job:
                            resume=folder.previous is not None and files["teacher"].exists())
         evaluator = Evaluator(_plain(teacher), self.dataset.class_names,
                               preprocessing=self.preprocessing)
-        checked = evaluator.evaluate(held.validation, batch_size=self.batch_size, tta=self.tta)
-        temperature = fit_temperature(checked.probabilities, checked.y_true)
-        predictions = evaluator.predict(self.unlabeled, batch_size=self.batch_size,
-                                        tta=self.tta)
-        labels = PseudoLabels.from_predictions(self.unlabeled, predictions.probabilities,
-                                               self.pseudo_label_threshold, self.refused,
-                                               temperature=temperature)
+        labels, checked = self.label_photos(evaluator, held.validation)
         scores = {"train_seconds": round(history.seconds, 3),
                   "trained_on": len(held.training),
                   "calibration_images": len(held.validation),
@@ -677,23 +669,23 @@ class _Job:
                 scores["test_accuracy_without_leaked"] = without
         labels = dataclasses.replace(labels, first_model=scores)
         labels.save(path)
-        counts = labels.kept_counts(self.dataset.class_names)
-        right = round(checked.accuracy * len(held.validation))
-        if labels.kept:
-            logger.info("The first model was right on %d of %d held-out labelled images "
-                        "(temperature %.2f). It gave %d of %d unlabelled photos a class with "
-                        "calibrated confidence >= %g (%s); they train the final model with "
-                        "the labelled images.", right, len(held.validation), temperature,
-                        len(labels.kept), len(labels.images), labels.threshold,
-                        ", ".join(f"{name} {n}" for name, n in counts.items()))
-        else:
-            logger.warning("The first model was right on %d of %d held-out labelled images "
-                           "(temperature %.2f), and none of the %d unlabelled photos reached "
-                           "a calibrated confidence of %g: the final model trains on the "
-                           "labelled images alone. Labelling more photos helps more here.",
-                           right, len(held.validation), temperature, len(labels.images),
-                           labels.threshold)
+        _log_labels(labels, checked, self.dataset.class_names)
         return split, labels
+
+    def label_photos(self, evaluator: Evaluator, held_out: ImageFolderDataset
+                     ) -> tuple[PseudoLabels, EvaluationResult]:
+        """Fit the first model's temperature on the held-out labelled images and label the
+        unlabelled photos with its scaled probabilities."""
+        from .stats import fit_temperature
+
+        assert self.unlabeled is not None
+        checked = evaluator.evaluate(held_out, batch_size=self.batch_size, tta=self.tta)
+        temperature = fit_temperature(checked.probabilities, checked.y_true)
+        predictions = evaluator.predict(self.unlabeled, batch_size=self.batch_size,
+                                        tta=self.tta)
+        return PseudoLabels.from_predictions(
+            self.unlabeled, predictions.probabilities, self.pseudo_label_threshold,
+            self.refused, temperature=temperature), checked
 
     def fit(self, trainer: Trainer, split: DatasetSplit, epochs: int, cache: str | None,
             recipe: str, policy: str, *, resume: bool,
@@ -851,6 +843,26 @@ def _unlabeled(folder: str | os.PathLike[str], dataset: ImageFolderDataset,
                 f"{role} folder {labelled.root!r} (e.g. {shared[0]!r}). Pass a folder of "
                 "photos that are in neither, such as photos still to be sorted.")
     return photos
+
+
+def _log_labels(labels: PseudoLabels, checked: EvaluationResult, class_names: list[str]
+                ) -> None:
+    """Say how the first model did on the held-out images and how many photos it kept."""
+    right, held = round(checked.accuracy * len(checked.y_true)), len(checked.y_true)
+    if labels.kept:
+        counts = labels.kept_counts(class_names)
+        logger.info("The first model was right on %d of %d held-out labelled images "
+                    "(temperature %.2f). It gave %d of %d unlabelled photos a class with "
+                    "calibrated confidence >= %g (%s); they train the final model with the "
+                    "labelled images.", right, held, labels.temperature, len(labels.kept),
+                    len(labels.images), labels.threshold,
+                    ", ".join(f"{name} {n}" for name, n in counts.items()))
+    else:
+        logger.warning("The first model was right on %d of %d held-out labelled images "
+                       "(temperature %.2f), and none of the %d unlabelled photos reached a "
+                       "calibrated confidence of %g: the final model trains on the labelled "
+                       "images alone. Labelling more photos helps more here.", right, held,
+                       labels.temperature, len(labels.images), labels.threshold)
 
 
 def _leakage(train: ImageFolderDataset, test: ImageFolderDataset, drop_leaked: bool,
