@@ -35,7 +35,7 @@ PSEUDO_LABELS_FORMAT = "fruitclf-pseudo-labels"
 #: The largest ``pseudo_labels.json`` read back (about 300 bytes a photo).
 MAX_PSEUDO_LABELS_BYTES = 1 << 30
 #: Share of the labelled images held out from the first model to fit its temperature (more
-#: when that gives fewer than :data:`fruitclf.calibration.MIN_CALIBRATION_IMAGES`).
+#: when that gives fewer than 10 images, the fewest a temperature is fitted on).
 CALIBRATION_SHARE = 0.2
 #: The largest share held out for that.
 MAX_CALIBRATION_SHARE = 0.5
