@@ -16,7 +16,8 @@ Folders:
   labelled, the other training files given as unlabelled photos (``run(unlabeled=...)``,
   one folder, no class names), against the same 15 without them. Twins are counted against
   the whole training folder in every row, so that "w/o twins" scores every row on the same
-  test images; the accuracy of the first model's labels on the unlabelled photos is shown.
+  test images; the share of the kept photos whose class is right, and the temperature fitted
+  on the held-out labelled photos, are shown.
 - ``digits``: scikit-learn's handwritten digits as written by ``fruitclf demo``.
 - ``shapes``: a generated folder of five shapes in random colours, sizes and places.
 

@@ -94,11 +94,11 @@ def _weights(value: str) -> str | None:
 
 #: ``fruitclf train --unlabeled``.
 UNLABELED_HELP = ("photos without a class (sub-folders are read too) to train on as well: a "
-                  "first model trained on the labelled images gives each its class, and those "
-                  "it is confident about (--pseudo-label-threshold) train the final model with "
-                  "the labelled images; about twice the time. It pays only when the first "
-                  "model is mostly right: compare first_model_test_accuracy with "
-                  "test_accuracy")
+                  "first model trained on 80%% of the labelled images gives each its class, "
+                  "the other 20%% show how far its confidence can be trusted, and the photos "
+                  "whose calibrated confidence reaches --pseudo-label-threshold train the "
+                  "final model with all the labelled images; about twice the time; needs 20 "
+                  "labelled images")
 
 
 def _add_train_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
