@@ -401,6 +401,8 @@ def run(
     leaks = job.check_data(distribution)
     split = job.dataset.split(job.validation_split, seed=job.seed,
                               group_duplicates=job.group_duplicates)
+    # Too few labelled images to hold some out stops here, before the run folder exists.
+    held = job.held_out(split) if job.unlabeled is not None else None
     epochs = plan.epochs_for(len(split.training)) if job.epochs is None else job.epochs
     config = job.config(plan, policy, epochs, cache, os.fspath(spec)
                         if not isinstance(spec, CNNSpec) else job.spec.name)
@@ -410,8 +412,8 @@ def run(
                 "spec": job.spec.to_dict()}
     with RunFolder(job.out_dir, identity, overwrite=overwrite, resume=resume) as folder:
         training, pseudo = split.training, None
-        if job.unlabeled is not None:  # the first model labels the photos (or its file)
-            split, pseudo = job.pseudo_label(folder, plan, policy, split, files, cache,
+        if job.unlabeled is not None and held is not None:  # the first model labels them
+            split, pseudo = job.pseudo_label(folder, plan, policy, split, held, files, cache,
                                              verbose, distribution, leaks)
             training = split.training.with_images(job.unlabeled,
                                                   pseudo.labels(job.dataset.class_names))
@@ -629,12 +631,19 @@ class _Job:
         return split, self.fit(trainer, split, epochs, cache, recipe, policy,
                                resume=folder.previous is not None, training=training)
 
+    def held_out(self, split: DatasetSplit) -> DatasetSplit:
+        """The split's training images, parted into the first model's and those its
+        temperature is fitted on (:func:`~fruitclf.data.unlabeled.calibration_split`)."""
+        return calibration_split(split.training, seed=self.seed,
+                                 group_duplicates=self.group_duplicates)
+
     def pseudo_label(self, folder: RunFolder, plan: Recipe, policy: str, split: DatasetSplit,
-                     files: Mapping[str, Path], cache: str | None, verbose: str | int,
-                     strategy: Any, leaks: list[LeakedPair]) -> tuple[DatasetSplit, PseudoLabels]:
-        """Train the first model on most of the labelled images, fit its temperature on the
-        rest, and label the unlabelled photos with it (scoring it on the test folder, to
-        compare with); or read the labels a previous run of this folder wrote."""
+                     held: DatasetSplit, files: Mapping[str, Path], cache: str | None,
+                     verbose: str | int, strategy: Any, leaks: list[LeakedPair]
+                     ) -> tuple[DatasetSplit, PseudoLabels]:
+        """Train the first model on ``held.training``, fit its temperature on
+        ``held.validation``, and label the unlabelled photos with it (scoring it on the test
+        folder, to compare with); or read the labels a previous run of this folder wrote."""
         assert self.unlabeled is not None
         path = files["pseudo_labels"]
         if folder.previous is not None and path.exists() and files["split"].exists():
@@ -642,9 +651,9 @@ class _Job:
             logger.info("Resuming with the labels the first model gave the unlabelled photos "
                         "(%s).", path)
             return self.dataset.load_split(files["split"]), labels
-        split = self.settle_split(folder, split, files)
-        held = calibration_split(split.training, seed=self.seed,
-                                 group_duplicates=self.group_duplicates)
+        settled = self.settle_split(folder, split, files)
+        if settled is not split:  # resuming: the split the run saved
+            split, held = settled, self.held_out(settled)
         first_split = dataclasses.replace(split, training=held.training)
         epochs = (plan.epochs_for(len(held.training)) if self.epochs is None
                   else self.epochs)

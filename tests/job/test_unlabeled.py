@@ -67,8 +67,9 @@ def test_the_first_model_labels_the_photos_and_they_train_the_final_model(
     labels = PseudoLabels.load(out / "pseudo_labels.json")
     assert labels.root == str(photos) and labels.threshold == 0.4
     assert len(labels.images) == 20
-    # 10 of the 36 labelled images (3 and 4 a class) were held out from the first model to
-    # fit its temperature; the kept photos are those whose scaled confidence is >= 0.4.
+    # At least 10 of the 36 labelled images (4 a class here) were held out from the first
+    # model to fit its temperature; the kept photos are those whose scaled confidence is
+    # >= 0.4.
     first = labels.first_model
     assert first["calibration_images"] >= 10 and first["trained_on"] == 36 - first[
         "calibration_images"]
@@ -154,7 +155,7 @@ def test_unlabeled_folders_that_cannot_work_are_refused_before_training(
     with pytest.raises(DatasetError, match=r"at least 20 labelled training images; .*few.* "
                                            r"has 18"):
         run(few, out=tmp_path / "few-run", unlabeled=test_folder, **QUICK)
-    assert not (tmp_path / "few-run" / "teacher.keras").exists()
+    assert not (tmp_path / "few-run").exists()
 
 
 def test_pseudo_labels_keep_photos_from_the_threshold_and_read_back(image_folder, tmp_path):

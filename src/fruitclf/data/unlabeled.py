@@ -47,6 +47,20 @@ def calibration_split(labelled: ImageFolderDataset, *, seed: int,
     ones its temperature is fitted on: :data:`CALIBRATION_SHARE` of each class, or more (up
     to half) until at least ``MIN_CALIBRATION_IMAGES`` are held out.
 
+    Parameters
+    ----------
+    labelled : ImageFolderDataset
+        The labelled training images.
+    seed : int
+        Seed of the split's hash (:meth:`fruitclf.ImageFolderDataset.split`).
+    group_duplicates : bool, default=True
+        Keep copies of one photo on one side.
+
+    Returns
+    -------
+    DatasetSplit
+        ``training``: the first model's images; ``validation``: the held-out ones.
+
     Raises
     ------
     DatasetError
