@@ -24,7 +24,7 @@ MODULES = ["_arrays", "_validation", "config", "data.check", "data.folder", "dat
            "data.quality", "data.split", "demo", "distribute", "evaluation", "export", "io",
            "job", "model", "plotting", "spec", "training.trainer", "settings", "data.entries",
            "data.findings", "data.cleaning", "data.quarantine", "data.loading", "data.nearpairs",
-           "data._mapped"]
+           "data._mapped", "data.unlabeled"]
 FRUITS = ["acai", "cupuacu", "graviola", "guarana", "pupunha", "tucuma"]
 
 
