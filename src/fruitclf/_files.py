@@ -17,6 +17,7 @@ import os
 import secrets
 import socket
 import stat
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -71,8 +72,7 @@ def exclusive_lock(lock_path: str | os.PathLike[str], busy: str,
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip()[:200] or "unknown"
+            holder = _holder(handle)
             handle.close()
             raise error(busy.format(holder=holder)) from None
         if _same_file(handle, lock_path):
@@ -83,6 +83,18 @@ def exclusive_lock(lock_path: str | os.PathLike[str], busy: str,
     handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
     handle.flush()
     return handle
+
+
+def _holder(handle: IO[str]) -> str:
+    """The pid and host a lock's holder wrote; it writes them just after taking the lock, so
+    an empty file is read again for up to half a second before it counts as unknown."""
+    for _ in range(10):
+        handle.seek(0)
+        holder = handle.read().strip()[:200]
+        if holder:
+            return holder
+        time.sleep(0.05)
+    return "unknown"
 
 
 def _same_file(handle: IO[str], path: str | os.PathLike[str]) -> bool:
