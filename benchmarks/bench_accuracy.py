@@ -73,6 +73,25 @@ def _rest(train: Path, per_class: int, where: Path) -> tuple[Path, dict[str, str
     return out, truth
 
 
+def real_folder(name: str, where: Path
+                ) -> tuple[Path, Path, tuple[Path, dict[str, str]] | None] | None:
+    """The training and test folders of a real folder's ``name`` (``flowers12``,
+    ``flowers12-15``, ``flowers12-15u``: subsets linked under ``where``), and for a ``u`` name
+    the unlabelled rest with each file's class; None, with a message, when it is absent."""
+    real = name.split("-", 1)[0]
+    source = DATASETS / real
+    if not source.exists():
+        print(f"{name}: skipped, {source} is absent", flush=True)
+        return None
+    train, rest = source / "train", None
+    if name != real:
+        per_class = int(name.rsplit("-", 1)[1].rstrip("u"))
+        if name.endswith("u"):
+            rest = _rest(train, per_class, where)
+        train = _subset(train, per_class, where)
+    return train, source / "test", rest
+
+
 def _shapes(where: Path, seed: int = 0, per_class: int = 20, size: int = 64) -> Path:
     """Five shape classes in random colours, sizes and positions on noisy backgrounds."""
     rng = np.random.default_rng(seed)
@@ -299,17 +318,13 @@ def main() -> int:
         for name in args.datasets:
             real = name.split("-", 1)[0]
             if real in REAL:
-                source = DATASETS / real
-                if not source.exists():
-                    print(f"{name}: skipped, {source} is absent", flush=True)
+                found = real_folder(name, where)
+                if found is None:
                     continue
-                train = source / "train"
-                if name != real:
-                    per_class = int(name.rsplit("-", 1)[1].rstrip("u"))
-                    if name.endswith("u"):
-                        unlabeled[name] = _rest(train, per_class, where)
-                    train = _subset(train, per_class, where)
-                folders[name] = (train, source / "test")
+                train, test, rest = found
+                if rest is not None:
+                    unlabeled[name] = rest
+                folders[name] = (train, test)
             elif name == "digits":
                 demo = fruitclf.write_demo_dataset(where / "digits")
                 folders[name] = (demo.train_dir, demo.test_dir)

@@ -48,7 +48,7 @@ from typing import Any, ClassVar
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_accuracy import DATASETS, _scores, _subset, _summary, paired_gain
+from bench_accuracy import _scores, _summary, paired_gain, real_folder
 
 CANDIDATES = ("mixup", "cutmix", "crops", "residual", "residual-all", "snapshots")
 #: Cycles of the snapshot ensemble
@@ -326,15 +326,10 @@ def main() -> int:
     runs: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.datasets:
-            real = name.split("-", 1)[0]
-            source = DATASETS / real
-            if not source.exists():
-                print(f"{name}: skipped, {source} is absent", flush=True)
+            found = real_folder(name, Path(tmp))
+            if found is None:
                 continue
-            train = source / "train"
-            if name != real:
-                train = _subset(train, int(name.rsplit("-", 1)[1]), Path(tmp))
-            test = source / "test"
+            train, test, _ = found
             print(f"\n### {name}\n\n| configuration | test accuracy, median (range) [95% "
                   f"interval] | change against the default, seed by seed [paired 95%] | "
                   f"training s |\n|---|---|---|---:|", flush=True)
