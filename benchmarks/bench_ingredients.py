@@ -142,6 +142,16 @@ def _mix(images: Any, labels: Any, classes: int) -> tuple[Any, Any]:
     return images * (1 - mask) + other * mask, lam * onehot + (1 - lam) * other_labels
 
 
+#: What each candidate does to a training batch (images, labels, number of classes)
+BATCH_CHANGES: dict[str, Any] = {
+    "mixup": _mix,
+    "cutmix": _mix,
+    "crops": lambda images, labels, classes: (_crops(images), labels),
+    "photometric": lambda images, labels, classes: (_photometric(images), labels),
+    "consistency": _twice,
+}
+
+
 def _install() -> None:
     """Wrap fruitclf's training pipelines, loss, model builder and schedule for the
     candidates (each wrapper leaves the default untouched)."""
@@ -152,26 +162,18 @@ def _install() -> None:
 
 
 def _wrap_pipelines() -> None:
-    """Training pipelines (the shuffled ones) get the crops or the mixing."""
+    """Training pipelines (the shuffled ones) get the candidate's change of each batch."""
     import fruitclf
 
     to_tf_dataset = fruitclf.ImageFolderDataset.to_tf_dataset
 
     def training_pipeline(self: Any, *args: Any, **kwargs: Any) -> Any:
         base = to_tf_dataset(self, *args, **kwargs)
-        if not kwargs.get("shuffle") or Active.name not in (
-                "mixup", "cutmix", "crops", "photometric", "consistency"):
+        change = BATCH_CHANGES.get(Active.name)
+        if not kwargs.get("shuffle") or change is None:
             return base
         classes = len(self.class_names)
-        if Active.name == "crops":
-            ds = base.map(lambda x, y: (_crops(x), y))
-        elif Active.name == "photometric":
-            ds = base.map(lambda x, y: (_photometric(x), y))
-        elif Active.name == "consistency":
-            ds = base.map(lambda x, y: _twice(x, y, classes))
-        else:
-            ds = base.map(lambda x, y: _mix(x, y, classes))
-        ds = ds.prefetch(2)
+        ds = base.map(lambda x, y: change(x, y, classes)).prefetch(2)
         for name in ("_fruitclf_epoch", "_fruitclf_images"):  # the Trainer reads these
             if hasattr(base, name):
                 setattr(ds, name, getattr(base, name))
